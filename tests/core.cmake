@@ -1,0 +1,2 @@
+# foundation: RNG, config, MLP core, CLI
+flame_add_test(NAME test_rng SOURCES test_rng.c LABELS unit)
