@@ -1,2 +1,3 @@
 # foundation: RNG, config, MLP core, CLI
 flame_add_test(NAME test_rng SOURCES test_rng.c LABELS unit)
+flame_add_test(NAME test_mlp SOURCES test_mlp.c LABELS unit)
