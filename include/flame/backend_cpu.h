@@ -1,0 +1,37 @@
+/*
+ * backend_cpu.h: CPU-backend-only access for verification: read-only views of the intermediate
+ * quantities of the last update (TD targets, noisy actions, weights, ...) and a fixed analytic
+ * critic mode in which a user function replaces both online and target critics (used to check that
+ * the Q-reweighted objective converges to exp(Q/alpha) without critic learning).
+ *
+ * defines: CpuDebugView backend_cpu_debug backend_cpu_set_analytic_critic AnalyticQ
+ */
+#ifndef FLAME_BACKEND_CPU_H
+#define FLAME_BACKEND_CPU_H
+
+#include "flame/backend.h"
+#include "flame/noise.h"
+
+typedef struct {
+    int B, S, D, K, Np;
+    const float *obs, *act, *rew, *next_obs, *done; /* the minibatch */
+    const float *y;                                  /* TD targets (B) */
+    const float *ent;                                /* H(s') (B) */
+    const float *next_a;                             /* a' (B x D) */
+    const float *x, *r, *t;                          /* noisy actions (B x D), times (B) */
+    const float *w;                                  /* candidate weights (B x K) */
+    const float *vbar;                               /* weighted tangent (B x D) */
+    const UpdateNoise *noise;                        /* the update's draws */
+    const AgentState *state;
+} CpuDebugView;
+
+void backend_cpu_debug(Backend *b, CpuDebugView *v);
+
+/* q(s, a) for `rows` rows (S and D from the backend); writes rows values. */
+typedef void (*AnalyticQ)(const float *s, const float *a, int rows, int S, int D, float *q,
+                          void *ctx);
+
+/* Replaces both critics (online and target) by q; NULL restores the networks. */
+void backend_cpu_set_analytic_critic(Backend *b, AnalyticQ q, void *ctx);
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * update.c: the order of one update, written once for every backend (flame-algorithm.md §9).
+ *
+ *   1-4  critic_target: a' from best-of-N particles, H(s'), y = s r + gamma (1-d)(min Q'(s',a') -/+ alpha H)
+ *   5    critic_step:   twin-critic gradient and Adam step #1
+ *   6-7  qweight:       posterior candidates scored by the critics (after step #1 in the reference
+ *                       FLAME-M code, before it otherwise), softmax weights, v-bar
+ *   8,11 policy_step:   actor gradient and Adam step (every policy_delay updates)
+ *   10   critic_step:   re-apply the same critic gradient (FLAME-M reference quirk)
+ *   9,12 alpha_step:    temperature step (every alpha.delay updates)
+ *   13   polyak:        target critics and EMA policy (every target_delay updates)
+ * The actor gradient is computed only on updates that apply it: it has no other effect.
+ */
+#include "flame/update.h"
+
+#include "flame/params.h"
+
+UpdateCtx update_context(const FlameConfig *cfg, const AgentCounters *c) {
+    UpdateCtx u;
+    u.n = c->updates;
+    u.do_actor = u.n % cfg->update.policy_delay == 0;
+    u.do_alpha = cfg->alpha.learn && u.n % cfg->alpha.delay == 0;
+    u.do_target = u.n % cfg->update.target_delay == 0;
+    u.actor_lr = adam_lr_linear(cfg->optim.actor_lr, cfg->optim.actor_lr_end,
+                                cfg->optim.actor_lr_decay_begin, cfg->optim.actor_lr_decay_end,
+                                c->actor_steps);
+    return u;
+}
+
+void update_step(const BackendOps *ops, Backend *b) {
+    BackendBase *base = backend_base(b);
+    const FlameConfig *cfg = base->cfg;
+    AgentCounters *c = &base->counters;
+    UpdateCtx u = update_context(cfg, c);
+
+    ops->replay_sample(b, &u);
+    ops->critic_target(b, &u);
+    if (cfg->quirks.weights_after_critic_step == TRI_YES) {
+        ops->critic_step(b, &u, CRITIC_GRAD_AND_STEP);
+        c->critic_steps++;
+        ops->qweight(b, &u);
+    } else {
+        ops->qweight(b, &u);
+        ops->critic_step(b, &u, CRITIC_GRAD_AND_STEP);
+        c->critic_steps++;
+    }
+    if (u.do_actor) {
+        ops->policy_step(b, &u);
+        c->actor_steps++;
+    }
+    if (cfg->quirks.critic_double_step == TRI_YES) {
+        ops->critic_step(b, &u, CRITIC_REAPPLY);
+        c->critic_steps++;
+    }
+    if (u.do_alpha) {
+        ops->alpha_step(b, &u);
+        c->alpha_steps++;
+    }
+    if (u.do_target) {
+        ops->polyak(b, &u);
+    }
+    if (ops->end_update) {
+        ops->end_update(b, &u);
+    }
+    c->updates++;
+}

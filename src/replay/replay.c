@@ -1,0 +1,65 @@
+/* replay.c: the host replay ring buffer (see include/flame/replay.h). */
+#include "flame/replay.h"
+
+#include <string.h>
+
+#include "flame/check.h"
+
+void replay_init(Replay *r, int64_t capacity, int obs_dim, int act_dim) {
+    memset(r, 0, sizeof *r);
+    FLAME_CHECK(capacity > 0, "replay capacity must be positive");
+    r->capacity = capacity;
+    r->obs_dim = obs_dim;
+    r->act_dim = act_dim;
+    size_t c = (size_t)capacity;
+    r->obs = flame_malloc(c * (size_t)obs_dim * sizeof(float));
+    r->next_obs = flame_malloc(c * (size_t)obs_dim * sizeof(float));
+    r->act = flame_malloc(c * (size_t)act_dim * sizeof(float));
+    r->rew = flame_malloc(c * sizeof(float));
+    r->done = flame_malloc(c);
+}
+
+void replay_free(Replay *r) {
+    flame_free(r->obs);
+    flame_free(r->next_obs);
+    flame_free(r->act);
+    flame_free(r->rew);
+    flame_free(r->done);
+    memset(r, 0, sizeof *r);
+}
+
+void replay_clear(Replay *r) {
+    r->size = 0;
+    r->head = 0;
+}
+
+void replay_push(Replay *r, const float *obs, const float *act, const float *rew,
+                 const float *next_obs, const uint8_t *done, int n) {
+    size_t S = (size_t)r->obs_dim, D = (size_t)r->act_dim;
+    for (int i = 0; i < n; i++) {
+        size_t h = (size_t)r->head;
+        memcpy(r->obs + h * S, obs + (size_t)i * S, S * sizeof(float));
+        memcpy(r->next_obs + h * S, next_obs + (size_t)i * S, S * sizeof(float));
+        memcpy(r->act + h * D, act + (size_t)i * D, D * sizeof(float));
+        r->rew[h] = rew[i];
+        r->done[h] = done[i] ? 1 : 0;
+        r->head = (r->head + 1) % r->capacity;
+        if (r->size < r->capacity) {
+            r->size++;
+        }
+    }
+}
+
+void replay_gather(const Replay *r, uint64_t seed, uint32_t step, int B, float *obs, float *act,
+                   float *rew, float *next_obs, float *done) {
+    FLAME_CHECK(r->size > 0, "sampling from an empty replay buffer");
+    size_t S = (size_t)r->obs_dim, D = (size_t)r->act_dim;
+    for (int b = 0; b < B; b++) {
+        size_t i = (size_t)replay_sample_index(seed, step, (uint32_t)b, r->size);
+        memcpy(obs + (size_t)b * S, r->obs + i * S, S * sizeof(float));
+        memcpy(next_obs + (size_t)b * S, r->next_obs + i * S, S * sizeof(float));
+        memcpy(act + (size_t)b * D, r->act + i * D, D * sizeof(float));
+        rew[b] = r->rew[i];
+        done[b] = r->done[i] ? 1.0f : 0.0f;
+    }
+}
