@@ -5,7 +5,8 @@
  *   1. the pool: envpool_step on num_envs envs with num_threads threads and uniform random agent
  *      actions (auto-reset and time limits included);
  *   2. the raw loop on one thread: one mjData, frame_skip x mj_step + one mj_rnePostConstraint per
- *      env step, uniform random ctrl, mj_resetData every max_episode_steps env steps;
+ *      env step, uniform random ctrl, mj_resetData every raw_reset_every env steps (the pool's
+ *      mean episode length, so both spend their time in similar states);
  *   3. the same raw loop on num_threads threads, each with its own mjData.
  * overhead = raw_threads_steps_per_s / pool_steps_per_s (1.0 means the pool costs nothing over
  * plain MuJoCo at the same thread count). Timing only; no assertion on speed anywhere.
@@ -25,6 +26,7 @@ extern "C" {
 typedef struct {
     char env_id[48];
     int num_envs, num_threads, frame_skip;
+    int raw_reset_every;            /* env steps between resets of the raw loop */
     double pool_steps_per_s;        /* env steps per second through the pool */
     double raw_steps_per_s_1t;      /* raw loop, one thread */
     double raw_steps_per_s_threads; /* raw loop, num_threads threads */

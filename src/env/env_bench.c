@@ -144,12 +144,17 @@ int env_bench_run(const char *env_id, int num_envs, int num_threads, double seco
     out->pool_episodes = episodes;
     out->pool_instabilities = envpool_instability_count(p);
 
-    /* 2 and 3. the raw loop on the same model */
+    /* 2 and 3. the raw loop on the same model, resetting as often as the pool's episodes ended
+       (falling envs spend their time in other states than standing ones) */
     const mjModel *m = env_model(envpool_env(p, 0));
-    out->raw_steps_per_s_1t = env_bench_raw_threads(m, out->frame_skip, spec->max_episode_steps, 1,
+    double mean_len = episodes ? (double)out->pool_steps / (double)episodes : 1e300;
+    int every = mean_len < (double)spec->max_episode_steps ? (int)(mean_len + 0.5)
+                                                           : spec->max_episode_steps;
+    out->raw_reset_every = every < 1 ? 1 : every;
+    out->raw_steps_per_s_1t = env_bench_raw_threads(m, out->frame_skip, out->raw_reset_every, 1,
                                                     seconds, &out->raw_steps_1t);
     out->raw_steps_per_s_threads = env_bench_raw_threads(
-        m, out->frame_skip, spec->max_episode_steps, num_threads, seconds, &out->raw_steps_threads);
+        m, out->frame_skip, out->raw_reset_every, num_threads, seconds, &out->raw_steps_threads);
     out->overhead = out->raw_steps_per_s_threads / out->pool_steps_per_s;
 
     flame_free(act);
@@ -164,8 +169,10 @@ int env_bench_run(const char *env_id, int num_envs, int num_threads, double seco
 void env_bench_print(FILE *f, const EnvBenchResult *r) {
     fprintf(f,
             "%-26s envs %4d threads %2d | pool %10.0f steps/s | raw 1 thread %10.0f steps/s | "
-            "raw %d threads %10.0f steps/s | overhead x%.3f | episodes %llu, unstable %llu\n",
+            "raw %d threads %10.0f steps/s | overhead x%.3f | episodes %llu, unstable %llu, raw "
+            "reset every %d\n",
             r->env_id, r->num_envs, r->num_threads, r->pool_steps_per_s, r->raw_steps_per_s_1t,
             r->num_threads, r->raw_steps_per_s_threads, r->overhead,
-            (unsigned long long)r->pool_episodes, (unsigned long long)r->pool_instabilities);
+            (unsigned long long)r->pool_episodes, (unsigned long long)r->pool_instabilities,
+            r->raw_reset_every);
 }

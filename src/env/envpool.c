@@ -19,7 +19,7 @@
 
 #include "flame/check.h"
 
-#define ENVPOOL_CHUNK 4
+#define ENVPOOL_CHUNK 1 /* one env per claim: an env step costs far more than the atomic */
 
 typedef enum { ENVPOOL_JOB_RESET, ENVPOOL_JOB_STEP } EnvPoolJob;
 
