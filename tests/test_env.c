@@ -24,6 +24,7 @@ typedef struct {
     int obs_v4, obs_v5, act_dim;
 } ModelFacts;
 
+/* clang-format off */
 static const ModelFacts facts[] = {
     {"HalfCheetah", 0.01, 5, 9, 9, 6, 8, 9, 9, mjINT_EULER, -1, 1, {120, 90, 60, 120, 60, 30},
      14.0, 17, 17, 6},
@@ -43,6 +44,7 @@ static const ModelFacts facts[] = {
     {"Pusher", 0.01, 5, 11, 11, 7, 13, 21, 20, mjINT_EULER, -2, 2, {1, 1, 1, 1, 1, 1, 1}, 13.67,
      23, 23, 7},
 };
+/* clang-format on */
 
 static const ModelFacts *facts_of(const char *family) {
     for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++) {
@@ -61,8 +63,9 @@ static Env *make_env(const char *id, mjModel **m) {
 }
 
 FLAME_TEST(registry_has_every_id) {
-    const char *fams[] = {"HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Swimmer",
-                          "InvertedPendulum", "InvertedDoublePendulum", "Reacher", "Pusher"};
+    const char *fams[] = {"HalfCheetah", "Hopper",  "Walker2d",         "Ant",
+                          "Humanoid",    "Swimmer", "InvertedPendulum", "InvertedDoublePendulum",
+                          "Reacher",     "Pusher"};
     EXPECT(env_spec_count() == 20);
     for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++) {
         for (int v = 4; v <= 5; v++) {

@@ -11,13 +11,13 @@
  *   - obs and reward: 1e-6 + 1e-6 |ref|, terminated exact; the reward's control cost is summed in
  *     float32 by Gymnasium (about 1e-7 relative), well inside that;
  *   - Humanoid: its PGS solver (50 iterations, not converged) makes the contact solution depend on
- *     the solver's arithmetic, which differs between MuJoCo 2.2.2 and 3.3.5, so the blocks are split:
- *       qpos part and cinert (kinematics of the post-step qpos / lagged substep):   1e-6 + 1e-6|ref|
- *       qvel and cvel (velocities, moved by contact impulses):                        1e-2 absolute
- *       qfrc_actuator (gear x ctrl, clamped; independent of contacts):               1e-6 + 1e-6|ref|
- *       cfrc_ext (contact forces themselves, up to ~1e3):                            2 + 1e-2|ref|
- *       reward (forward term uses the lagged COM; v5 contact cost from cfrc_ext):    1e-2 + 1e-3|ref|
- *     and terminated exactly (height of the root, a qpos element). The loose entries are what
+ *     the solver's arithmetic, which differs between MuJoCo 2.2.2 and 3.3.5, so the blocks are
+ * split: qpos part and cinert (kinematics of the post-step qpos / lagged substep):   1e-6 +
+ * 1e-6|ref| qvel and cvel (velocities, moved by contact impulses):                        1e-2
+ * absolute qfrc_actuator (gear x ctrl, clamped; independent of contacts):               1e-6 +
+ * 1e-6|ref| cfrc_ext (contact forces themselves, up to ~1e3):                            2 +
+ * 1e-2|ref| reward (forward term uses the lagged COM; v5 contact cost from cfrc_ext):    1e-2 +
+ * 1e-3|ref| and terminated exactly (height of the root, a qpos element). The loose entries are what
  *     gym-envs.md 4.3 asks for a reference from any MuJoCo 3.x; with this file (3.3.5, below the
  *     3.3.6 warm-start change, and mj_resetData before set_state on both sides) Humanoid agrees to
  *     round-off in every block, as every other env does.
@@ -156,7 +156,8 @@ static void golden_check_id(const EnvSpec *s) {
                        place, 3.x leaves qpos as written; reset states carry an unnormalised
                        quaternion (noise is added per component), so compare with it normalised */
                     double *qt = ref_set + 1; /* obs = qpos[2:], quaternion at qpos[3:7] */
-                    double nrm = sqrt(qt[0] * qt[0] + qt[1] * qt[1] + qt[2] * qt[2] + qt[3] * qt[3]);
+                    double nrm =
+                        sqrt(qt[0] * qt[0] + qt[1] * qt[1] + qt[2] * qt[2] + qt[3] * qt[3]);
                     for (int k = 0; k < 4; k++) {
                         qt[k] /= nrm;
                     }

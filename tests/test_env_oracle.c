@@ -26,16 +26,26 @@ static const char *oracle_dir = NULL;
 /* Gymnasium's asset file for an id */
 static const char *oracle_asset(const EnvSpec *s) {
     const char *fam = s->family;
-    if (!strcmp(fam, "HalfCheetah")) return "half_cheetah.xml";
-    if (!strcmp(fam, "Hopper")) return "hopper.xml";
-    if (!strcmp(fam, "Walker2d")) return s->version == 4 ? "walker2d.xml" : "walker2d_v5.xml";
-    if (!strcmp(fam, "Ant")) return "ant.xml";
-    if (!strcmp(fam, "Humanoid")) return "humanoid.xml";
-    if (!strcmp(fam, "Swimmer")) return "swimmer.xml";
-    if (!strcmp(fam, "InvertedPendulum")) return "inverted_pendulum.xml";
-    if (!strcmp(fam, "InvertedDoublePendulum")) return "inverted_double_pendulum.xml";
-    if (!strcmp(fam, "Reacher")) return "reacher.xml";
-    if (!strcmp(fam, "Pusher")) return s->version == 4 ? "pusher.xml" : "pusher_v5.xml";
+    if (!strcmp(fam, "HalfCheetah"))
+        return "half_cheetah.xml";
+    if (!strcmp(fam, "Hopper"))
+        return "hopper.xml";
+    if (!strcmp(fam, "Walker2d"))
+        return s->version == 4 ? "walker2d.xml" : "walker2d_v5.xml";
+    if (!strcmp(fam, "Ant"))
+        return "ant.xml";
+    if (!strcmp(fam, "Humanoid"))
+        return "humanoid.xml";
+    if (!strcmp(fam, "Swimmer"))
+        return "swimmer.xml";
+    if (!strcmp(fam, "InvertedPendulum"))
+        return "inverted_pendulum.xml";
+    if (!strcmp(fam, "InvertedDoublePendulum"))
+        return "inverted_double_pendulum.xml";
+    if (!strcmp(fam, "Reacher"))
+        return "reacher.xml";
+    if (!strcmp(fam, "Pusher"))
+        return s->version == 4 ? "pusher.xml" : "pusher_v5.xml";
     return NULL;
 }
 
@@ -60,10 +70,10 @@ static int ends_with(const char *s, const char *p) {
 
 /* physics arrays: by prefix, minus visual-only and user fields */
 static int oracle_compared(const char *name) {
-    static const char *prefixes[] = {"qpos0",  "qpos_spring", "body_",   "jnt_",   "dof_",
-                                     "geom_",  "site_",       "actuator_", "tendon_", "wrap_"};
-    static const char *skip[] = {"geom_rgba",   "geom_matid",  "geom_group", "site_rgba",
-                                 "site_matid",  "site_group",  "tendon_rgba", "tendon_matid",
+    static const char *prefixes[] = {"qpos0", "qpos_spring", "body_",     "jnt_",    "dof_",
+                                     "geom_", "site_",       "actuator_", "tendon_", "wrap_"};
+    static const char *skip[] = {"geom_rgba",    "geom_matid",  "geom_group",  "site_rgba",
+                                 "site_matid",   "site_group",  "tendon_rgba", "tendon_matid",
                                  "tendon_group", "tendon_width"};
     int hit = 0;
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
@@ -105,10 +115,10 @@ static int oracle_cmp_array(const char *id, const char *name, const char *type, 
 
 static int oracle_cmp_models(const char *id, const mjModel *a, const mjModel *b) {
     int bad = 0;
-    const int sizes_a[] = {a->nq, a->nv, a->nu, a->na, a->nbody, a->njnt, a->ngeom, a->nsite,
-                           a->ntendon, a->nwrap, a->neq};
-    const int sizes_b[] = {b->nq, b->nv, b->nu, b->na, b->nbody, b->njnt, b->ngeom, b->nsite,
-                           b->ntendon, b->nwrap, b->neq};
+    const int sizes_a[] = {a->nq,    a->nv,    a->nu,      a->na,    a->nbody, a->njnt,
+                           a->ngeom, a->nsite, a->ntendon, a->nwrap, a->neq};
+    const int sizes_b[] = {b->nq,    b->nv,    b->nu,      b->na,    b->nbody, b->njnt,
+                           b->ngeom, b->nsite, b->ntendon, b->nwrap, b->neq};
     if (memcmp(sizes_a, sizes_b, sizeof sizes_a) != 0) {
         fprintf(stderr, "  FAIL [%s] model sizes differ\n", id);
         return 1;
@@ -120,12 +130,12 @@ static int oracle_cmp_models(const char *id, const mjModel *a, const mjModel *b)
     }
     MJMODEL_POINTERS_PREAMBLE(a)
 #define X(type, name, n0, n1)                                                                      \
-    bad += oracle_cmp_array(id, #name, #type, a->name, b->name, (long)a->n0 * (long)(n1),         \
+    bad += oracle_cmp_array(id, #name, #type, a->name, b->name, (long)a->n0 * (long)(n1),          \
                             (long)b->n0 * (long)(n1), sizeof(type));
     MJMODEL_POINTERS
 #undef X
-    /* the preamble declares every size; not all appear in the arrays */
-    (void)nq;
+        /* the preamble declares every size; not all appear in the arrays */
+        (void) nq;
     (void)nv;
     (void)na;
     (void)nu;
@@ -194,8 +204,9 @@ FLAME_TEST(dynamics_match_50_steps) {
             EXPECT_CLOSE_DQ("obs after set_state", oa, ob, S, 1e-6, 1e-6);
             for (uint32_t t = 0; t < 50; t++) {
                 for (int j = 0; j < D; j++) {
-                    act[j] = 2.0f * rng_uniform(11, RNG_STREAM_TEST, ep * 1000 + t, 0, (uint32_t)j) -
-                             1.0f;
+                    act[j] =
+                        2.0f * rng_uniform(11, RNG_STREAM_TEST, ep * 1000 + t, 0, (uint32_t)j) -
+                        1.0f;
                 }
                 EnvStepInfo ia, ib;
                 env_step(a, act, oa, &ia);

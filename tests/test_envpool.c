@@ -59,9 +59,11 @@ static void trace_free(Trace *t) {
 
 static EnvPoolStep trace_row(Trace *t, int k) {
     size_t o = (size_t)k * t->N;
-    EnvPoolStep s = {t->obs + o * t->S, t->final_obs + o * t->S, t->reward + o, t->term + o,
-                     t->trunc + o, t->unst + o, t->ret + o, t->len + o, t->qpos + o * t->nq,
-                     t->qvel + o * t->nv};
+    EnvPoolStep s = {t->obs + o * t->S,   t->final_obs + o * t->S,
+                     t->reward + o,       t->term + o,
+                     t->trunc + o,        t->unst + o,
+                     t->ret + o,          t->len + o,
+                     t->qpos + o * t->nq, t->qvel + o * t->nv};
     return s;
 }
 
@@ -72,9 +74,9 @@ static int trace_equal(const Trace *a, const Trace *b) {
            !memcmp(a->reward, b->reward, NT * sizeof(double)) &&
            !memcmp(a->ret, b->ret, NT * sizeof(double)) &&
            !memcmp(a->qpos, b->qpos, NT * a->nq * sizeof(double)) &&
-           !memcmp(a->qvel, b->qvel, NT * a->nv * sizeof(double)) && !memcmp(a->term, b->term, NT) &&
-           !memcmp(a->trunc, b->trunc, NT) && !memcmp(a->unst, b->unst, NT) &&
-           !memcmp(a->len, b->len, NT * sizeof(int));
+           !memcmp(a->qvel, b->qvel, NT * a->nv * sizeof(double)) &&
+           !memcmp(a->term, b->term, NT) && !memcmp(a->trunc, b->trunc, NT) &&
+           !memcmp(a->unst, b->unst, NT) && !memcmp(a->len, b->len, NT * sizeof(int));
 }
 
 /* agent actions for batch step k: uniform in [-1, 1] */
@@ -158,8 +160,9 @@ FLAME_TEST(auto_reset_keeps_the_true_final_observation) {
         mismatches += memcmp(o, t.obs + (size_t)i * S, S * sizeof(double)) != 0;
         for (int k = 1; k <= T; k++) {
             for (int j = 0; j < 3; j++) {
-                act[j] = 2.0f * rng_uniform(3, RNG_STREAM_TEST, (uint32_t)k, (uint32_t)i,
-                                            (uint32_t)j) - 1.0f;
+                act[j] =
+                    2.0f * rng_uniform(3, RNG_STREAM_TEST, (uint32_t)k, (uint32_t)i, (uint32_t)j) -
+                    1.0f;
             }
             EnvStepInfo info;
             env_step(e, act, o, &info);

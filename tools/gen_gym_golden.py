@@ -25,7 +25,7 @@ Usage (the versions matter: MuJoCo >= 3.3.6 moved the warm-start update and >= 3
 margins, both change the physics; use a 3.3.x release below 3.3.6):
     pip install "gymnasium[mujoco]" mujoco==3.3.5 h5py
     python tools/gen_gym_golden.py --out tests/data/gym_golden.h5
-Gymnasium refuses Pusher-v4 on mujoco >= 3, so that id is recorded by a second run under mujoco 2.3.x:
+Gymnasium refuses Pusher-v4 on mujoco >= 3, so a second run under mujoco 2.3.x records that id:
     pip install "gymnasium[mujoco]" mujoco==2.3.7 h5py      (in another virtual environment)
     python tools/gen_gym_golden.py --out tests/data/gym_golden.h5 --ids Pusher-v4 --append
 """
@@ -53,7 +53,7 @@ FORMAT_VERSION = 1
 
 
 def rollout_states(env, limit, steps, seed):
-    """Random-action rollout; returns lists of qpos, qvel, action and whether that step terminated."""
+    """Random-action rollout: lists of qpos, qvel, action and whether each step terminated."""
     qpos, qvel, acts, terms = [], [], [], []
     env.action_space.seed(seed)
     env.reset(seed=seed)
@@ -76,7 +76,9 @@ def pick_states(terms, n_states, rng):
     """Indices: up to a quarter at terminating steps, the rest spread evenly, always index 0."""
     term_idx = [i for i, t in enumerate(terms) if t]
     n_term = min(len(term_idx), n_states // 4)
-    chosen_term = sorted(rng.choice(term_idx, size=n_term, replace=False).tolist()) if n_term else []
+    chosen_term = []
+    if n_term:
+        chosen_term = sorted(rng.choice(term_idx, size=n_term, replace=False).tolist())
     rest = [i for i in range(len(terms)) if i not in set(chosen_term)]
     n_rest = n_states - n_term
     spread = [rest[int(round(k * (len(rest) - 1) / max(n_rest - 1, 1)))] for k in range(n_rest)]
@@ -128,8 +130,8 @@ def record(env_id, n_states, n_obs_set, seed):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="tests/data/gym_golden.h5")
-    ap.add_argument("--ids", nargs="*", default=None, help="env ids (default: all but Pusher-v4 "
-                    "under mujoco >= 3, all under mujoco 2.x)")
+    ap.add_argument("--ids", nargs="*", default=None,
+                    help="env ids (default: all, less Pusher-v4 under mujoco >= 3)")
     ap.add_argument("--states", type=int, default=24, help="states per id (Humanoid: 2/3 of it)")
     ap.add_argument("--obs-set", type=int, default=4, help="states whose set_state obs is kept")
     ap.add_argument("--seed", type=int, default=1234)

@@ -33,8 +33,8 @@ extern "C" {
 
 typedef struct EnvPool EnvPool;
 
-/* Loads the model (embedded when model_xml is NULL or ""), creates num_envs envs and num_threads - 1
-   worker threads (num_threads >= 1; the caller resolves "auto"). env_index_offset separates e.g.
+/* Loads the model (embedded when model_xml is NULL or ""), creates num_envs envs and num_threads -
+   1 worker threads (num_threads >= 1; the caller resolves "auto"). env_index_offset separates e.g.
    eval pools from train pools (it shifts the RNG row of every env). Returns FLAME_OK, or
    FLAME_EINPUT with a message (bad spec, model, or sizes); *out is NULL on failure. */
 int envpool_create(const EnvSpec *spec, const char *model_xml, int num_envs, int num_threads,
@@ -58,16 +58,16 @@ void envpool_reset(EnvPool *p, double *obs);
    qpos_before, qvel_before. episode_return/episode_length hold the finished episode's values
    where terminated|truncated, and the running values elsewhere. */
 typedef struct {
-    double *obs;                /* (N, S) next observation (after auto-reset where done) */
-    double *final_obs;          /* (N, S) observation reached by this step (== obs unless done) */
-    double *reward;             /* (N) */
-    uint8_t *terminated;        /* (N) */
-    uint8_t *truncated;         /* (N) time limit or instability */
-    uint8_t *unstable;          /* (N) MuJoCo instability; implies truncated */
-    double *episode_return;     /* (N) */
-    int *episode_length;        /* (N) */
-    double *qpos_before;        /* (N, nq) state before the step */
-    double *qvel_before;        /* (N, nv) */
+    double *obs;            /* (N, S) next observation (after auto-reset where done) */
+    double *final_obs;      /* (N, S) observation reached by this step (== obs unless done) */
+    double *reward;         /* (N) */
+    uint8_t *terminated;    /* (N) */
+    uint8_t *truncated;     /* (N) time limit or instability */
+    uint8_t *unstable;      /* (N) MuJoCo instability; implies truncated */
+    double *episode_return; /* (N) */
+    int *episode_length;    /* (N) */
+    double *qpos_before;    /* (N, nq) state before the step */
+    double *qvel_before;    /* (N, nv) */
 } EnvPoolStep;
 
 /* Steps every env with its agent action (N x act_dim floats in [-1, 1]; not clipped). */

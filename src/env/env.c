@@ -5,9 +5,9 @@
  * file system, or a user file) with validation, and per-family observation, reward, termination and
  * reset noise. What is not: time limits, auto-reset and threads (envpool.c).
  *
- * Invariants: the mjModel is never written; quantities Gymnasium reads from kinematics (xpos, xipos,
- * site_xpos, cinert, cvel, cfrc_ext, qfrc_constraint, qfrc_actuator) are read straight from mjData
- * after the step, never recomputed (they lag qpos by one substep, as in Gymnasium).
+ * Invariants: the mjModel is never written; quantities Gymnasium reads from kinematics (xpos,
+ * xipos, site_xpos, cinert, cvel, cfrc_ext, qfrc_constraint, qfrc_actuator) are read straight from
+ * mjData after the step, never recomputed (they lag qpos by one substep, as in Gymnasium).
  */
 #include "flame/env.h"
 
@@ -87,8 +87,8 @@ static const EnvSpec env_specs[] = {
     {"InvertedPendulum-v5", "InvertedPendulum", 5, "inverted_pendulum.xml", 4, 1, 1000, 950.0},
     {"InvertedDoublePendulum-v4", "InvertedDoublePendulum", 4, "inverted_double_pendulum.xml", 11,
      1, 1000, 9100.0},
-    {"InvertedDoublePendulum-v5", "InvertedDoublePendulum", 5, "inverted_double_pendulum.xml", 9,
-     1, 1000, 9100.0},
+    {"InvertedDoublePendulum-v5", "InvertedDoublePendulum", 5, "inverted_double_pendulum.xml", 9, 1,
+     1000, 9100.0},
     {"Reacher-v4", "Reacher", 4, "reacher.xml", 11, 2, 50, -3.75},
     {"Reacher-v5", "Reacher", 5, "reacher.xml", 10, 2, 50, -3.75},
     {"Pusher-v4", "Pusher", 4, "pusher_v4.xml", 23, 7, 100, 0.0},
@@ -258,8 +258,9 @@ int env_model_load(const EnvSpec *spec, const char *model_xml, mjModel **out) {
     }
     if (bad) {
         mj_deleteModel(m);
-        return flame_errorf(FLAME_EINPUT, "%s: model '%s' does not fit this env: %s = %d, expected %d",
-                            spec->id, what, bad, got, want);
+        return flame_errorf(FLAME_EINPUT,
+                            "%s: model '%s' does not fit this env: %s = %d, expected %d", spec->id,
+                            what, bad, got, want);
     }
     const char *bodies[3] = {F->body_a, F->body_b, F->body_c};
     for (int k = 0; k < 3; k++) {
@@ -295,10 +296,10 @@ struct Env {
     mjData *d;
     int fam;
     int frame_skip;
-    double dt;     /* timestep * frame_skip */
+    double dt; /* timestep * frame_skip */
     int body_a, body_b, body_c, site;
-    double mass_total; /* Humanoid: sum of body masses */
-    double *ctrl;      /* (nu) scratch for env_step */
+    double mass_total;     /* Humanoid: sum of body masses */
+    double *ctrl;          /* (nu) scratch for env_step */
     double *center, *half; /* (nu) ctrlrange center and half width */
 };
 
@@ -416,74 +417,74 @@ static void env_obs(const Env *e, double *obs) {
     const int v5 = e->spec->version >= 5;
     double *o = obs;
     switch (e->fam) {
-    case FAM_HALF_CHEETAH:
-        o = env_put_raw(o, d->qpos + 1, 8);
-        o = env_put_raw(o, d->qvel, 9);
-        break;
-    case FAM_HOPPER:
-        o = env_put_raw(o, d->qpos + 1, 5);
-        o = env_put(o, d->qvel, 6, -10, 10);
-        break;
-    case FAM_WALKER2D:
-        o = env_put_raw(o, d->qpos + 1, 8);
-        o = env_put(o, d->qvel, 9, -10, 10);
-        break;
-    case FAM_ANT:
-        o = env_put_raw(o, d->qpos + 2, 13);
-        o = env_put_raw(o, d->qvel, 14);
-        if (v5) { /* clipped contact forces of bodies 1..13 */
-            o = env_put(o, d->cfrc_ext + 6, 6 * (m->nbody - 1), -1, 1);
+        case FAM_HALF_CHEETAH:
+            o = env_put_raw(o, d->qpos + 1, 8);
+            o = env_put_raw(o, d->qvel, 9);
+            break;
+        case FAM_HOPPER:
+            o = env_put_raw(o, d->qpos + 1, 5);
+            o = env_put(o, d->qvel, 6, -10, 10);
+            break;
+        case FAM_WALKER2D:
+            o = env_put_raw(o, d->qpos + 1, 8);
+            o = env_put(o, d->qvel, 9, -10, 10);
+            break;
+        case FAM_ANT:
+            o = env_put_raw(o, d->qpos + 2, 13);
+            o = env_put_raw(o, d->qvel, 14);
+            if (v5) { /* clipped contact forces of bodies 1..13 */
+                o = env_put(o, d->cfrc_ext + 6, 6 * (m->nbody - 1), -1, 1);
+            }
+            break;
+        case FAM_HUMANOID: {
+            const int skip = v5 ? 1 : 0; /* v5 drops the world body and the root dofs */
+            o = env_put_raw(o, d->qpos + 2, 22);
+            o = env_put_raw(o, d->qvel, 23);
+            o = env_put_raw(o, d->cinert + 10 * skip, 10 * (m->nbody - skip));
+            o = env_put_raw(o, d->cvel + 6 * skip, 6 * (m->nbody - skip));
+            o = env_put_raw(o, d->qfrc_actuator + 6 * skip, m->nv - 6 * skip);
+            o = env_put_raw(o, d->cfrc_ext + 6 * skip, 6 * (m->nbody - skip));
+            break;
         }
-        break;
-    case FAM_HUMANOID: {
-        const int skip = v5 ? 1 : 0; /* v5 drops the world body and the root dofs */
-        o = env_put_raw(o, d->qpos + 2, 22);
-        o = env_put_raw(o, d->qvel, 23);
-        o = env_put_raw(o, d->cinert + 10 * skip, 10 * (m->nbody - skip));
-        o = env_put_raw(o, d->cvel + 6 * skip, 6 * (m->nbody - skip));
-        o = env_put_raw(o, d->qfrc_actuator + 6 * skip, m->nv - 6 * skip);
-        o = env_put_raw(o, d->cfrc_ext + 6 * skip, 6 * (m->nbody - skip));
-        break;
-    }
-    case FAM_SWIMMER:
-        o = env_put_raw(o, d->qpos + 2, 3);
-        o = env_put_raw(o, d->qvel, 5);
-        break;
-    case FAM_INVERTED_PENDULUM:
-        o = env_put_raw(o, d->qpos, 2);
-        o = env_put_raw(o, d->qvel, 2);
-        break;
-    case FAM_INVERTED_DOUBLE_PENDULUM:
-        *o++ = d->qpos[0];
-        *o++ = sin(d->qpos[1]);
-        *o++ = sin(d->qpos[2]);
-        *o++ = cos(d->qpos[1]);
-        *o++ = cos(d->qpos[2]);
-        o = env_put(o, d->qvel, 3, -10, 10);
-        o = env_put(o, d->qfrc_constraint, v5 ? 1 : 3, -10, 10);
-        break;
-    case FAM_REACHER: {
-        *o++ = cos(d->qpos[0]);
-        *o++ = cos(d->qpos[1]);
-        *o++ = sin(d->qpos[0]);
-        *o++ = sin(d->qpos[1]);
-        o = env_put_raw(o, d->qpos + 2, 2);
-        o = env_put_raw(o, d->qvel, 2);
-        const double *f = d->xpos + 3 * e->body_a, *t = d->xpos + 3 * e->body_b;
-        for (int k = 0; k < (v5 ? 2 : 3); k++) {
-            *o++ = f[k] - t[k];
+        case FAM_SWIMMER:
+            o = env_put_raw(o, d->qpos + 2, 3);
+            o = env_put_raw(o, d->qvel, 5);
+            break;
+        case FAM_INVERTED_PENDULUM:
+            o = env_put_raw(o, d->qpos, 2);
+            o = env_put_raw(o, d->qvel, 2);
+            break;
+        case FAM_INVERTED_DOUBLE_PENDULUM:
+            *o++ = d->qpos[0];
+            *o++ = sin(d->qpos[1]);
+            *o++ = sin(d->qpos[2]);
+            *o++ = cos(d->qpos[1]);
+            *o++ = cos(d->qpos[2]);
+            o = env_put(o, d->qvel, 3, -10, 10);
+            o = env_put(o, d->qfrc_constraint, v5 ? 1 : 3, -10, 10);
+            break;
+        case FAM_REACHER: {
+            *o++ = cos(d->qpos[0]);
+            *o++ = cos(d->qpos[1]);
+            *o++ = sin(d->qpos[0]);
+            *o++ = sin(d->qpos[1]);
+            o = env_put_raw(o, d->qpos + 2, 2);
+            o = env_put_raw(o, d->qvel, 2);
+            const double *f = d->xpos + 3 * e->body_a, *t = d->xpos + 3 * e->body_b;
+            for (int k = 0; k < (v5 ? 2 : 3); k++) {
+                *o++ = f[k] - t[k];
+            }
+            break;
         }
-        break;
-    }
-    case FAM_PUSHER:
-        o = env_put_raw(o, d->qpos, 7);
-        o = env_put_raw(o, d->qvel, 7);
-        o = env_put_raw(o, d->xpos + 3 * e->body_a, 3);
-        o = env_put_raw(o, d->xpos + 3 * e->body_b, 3);
-        o = env_put_raw(o, d->xpos + 3 * e->body_c, 3);
-        break;
-    default:
-        FLAME_CHECK(0, "unhandled family %d", e->fam);
+        case FAM_PUSHER:
+            o = env_put_raw(o, d->qpos, 7);
+            o = env_put_raw(o, d->qvel, 7);
+            o = env_put_raw(o, d->xpos + 3 * e->body_a, 3);
+            o = env_put_raw(o, d->xpos + 3 * e->body_b, 3);
+            o = env_put_raw(o, d->xpos + 3 * e->body_c, 3);
+            break;
+        default:
+            FLAME_CHECK(0, "unhandled family %d", e->fam);
     }
     FLAME_DCHECK(o - obs == e->spec->obs_dim, "%s: observation size %d, expected %d", e->spec->id,
                  (int)(o - obs), e->spec->obs_dim);
@@ -514,7 +515,7 @@ void env_reset(Env *e, uint64_t seed, uint32_t env_index, uint32_t episode, doub
     mjData *d = e->d;
     const EnvNoise z = {seed, env_index, episode};
     const uint32_t nq = (uint32_t)m->nq, nv = (uint32_t)m->nv;
-    const uint32_t qv0 = env_align4(nq);      /* first col of the qvel draws */
+    const uint32_t qv0 = env_align4(nq);        /* first col of the qvel draws */
     const uint32_t rej0 = env_align4(qv0 + nv); /* first col of rejection-sampling pairs */
     mj_resetData(m, d);
 
@@ -522,30 +523,30 @@ void env_reset(Env *e, uint64_t seed, uint32_t env_index, uint32_t episode, doub
     double sq = 0, sv = 0;
     int qvel_normal = 0;
     switch (e->fam) {
-    case FAM_HALF_CHEETAH:
-    case FAM_ANT:
-    case FAM_INVERTED_DOUBLE_PENDULUM:
-        sq = 0.1, sv = 0.1, qvel_normal = 1;
-        break;
-    case FAM_HOPPER:
-    case FAM_WALKER2D:
-        sq = 5e-3, sv = 5e-3;
-        break;
-    case FAM_HUMANOID:
-    case FAM_INVERTED_PENDULUM:
-        sq = 0.01, sv = 0.01;
-        break;
-    case FAM_SWIMMER:
-        sq = 0.1, sv = 0.1;
-        break;
-    case FAM_REACHER:
-        sq = 0.1, sv = 0.005;
-        break;
-    case FAM_PUSHER:
-        sq = 0, sv = 0.005;
-        break;
-    default:
-        FLAME_CHECK(0, "unhandled family %d", e->fam);
+        case FAM_HALF_CHEETAH:
+        case FAM_ANT:
+        case FAM_INVERTED_DOUBLE_PENDULUM:
+            sq = 0.1, sv = 0.1, qvel_normal = 1;
+            break;
+        case FAM_HOPPER:
+        case FAM_WALKER2D:
+            sq = 5e-3, sv = 5e-3;
+            break;
+        case FAM_HUMANOID:
+        case FAM_INVERTED_PENDULUM:
+            sq = 0.01, sv = 0.01;
+            break;
+        case FAM_SWIMMER:
+            sq = 0.1, sv = 0.1;
+            break;
+        case FAM_REACHER:
+            sq = 0.1, sv = 0.005;
+            break;
+        case FAM_PUSHER:
+            sq = 0, sv = 0.005;
+            break;
+        default:
+            FLAME_CHECK(0, "unhandled family %d", e->fam);
     }
     if (sq > 0) {
         for (uint32_t i = 0; i < nq; i++) {
@@ -632,22 +633,22 @@ static int env_bad_count(const mjData *d) {
 static void env_before(const Env *e, double *b) {
     const mjData *d = e->d;
     switch (e->fam) {
-    case FAM_ANT:
-        b[0] = d->xpos[3 * e->body_a];
-        break;
-    case FAM_HUMANOID:
-        b[0] = env_com(e, 0);
-        break;
-    case FAM_REACHER:
-        b[0] = env_body_dist(e, e->body_a, e->body_b); /* fingertip - target */
-        break;
-    case FAM_PUSHER:
-        b[0] = env_body_dist(e, e->body_b, e->body_a); /* object - tips_arm */
-        b[1] = env_body_dist(e, e->body_b, e->body_c); /* object - goal */
-        break;
-    default:
-        b[0] = d->qpos[0];
-        break;
+        case FAM_ANT:
+            b[0] = d->xpos[3 * e->body_a];
+            break;
+        case FAM_HUMANOID:
+            b[0] = env_com(e, 0);
+            break;
+        case FAM_REACHER:
+            b[0] = env_body_dist(e, e->body_a, e->body_b); /* fingertip - target */
+            break;
+        case FAM_PUSHER:
+            b[0] = env_body_dist(e, e->body_b, e->body_a); /* object - tips_arm */
+            b[1] = env_body_dist(e, e->body_b, e->body_c); /* object - goal */
+            break;
+        default:
+            b[0] = d->qpos[0];
+            break;
     }
 }
 
@@ -669,84 +670,84 @@ static void env_reward(const Env *e, const double *ctrl, const double *b, EnvSte
     double r = 0;
     int term = 0;
     switch (e->fam) {
-    case FAM_HALF_CHEETAH:
-        r = (q[0] - b[0]) / e->dt - 0.1 * ctrl2;
-        break;
-    case FAM_SWIMMER:
-        r = (q[0] - b[0]) / e->dt - 1e-4 * ctrl2;
-        break;
-    case FAM_HOPPER: {
-        /* healthy: qpos[2:] and (unclipped) qvel in (-100, 100), z > 0.7, |angle| < 0.2 */
-        int healthy = q[1] > 0.7 && q[2] > -0.2 && q[2] < 0.2;
-        for (int i = 2; i < m->nq && healthy; i++) {
-            healthy = q[i] > -100.0 && q[i] < 100.0;
-        }
-        for (int i = 0; i < m->nv && healthy; i++) {
-            healthy = v[i] > -100.0 && v[i] < 100.0;
-        }
-        term = !healthy;
-        r = (q[0] - b[0]) / e->dt + ((v5 && !healthy) ? 0.0 : 1.0) - 1e-3 * ctrl2;
-        break;
-    }
-    case FAM_WALKER2D: {
-        int healthy = q[1] > 0.8 && q[1] < 2.0 && q[2] > -1.0 && q[2] < 1.0;
-        term = !healthy;
-        r = (q[0] - b[0]) / e->dt + ((v5 && !healthy) ? 0.0 : 1.0) - 1e-3 * ctrl2;
-        break;
-    }
-    case FAM_ANT: {
-        /* healthy: finite state and z in the closed interval [0.2, 1.0] */
-        int healthy = env_all_finite(q, m->nq) && env_all_finite(v, m->nv) && q[2] >= 0.2 &&
-                      q[2] <= 1.0;
-        term = !healthy;
-        double fwd = (d->xpos[3 * e->body_a] - b[0]) / e->dt;
-        r = fwd + ((v5 && !healthy) ? 0.0 : 1.0) - 0.5 * ctrl2;
-        if (v5) {
-            double c2 = 0;
-            for (int i = 0; i < 6 * m->nbody; i++) {
-                double c = env_clip(d->cfrc_ext[i], -1, 1);
-                c2 += c * c;
+        case FAM_HALF_CHEETAH:
+            r = (q[0] - b[0]) / e->dt - 0.1 * ctrl2;
+            break;
+        case FAM_SWIMMER:
+            r = (q[0] - b[0]) / e->dt - 1e-4 * ctrl2;
+            break;
+        case FAM_HOPPER: {
+            /* healthy: qpos[2:] and (unclipped) qvel in (-100, 100), z > 0.7, |angle| < 0.2 */
+            int healthy = q[1] > 0.7 && q[2] > -0.2 && q[2] < 0.2;
+            for (int i = 2; i < m->nq && healthy; i++) {
+                healthy = q[i] > -100.0 && q[i] < 100.0;
             }
-            r -= 5e-4 * c2;
+            for (int i = 0; i < m->nv && healthy; i++) {
+                healthy = v[i] > -100.0 && v[i] < 100.0;
+            }
+            term = !healthy;
+            r = (q[0] - b[0]) / e->dt + ((v5 && !healthy) ? 0.0 : 1.0) - 1e-3 * ctrl2;
+            break;
         }
-        break;
-    }
-    case FAM_HUMANOID: {
-        int healthy = q[2] > 1.0 && q[2] < 2.0;
-        term = !healthy;
-        double fwd = (env_com(e, 0) - b[0]) / e->dt;
-        r = 1.25 * fwd + ((v5 && !healthy) ? 0.0 : 5.0) - 0.1 * env_sumsq(d->ctrl, m->nu);
-        if (v5) {
-            double c = 5e-7 * env_sumsq(d->cfrc_ext, 6 * m->nbody);
-            r -= c < 10.0 ? c : 10.0;
+        case FAM_WALKER2D: {
+            int healthy = q[1] > 0.8 && q[1] < 2.0 && q[2] > -1.0 && q[2] < 1.0;
+            term = !healthy;
+            r = (q[0] - b[0]) / e->dt + ((v5 && !healthy) ? 0.0 : 1.0) - 1e-3 * ctrl2;
+            break;
         }
-        break;
-    }
-    case FAM_INVERTED_PENDULUM:
-        term = !(env_all_finite(q, 2) && env_all_finite(v, 2)) || fabs(q[1]) > 0.2;
-        r = (v5 && term) ? 0.0 : 1.0;
-        break;
-    case FAM_INVERTED_DOUBLE_PENDULUM: {
-        const double x = d->site_xpos[3 * e->site], y = d->site_xpos[3 * e->site + 2];
-        term = y <= 1.0;
-        double dist = 0.01 * x * x + (y - 2.0) * (y - 2.0);
-        double vel = 1e-3 * v[1] * v[1] + 5e-3 * v[2] * v[2];
-        r = ((v5 && term) ? 0.0 : 10.0) - dist - vel;
-        break;
-    }
-    case FAM_REACHER: {
-        double dist = v5 ? env_body_dist(e, e->body_a, e->body_b) : b[0];
-        r = -dist - ctrl2;
-        break;
-    }
-    case FAM_PUSHER: {
-        double near = v5 ? env_body_dist(e, e->body_b, e->body_a) : b[0];
-        double dist = v5 ? env_body_dist(e, e->body_b, e->body_c) : b[1];
-        r = -dist - 0.1 * ctrl2 - 0.5 * near;
-        break;
-    }
-    default:
-        FLAME_CHECK(0, "unhandled family %d", e->fam);
+        case FAM_ANT: {
+            /* healthy: finite state and z in the closed interval [0.2, 1.0] */
+            int healthy =
+                env_all_finite(q, m->nq) && env_all_finite(v, m->nv) && q[2] >= 0.2 && q[2] <= 1.0;
+            term = !healthy;
+            double fwd = (d->xpos[3 * e->body_a] - b[0]) / e->dt;
+            r = fwd + ((v5 && !healthy) ? 0.0 : 1.0) - 0.5 * ctrl2;
+            if (v5) {
+                double c2 = 0;
+                for (int i = 0; i < 6 * m->nbody; i++) {
+                    double c = env_clip(d->cfrc_ext[i], -1, 1);
+                    c2 += c * c;
+                }
+                r -= 5e-4 * c2;
+            }
+            break;
+        }
+        case FAM_HUMANOID: {
+            int healthy = q[2] > 1.0 && q[2] < 2.0;
+            term = !healthy;
+            double fwd = (env_com(e, 0) - b[0]) / e->dt;
+            r = 1.25 * fwd + ((v5 && !healthy) ? 0.0 : 5.0) - 0.1 * env_sumsq(d->ctrl, m->nu);
+            if (v5) {
+                double c = 5e-7 * env_sumsq(d->cfrc_ext, 6 * m->nbody);
+                r -= c < 10.0 ? c : 10.0;
+            }
+            break;
+        }
+        case FAM_INVERTED_PENDULUM:
+            term = !(env_all_finite(q, 2) && env_all_finite(v, 2)) || fabs(q[1]) > 0.2;
+            r = (v5 && term) ? 0.0 : 1.0;
+            break;
+        case FAM_INVERTED_DOUBLE_PENDULUM: {
+            const double x = d->site_xpos[3 * e->site], y = d->site_xpos[3 * e->site + 2];
+            term = y <= 1.0;
+            double dist = 0.01 * x * x + (y - 2.0) * (y - 2.0);
+            double vel = 1e-3 * v[1] * v[1] + 5e-3 * v[2] * v[2];
+            r = ((v5 && term) ? 0.0 : 10.0) - dist - vel;
+            break;
+        }
+        case FAM_REACHER: {
+            double dist = v5 ? env_body_dist(e, e->body_a, e->body_b) : b[0];
+            r = -dist - ctrl2;
+            break;
+        }
+        case FAM_PUSHER: {
+            double near = v5 ? env_body_dist(e, e->body_b, e->body_a) : b[0];
+            double dist = v5 ? env_body_dist(e, e->body_b, e->body_c) : b[1];
+            r = -dist - 0.1 * ctrl2 - 0.5 * near;
+            break;
+        }
+        default:
+            FLAME_CHECK(0, "unhandled family %d", e->fam);
     }
     info->reward = r;
     info->terminated = term;
@@ -802,8 +803,8 @@ void env_list_print(FILE *f) {
             double lo = m->actuator_ctrlrange[0], hi = m->actuator_ctrlrange[1];
             int uniform = 1;
             for (int a = 1; a < m->nu; a++) {
-                uniform &= m->actuator_ctrlrange[2 * a] == lo &&
-                           m->actuator_ctrlrange[2 * a + 1] == hi;
+                uniform &=
+                    m->actuator_ctrlrange[2 * a] == lo && m->actuator_ctrlrange[2 * a + 1] == hi;
             }
             if (uniform) {
                 snprintf(box, sizeof box, "[%g, %g]^%d", lo, hi, m->nu);

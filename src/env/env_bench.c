@@ -115,8 +115,8 @@ int env_bench_run(const char *env_id, int num_envs, int num_threads, double seco
     double *reward = flame_calloc((size_t)N, sizeof(double));
     uint8_t *flags = flame_calloc((size_t)N * 3, 1);
     float *act = flame_calloc((size_t)N * D, sizeof(float));
-    EnvPoolStep st = {obs, final_obs, reward, flags, flags + N, flags + 2 * N, NULL, NULL, NULL,
-                      NULL};
+    EnvPoolStep st = {obs,           final_obs, reward, flags, flags + N,
+                      flags + 2 * N, NULL,      NULL,   NULL,  NULL};
 
     /* 1. the pool */
     envpool_reset(p, obs);
@@ -126,7 +126,8 @@ int env_bench_run(const char *env_id, int num_envs, int num_threads, double seco
     while (t - t0 < seconds) {
         for (int i = 0; i < N * D; i++) {
             act[i] = 2.0f * rng_uniform(ENV_BENCH_SEED, RNG_STREAM_WARMUP, (uint32_t)batches,
-                                        (uint32_t)(i / D), (uint32_t)(i % D)) - 1.0f;
+                                        (uint32_t)(i / D), (uint32_t)(i % D)) -
+                     1.0f;
         }
         envpool_step(p, act, &st);
         for (int i = 0; i < N; i++) {

@@ -30,11 +30,11 @@ struct EnvPool {
     uint64_t seed;
     uint32_t offset;
     Env **envs;
-    uint32_t *episode;          /* (N) episode counter: the reset RNG step */
-    int *steps;                 /* (N) steps in the running episode */
-    double *ret;                /* (N) running return */
-    uint64_t *unstable_count;   /* (N) */
-    double *scratch_obs;        /* (N, S) final obs when the caller passes none */
+    uint32_t *episode;        /* (N) episode counter: the reset RNG step */
+    int *steps;               /* (N) steps in the running episode */
+    double *ret;              /* (N) running return */
+    uint64_t *unstable_count; /* (N) */
+    double *scratch_obs;      /* (N, S) final obs when the caller passes none */
 
     /* the job being run */
     EnvPoolJob job;
@@ -341,7 +341,8 @@ typedef struct {
 } EnvPoolDataScalars;
 
 static size_t envpool_env_bytes(const EnvPool *p) {
-    return sizeof(EnvPoolEnvState) + sizeof(EnvPoolDataScalars) + (size_t)env_data(p->envs[0])->nbuffer;
+    return sizeof(EnvPoolEnvState) + sizeof(EnvPoolDataScalars) +
+           (size_t)env_data(p->envs[0])->nbuffer;
 }
 
 size_t envpool_state_size(const EnvPool *p) {
