@@ -24,7 +24,9 @@
  * transition is not physical; the caller ends the episode as truncated).
  *
  * MuJoCo's error and warning hooks are installed on first use (only where none is installed): no
- * MUJOCO_LOG.TXT is written, warnings are counted, an error inside the simulator is a flame_fatal.
+ * MUJOCO_LOG.TXT is written, warnings are counted (the first three printed to stderr), an error
+ * inside the simulator is a flame_fatal. Model loading is serialised by a mutex (MuJoCo's XML
+ * loader is not reentrant); everything else is per Env and needs no lock.
  *
  * defines: EnvSpec env_spec_count env_spec_at env_spec_find env_model_load Env env_create env_free
  *          env_nq env_nv env_action_bounds env_reset env_set_state env_get_state EnvStepInfo

@@ -127,12 +127,21 @@ static int env_family_of(const EnvSpec *spec) {
 
 // ------------------------------------------------------------------------- MuJoCo hooks
 
+#define ENV_WARNINGS_PRINTED 3
+
 static atomic_uint_fast64_t env_warning_count;
+static pthread_mutex_t env_load_mutex = PTHREAD_MUTEX_INITIALIZER; /* the XML loader is not
+                                                                      reentrant */
 static pthread_once_t env_hooks_once = PTHREAD_ONCE_INIT;
 
+/* instability is detected from mjData's warning counters; the first few messages are printed so
+   that other warnings (e.g. a full contact buffer) do not pass unnoticed, the rest only counted */
 static void env_on_mujoco_warning(const char *msg) {
-    (void)msg; /* instability is detected from mjData's warning counters; nothing is printed */
-    atomic_fetch_add(&env_warning_count, 1);
+    uint64_t k = atomic_fetch_add(&env_warning_count, 1);
+    if (k < ENV_WARNINGS_PRINTED) {
+        fprintf(stderr, "flame: MuJoCo warning: %s%s\n", msg,
+                k + 1 == ENV_WARNINGS_PRINTED ? " (further MuJoCo warnings are only counted)" : "");
+    }
 }
 
 static void env_on_mujoco_error(const char *msg) {
@@ -228,15 +237,17 @@ int env_model_load(const EnvSpec *spec, const char *model_xml, mjModel **out) {
     const int embedded = !model_xml || !model_xml[0];
     const char *what = embedded ? spec->model_name : model_xml;
     mjModel *m = NULL;
+    if (!embedded && access(model_xml, R_OK) != 0) {
+        return flame_errorf(FLAME_EINPUT, "%s: cannot read model file '%s': %s", spec->id,
+                            model_xml, strerror(errno));
+    }
+    pthread_mutex_lock(&env_load_mutex);
     if (embedded) {
         m = env_load_embedded(spec->model_name, err, (int)sizeof err);
     } else {
-        if (access(model_xml, R_OK) != 0) {
-            return flame_errorf(FLAME_EINPUT, "%s: cannot read model file '%s': %s", spec->id,
-                                model_xml, strerror(errno));
-        }
         m = mj_loadXML(model_xml, NULL, err, (int)sizeof err);
     }
+    pthread_mutex_unlock(&env_load_mutex);
     if (!m) {
         env_one_line(err);
         return flame_errorf(FLAME_EINPUT, "%s: cannot load model '%s': %s", spec->id, what,
