@@ -130,8 +130,8 @@ static int env_family_of(const EnvSpec *spec) {
 #define ENV_WARNINGS_PRINTED 3
 
 static atomic_uint_fast64_t env_warning_count;
-static pthread_mutex_t env_load_mutex = PTHREAD_MUTEX_INITIALIZER; /* the XML loader is not
-                                                                      reentrant */
+/* MuJoCo's XML loader is not reentrant */
+static pthread_mutex_t env_load_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t env_hooks_once = PTHREAD_ONCE_INIT;
 
 /* instability is detected from mjData's warning counters; the first few messages are printed so
