@@ -157,12 +157,18 @@ static inline double flame_get_d(const void *p, long i) {
 #define EXPECT_CLOSE_DQ(name, got, ref, n, atol, rtol)                                             \
     flame_expect_close_impl(__FILE__, __LINE__, name, got, ref, (long)(n), atol, rtol,             \
                             flame_get_d, 0)
-/* scalars (double) */
+/* scalars (double); the _Q form prints only on failure (for loops) */
 #define EXPECT_NEAR(name, got, ref, atol, rtol)                                                    \
     do {                                                                                           \
         double g_ = (double)(got), r_ = (double)(ref);                                             \
         flame_expect_close_impl(__FILE__, __LINE__, name, &g_, &r_, 1, atol, rtol, flame_get_d,    \
                                 1);                                                                \
+    } while (0)
+#define EXPECT_NEAR_Q(name, got, ref, atol, rtol)                                                  \
+    do {                                                                                           \
+        double g_ = (double)(got), r_ = (double)(ref);                                             \
+        flame_expect_close_impl(__FILE__, __LINE__, name, &g_, &r_, 1, atol, rtol, flame_get_d,    \
+                                0);                                                                \
     } while (0)
 
 static inline int flame_test_report(void) {

@@ -18,45 +18,7 @@
 #include "flame/params.h"
 #include "flame/rng.h"
 #include "flame_test.h"
-
-static double ref_act(int act, double x) {
-    switch (act) {
-        case ACT_MISH:
-            return x * tanh(log1p(exp(x)));
-        case ACT_RELU:
-            return x > 0 ? x : 0;
-        case ACT_GELU:
-            return 0.5 * x * (1 + erf(x / sqrt(2.0)));
-        default:
-            return x;
-    }
-}
-
-/* double-precision forward of the MLP whose parameters are given in double */
-static void ref_forward(const Mlp *m, const double *P, const double *in, int rows, double *out) {
-    double *a = malloc(sizeof(double) * (size_t)rows * (size_t)m->max_dim);
-    double *b = malloc(sizeof(double) * (size_t)rows * (size_t)m->max_dim);
-    memcpy(a, in, sizeof(double) * (size_t)rows * (size_t)m->dims[0]);
-    for (int l = 0; l < m->n_layers; l++) {
-        int di = m->dims[l], dn = m->dims[l + 1];
-        const double *W = P + m->w_off[l], *bias = P + m->b_off[l];
-        for (int r = 0; r < rows; r++) {
-            for (int j = 0; j < dn; j++) {
-                double s = bias[j];
-                for (int k = 0; k < di; k++) {
-                    s += W[(size_t)j * di + k] * a[(size_t)r * di + k];
-                }
-                b[(size_t)r * dn + j] = (l + 1 < m->n_layers) ? ref_act(m->act, s) : s;
-            }
-        }
-        double *t = a;
-        a = b;
-        b = t;
-    }
-    memcpy(out, a, sizeof(double) * (size_t)rows * (size_t)m->dims[m->n_layers]);
-    free(a);
-    free(b);
-}
+#include "ref_nn.h"
 
 typedef struct {
     ParamTable t;

@@ -58,6 +58,7 @@ static float alpha_of(const Backend *b) {
 /* ------------------------------------------------------------------ create / destroy */
 static int cpu_create(const FlameConfig *cfg, int obs_dim, int act_dim, Backend **out) {
     Backend *b = flame_calloc(1, sizeof *b);
+    blas_set_threads(cfg->run.cpu_threads);
     b->base.cfg = cfg;
     b->base.obs_dim = obs_dim;
     b->base.act_dim = act_dim;
@@ -454,6 +455,8 @@ static void cpu_qweight(Backend *b, const UpdateCtx *u) {
     bool flame_r = cfg->algo == ALGO_FLAME_R;
     bool consistent = !flame_r && cfg->quirks.time_convention == QUIRK_CONSISTENT;
     bool clip_x = cfg->quirks.clip_noisy_action == TRI_YES;
+    /* consistent convention: noise of std sd0 = flow.base_std at t = 1, as the sampler draws it */
+    float sd0 = consistent ? (float)cfg->flow.base_std : 1.0f;
     float tmin = (float)cfg->flow.t_min, tspan = (float)(cfg->flow.t_max - cfg->flow.t_min);
 
     /* times, noisy actions */
@@ -472,7 +475,7 @@ static void cpu_qweight(Backend *b, const UpdateCtx *u) {
         float t = b->t[i];
         for (int d = 0; d < D; d++) {
             float a = b->act[(size_t)i * D + d], e0 = b->nz.eps0[(size_t)i * D + d];
-            float x = consistent ? (1.0f - t) * a + t * e0 : t * a + (1.0f - t) * e0;
+            float x = consistent ? (1.0f - t) * a + t * (sd0 * e0) : t * a + (1.0f - t) * e0;
             b->x[(size_t)i * D + d] = clip_x ? clipf(x, -1.0f, 1.0f) : x;
         }
     }
@@ -485,8 +488,8 @@ static void cpu_qweight(Backend *b, const UpdateCtx *u) {
                 for (int d = 0; d < D; d++) {
                     double x = b->x[(size_t)i * D + d], lo, hi;
                     if (consistent) {
-                        lo = (x - (1.0 - t)) / t;
-                        hi = (x + (1.0 - t)) / t;
+                        lo = (x - (1.0 - t)) / (t * sd0);
+                        hi = (x + (1.0 - t)) / (t * sd0);
                     } else {
                         lo = (x - t) / (1.0 - t);
                         hi = (x + t) / (1.0 - t);
@@ -521,7 +524,7 @@ static void cpu_qweight(Backend *b, const UpdateCtx *u) {
                     float x = b->x[(size_t)bi * D + d];
                     float e = b->nz.eps_post[((size_t)bi * K + k) * D + d];
                     b->a_rep[row * D + d] =
-                        consistent ? (x - t * e) / (1.0f - t) : (x - (1.0f - t) * e) / t;
+                        consistent ? (x - t * sd0 * e) / (1.0f - t) : (x - (1.0f - t) * e) / t;
                 }
             }
         }
@@ -551,7 +554,7 @@ static void cpu_qweight(Backend *b, const UpdateCtx *u) {
             for (int d = 0; d < D; d++) {
                 double v = 0;
                 for (int k = 0; k < K; k++) {
-                    float e = b->nz.eps_post[((size_t)bi * K + k) * D + d];
+                    float e = sd0 * b->nz.eps_post[((size_t)bi * K + k) * D + d];
                     v += (double)w[k] * (e - b->a_rep[((size_t)i * K + k) * D + d]);
                 }
                 b->vbar[(size_t)bi * D + d] = (float)v;
@@ -562,10 +565,17 @@ static void cpu_qweight(Backend *b, const UpdateCtx *u) {
     b->base.metrics.ess_min = ess_min;
 }
 
+/* noise of candidate k of batch row i: sd0 * eps_post (sd0 = flow.base_std in the consistent
+   convention, 1 in the reference one) */
+static float cand_noise(const Backend *b, bool consistent, int i, int k, int d) {
+    float sd0 = consistent ? (float)b->base.cfg->flow.base_std : 1.0f;
+    return sd0 * b->nz.eps_post[((size_t)i * b->K + k) * b->D + d];
+}
+
 /* a-hat of candidate k of batch row i (from x, t and eps_post) */
 static float cand(const Backend *b, bool consistent, int i, int k, int d) {
     float x = b->x[(size_t)i * b->D + d], t = b->t[i];
-    float e = b->nz.eps_post[((size_t)i * b->K + k) * b->D + d];
+    float e = cand_noise(b, consistent, i, k, d);
     return consistent ? (x - t * e) / (1.0f - t) : (x - (1.0f - t) * e) / t;
 }
 
@@ -614,8 +624,8 @@ static double fm_loss_meanflow(Backend *b, float *G, bool consistent) {
                     tr[row] = b->t[bi];
                     ones[row] = 1.0f;
                     for (int d = 0; d < D; d++) {
-                        float e = b->nz.eps_post[((size_t)bi * K + k) * D + d];
-                        b->tan_rep[row * D + d] = e - cand(b, consistent, bi, k, d);
+                        b->tan_rep[row * D + d] =
+                            cand_noise(b, consistent, bi, k, d) - cand(b, consistent, bi, k, d);
                     }
                 }
             }
