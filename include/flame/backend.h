@@ -95,6 +95,8 @@ typedef struct BackendOps {
     void (*get_metrics)(Backend *b, UpdateMetrics *m);
     /* end of one update (may be NULL): recording, graph boundaries */
     void (*end_update)(Backend *b, const UpdateCtx *u);
+    /* wait until all queued work is done (timing; NULL for synchronous backends) */
+    void (*sync)(Backend *b);
 } BackendOps;
 
 /* CPU backend only: record every following update's random draws (and minibatch when with_batch)

@@ -1,0 +1,24 @@
+/* cmd_pending.c: commands whose implementation is not in this build yet. */
+#include "flame/check.h"
+#include "flame/cli.h"
+
+int cmd_rollout(int argc, char **argv) {
+    (void)argc, (void)argv;
+    return cli_fail("rollout", FLAME_ERUNTIME, "not implemented yet");
+}
+int cmd_export_replay(int argc, char **argv) {
+    (void)argc, (void)argv;
+    return cli_fail("export-replay", FLAME_ERUNTIME, "not implemented yet");
+}
+int cmd_bench(int argc, char **argv) {
+    (void)argc, (void)argv;
+    return cli_fail("bench", FLAME_ERUNTIME, "not implemented yet");
+}
+int cmd_train(int argc, char **argv) {
+    (void)argc, (void)argv;
+    return cli_fail("train", FLAME_ERUNTIME, "not implemented yet");
+}
+int cmd_eval(int argc, char **argv) {
+    (void)argc, (void)argv;
+    return cli_fail("eval", FLAME_ERUNTIME, "not implemented yet");
+}
