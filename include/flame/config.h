@@ -66,7 +66,9 @@ typedef enum { NEXTPOL_AUTO, NEXTPOL_ONLINE, NEXTPOL_EMA } FlameNextPolicy;
     X(run, eval_every, I64, "25000", 1, 1e12, none, "env steps between evaluations")            \
     X(run, eval_episodes, INT, "20", 0, 100000, none, "episodes per evaluation (0: no evaluation)") \
     X(run, ckpt_every, I64, "100000", 1, 1e12, none, "env steps between checkpoints (and one at the end)") \
+    X(run, keep_ckpts, INT, "3", 0, 1000000, none, "checkpoints kept (older ones are deleted; 0: keep all)") \
     X(run, log_every, FLOAT, "2.0", 0.05, 3600, none, "seconds between progress lines")           \
+    X(run, metrics_every, I64, "1000", 1, 1e12, none, "env steps between /train rows of metrics.h5") \
     X(run, flush_every, I64, "5000", 1, 1e12, none, "env steps between metrics.h5 flushes")    \
     X(run, save_replay, BOOL, "true", 0, 0, none, "store the replay buffer in checkpoints (needed for exact resume)") \
     X(run, cpu_threads, INT, "1", 1, 1024, none, "BLAS threads of the CPU backend")

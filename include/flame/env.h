@@ -29,7 +29,8 @@
  * loader is not reentrant); everything else is per Env and needs no lock.
  *
  * defines: EnvSpec env_spec_count env_spec_at env_spec_find env_model_load Env env_create env_free
- *          env_nq env_nv env_action_bounds env_reset env_set_state env_get_state EnvStepInfo
+ *          env_nq env_nv env_action_bounds env_reset env_set_state env_get_state env_observe
+ *          EnvStepInfo
  *          env_step_ctrl env_step env_data env_spec env_model env_frame_skip env_list_print
  *          env_install_mujoco_handlers env_mujoco_warning_count
  */
@@ -93,6 +94,10 @@ void env_reset(Env *e, uint64_t seed, uint32_t env_index, uint32_t episode, doub
    observation of that state. */
 void env_set_state(Env *e, const double *qpos, const double *qvel, double *obs);
 void env_get_state(const Env *e, double *qpos, double *qvel);
+
+/* The observation of the env's current data (as the last reset or step returned it; used after
+   restoring an env pool's saved state). */
+void env_observe(const Env *e, double *obs);
 
 typedef struct {
     double reward;

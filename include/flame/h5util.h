@@ -3,7 +3,7 @@
  * (metrics, checkpoints, noise bundles, datasets). They never print HDF5's error stack; failures are
  * reported through flame_errorf() with the file and object named.
  *
- * defines: h5_silence h5_write h5_read h5_read_alloc h5_dims h5_exists h5_attr_str h5_attr_i64
+ * defines: h5_silence h5_write h5_write_gz h5_read h5_read_alloc h5_dims h5_exists h5_attr_str h5_attr_i64
  *          h5_attr_f64 h5_attr_read_str h5_attr_read_i64 h5_group h5_bool_type H5_CHECK
  */
 #ifndef FLAME_H5UTIL_H
@@ -20,6 +20,10 @@ void h5_silence(void);
 /* Writes a contiguous dataset `name` (intermediate groups are created) of the given type and shape. */
 int h5_write(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims,
              const void *data);
+
+/* The same, chunked along the first dimension and gzip-compressed at `level` (1..9). */
+int h5_write_gz(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims,
+                const void *data, int level);
 
 /* Reads dataset `name` into `data`; its shape must equal dims[0..rank) exactly (FLAME_EINPUT with a
    message naming the dataset and both shapes otherwise). `what` names the file in messages. */

@@ -14,11 +14,3 @@ int cmd_bench(int argc, char **argv) {
     (void)argc, (void)argv;
     return cli_fail("bench", FLAME_ERUNTIME, "not implemented yet");
 }
-int cmd_train(int argc, char **argv) {
-    (void)argc, (void)argv;
-    return cli_fail("train", FLAME_ERUNTIME, "not implemented yet");
-}
-int cmd_eval(int argc, char **argv) {
-    (void)argc, (void)argv;
-    return cli_fail("eval", FLAME_ERUNTIME, "not implemented yet");
-}

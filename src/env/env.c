@@ -619,6 +619,10 @@ void env_set_state(Env *e, const double *qpos, const double *qvel, double *obs) 
     }
 }
 
+void env_observe(const Env *e, double *obs) {
+    env_obs(e, obs);
+}
+
 void env_get_state(const Env *e, double *qpos, double *qvel) {
     memcpy(qpos, e->d->qpos, (size_t)e->m->nq * sizeof(double));
     memcpy(qvel, e->d->qvel, (size_t)e->m->nv * sizeof(double));

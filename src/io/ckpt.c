@@ -94,7 +94,8 @@ int ckpt_write(const char *path, const FlameConfig *cfg, const AgentState *st,
 
     if (env_state && env_state_size) {
         hsize_t d = env_state_size;
-        rc = rc ? rc : h5_write(f, "envpool/state", H5T_NATIVE_UINT8, 1, &d, env_state);
+        /* mostly the solver's scratch arrays: compresses ~100x */
+        rc = rc ? rc : h5_write_gz(f, "envpool/state", H5T_NATIVE_UINT8, 1, &d, env_state, 1);
     }
     if (replay) {
         g = h5_group(f, "replay");

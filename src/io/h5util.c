@@ -55,6 +55,42 @@ int h5_write(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *d
     return rc;
 }
 
+int h5_write_gz(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims,
+                const void *data, int level) {
+    if (rank == 0 || dims[0] == 0) {
+        return h5_write(loc, name, type, rank, dims, data);
+    }
+    /* chunks of about 1 MiB along the first dimension */
+    size_t row = H5Tget_size(type);
+    for (int i = 1; i < rank; i++) {
+        row *= (size_t)dims[i];
+    }
+    hsize_t chunk[8];
+    for (int i = 0; i < rank && i < 8; i++) {
+        chunk[i] = dims[i];
+    }
+    hsize_t rows = (hsize_t)((1u << 20) / (row ? row : 1));
+    chunk[0] = rows < 1 ? 1 : (rows < dims[0] ? rows : dims[0]);
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, rank, chunk);
+    H5Pset_deflate(dcpl, (unsigned)level);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t ds = H5Dcreate2(loc, name, type, space, lcpl, dcpl, H5P_DEFAULT);
+    H5Pclose(lcpl);
+    H5Pclose(dcpl);
+    int rc = FLAME_OK;
+    if (ds < 0 || H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+        rc = flame_errorf(FLAME_ERUNTIME, "cannot write HDF5 dataset '%s'", name);
+    }
+    if (ds >= 0) {
+        H5Dclose(ds);
+    }
+    H5Sclose(space);
+    return rc;
+}
+
 int h5_dims(hid_t loc, const char *name, hsize_t *dims) {
     if (!h5_exists(loc, name)) {
         return -1;

@@ -1,0 +1,272 @@
+/* metrics.c: the metrics.h5 writer (see include/flame/metrics.h). */
+#include "flame/metrics.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flame/build_info.h"
+#include "flame/check.h"
+#include "flame/h5util.h"
+
+#define CHUNK 1024
+
+typedef struct {
+    const char *name;
+    char kind; /* 'I' int64, 'F' double, 'U' uint8 */
+    size_t offset;
+    const char *help;
+} Column;
+
+typedef struct {
+    const char *group;
+    const Column *cols;
+    int ncols;
+    size_t row_size;
+    unsigned char *rows; /* buffered rows (structs) */
+    size_t nrows, cap;
+} Table;
+
+#define FLAME_METRICS_KIND_I64 'I'
+#define FLAME_METRICS_KIND_F64 'F'
+#define FLAME_METRICS_KIND_U8 'U'
+#define COL_TRAIN(name, kind, help) {#name, FLAME_METRICS_KIND_##kind, offsetof(MetricsTrainRow, name), help},
+#define COL_EPISODE(name, kind, help) {#name, FLAME_METRICS_KIND_##kind, offsetof(MetricsEpisodeRow, name), help},
+#define COL_EVAL(name, kind, help) {#name, FLAME_METRICS_KIND_##kind, offsetof(MetricsEvalRow, name), help},
+#define COL_TIMING(name, kind, help) {#name, FLAME_METRICS_KIND_##kind, offsetof(MetricsTimingRow, name), help},
+
+static const Column train_cols[] = {FLAME_METRICS_TRAIN(COL_TRAIN)};
+static const Column episode_cols[] = {FLAME_METRICS_EPISODES(COL_EPISODE)};
+static const Column eval_cols[] = {FLAME_METRICS_EVAL(COL_EVAL)};
+static const Column timing_cols[] = {FLAME_METRICS_TIMING(COL_TIMING)};
+#define NCOLS(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+enum { T_TRAIN, T_EPISODES, T_EVAL, T_TIMING, T_COUNT };
+
+struct MetricsFile {
+    hid_t file;
+    char path[1024];
+    Table t[T_COUNT];
+};
+
+static void tables_init(MetricsFile *m) {
+    m->t[T_TRAIN] = (Table){"train", train_cols, NCOLS(train_cols), sizeof(MetricsTrainRow), 0, 0, 0};
+    m->t[T_EPISODES] =
+        (Table){"episodes", episode_cols, NCOLS(episode_cols), sizeof(MetricsEpisodeRow), 0, 0, 0};
+    m->t[T_EVAL] = (Table){"eval", eval_cols, NCOLS(eval_cols), sizeof(MetricsEvalRow), 0, 0, 0};
+    m->t[T_TIMING] =
+        (Table){"timing", timing_cols, NCOLS(timing_cols), sizeof(MetricsTimingRow), 0, 0, 0};
+}
+
+/* dataset name of a column: the field name without a trailing underscore (return_ -> return) */
+static const char *col_name(const Column *c, char *buf, size_t n) {
+    snprintf(buf, n, "%s", c->name);
+    size_t len = strlen(buf);
+    if (len && buf[len - 1] == '_') {
+        buf[len - 1] = '\0';
+    }
+    return buf;
+}
+
+static hid_t col_type(char kind) {
+    return kind == 'I' ? H5T_NATIVE_INT64 : (kind == 'F' ? H5T_NATIVE_DOUBLE : H5T_NATIVE_UINT8);
+}
+
+static size_t col_size(char kind) {
+    return kind == 'U' ? 1 : 8;
+}
+
+int metrics_create(const char *path, const FlameConfig *cfg, const char *backend,
+                   const char *device, MetricsFile **out) {
+    h5_silence();
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) {
+        return flame_errorf(FLAME_EINPUT, "%s: cannot create the metrics file (%s)", path,
+                            strerror(errno));
+    }
+    MetricsFile *m = flame_calloc(1, sizeof *m);
+    m->file = f;
+    snprintf(m->path, sizeof m->path, "%s", path);
+    tables_init(m);
+    char *yaml = config_to_yaml(cfg);
+    h5_attr_str(f, "config", yaml);
+    free(yaml);
+    h5_attr_str(f, "version", FLAME_VERSION);
+    h5_attr_str(f, "commit", FLAME_GIT_COMMIT);
+    h5_attr_str(f, "backend", backend);
+    h5_attr_str(f, "device", device);
+    h5_attr_str(f, "env_id", cfg->env.id);
+    h5_attr_str(f, "algo", config_algo_name(cfg->algo));
+    for (int k = 0; k < T_COUNT; k++) {
+        Table *t = &m->t[k];
+        hid_t g = h5_group(f, t->group);
+        for (int c = 0; c < t->ncols; c++) {
+            hsize_t dims = 0, maxd = H5S_UNLIMITED, chunk = CHUNK;
+            hid_t sp = H5Screate_simple(1, &dims, &maxd);
+            hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+            H5Pset_chunk(dcpl, 1, &chunk);
+            char cn[64];
+            hid_t ds = H5Dcreate2(g, col_name(&t->cols[c], cn, sizeof cn), col_type(t->cols[c].kind),
+                                  sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+            if (ds >= 0) {
+                h5_attr_str(ds, "help", t->cols[c].help);
+                H5Dclose(ds);
+            }
+            H5Pclose(dcpl);
+            H5Sclose(sp);
+        }
+        H5Gclose(g);
+    }
+    *out = m;
+    return metrics_flush(m);
+}
+
+int metrics_open_append(const char *path, MetricsFile **out) {
+    h5_silence();
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    if (f < 0) {
+        return flame_errorf(FLAME_EINPUT, "%s: cannot open the metrics file to continue it", path);
+    }
+    MetricsFile *m = flame_calloc(1, sizeof *m);
+    m->file = f;
+    snprintf(m->path, sizeof m->path, "%s", path);
+    tables_init(m);
+    for (int k = 0; k < T_COUNT; k++) {
+        for (int c = 0; c < m->t[k].ncols; c++) {
+            char name[128], cn[64];
+            snprintf(name, sizeof name, "%s/%s", m->t[k].group,
+                     col_name(&m->t[k].cols[c], cn, sizeof cn));
+            if (!h5_exists(f, name)) {
+                H5Fclose(f);
+                flame_free(m);
+                return flame_errorf(FLAME_EINPUT, "%s: dataset %s is missing (not a flame metrics "
+                                                  "file of this version)",
+                                    path, name);
+            }
+        }
+    }
+    *out = m;
+    return FLAME_OK;
+}
+
+static hsize_t group_len(MetricsFile *m, const Table *t) {
+    char name[128];
+    snprintf(name, sizeof name, "%s/%s", t->group, t->cols[0].name);
+    hsize_t d[8] = {0};
+    return h5_dims(m->file, name, d) == 1 ? d[0] : 0;
+}
+
+int metrics_truncate(MetricsFile *m, int64_t max_step) {
+    for (int k = 0; k < T_COUNT; k++) {
+        Table *t = &m->t[k];
+        hsize_t n = group_len(m, t);
+        if (n == 0) {
+            continue;
+        }
+        char name[128];
+        snprintf(name, sizeof name, "%s/step", t->group);
+        int64_t *steps = flame_malloc(n * sizeof(int64_t));
+        int rc = h5_read(m->file, name, H5T_NATIVE_INT64, 1, &n, steps, m->path);
+        if (rc != FLAME_OK) {
+            flame_free(steps);
+            return rc;
+        }
+        hsize_t keep = 0;
+        while (keep < n && steps[keep] <= max_step) {
+            keep++;
+        }
+        flame_free(steps);
+        for (int c = 0; c < t->ncols && keep < n; c++) {
+            char cn[64];
+            snprintf(name, sizeof name, "%s/%s", t->group, col_name(&t->cols[c], cn, sizeof cn));
+            hid_t ds = H5Dopen2(m->file, name, H5P_DEFAULT);
+            H5Dset_extent(ds, &keep);
+            H5Dclose(ds);
+        }
+    }
+    H5Fflush(m->file, H5F_SCOPE_GLOBAL);
+    return FLAME_OK;
+}
+
+static void add_row(Table *t, const void *row) {
+    if (t->nrows == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 256;
+        unsigned char *p = flame_malloc(t->cap * t->row_size);
+        if (t->rows) {
+            memcpy(p, t->rows, t->nrows * t->row_size);
+            flame_free(t->rows);
+        }
+        t->rows = p;
+    }
+    memcpy(t->rows + t->nrows * t->row_size, row, t->row_size);
+    t->nrows++;
+}
+
+void metrics_add_train(MetricsFile *m, const MetricsTrainRow *r) {
+    add_row(&m->t[T_TRAIN], r);
+}
+void metrics_add_episode(MetricsFile *m, const MetricsEpisodeRow *r) {
+    add_row(&m->t[T_EPISODES], r);
+}
+void metrics_add_eval(MetricsFile *m, const MetricsEvalRow *r) {
+    add_row(&m->t[T_EVAL], r);
+}
+void metrics_add_timing(MetricsFile *m, const MetricsTimingRow *r) {
+    add_row(&m->t[T_TIMING], r);
+}
+
+int metrics_flush(MetricsFile *m) {
+    if (!m) {
+        return FLAME_OK;
+    }
+    for (int k = 0; k < T_COUNT; k++) {
+        Table *t = &m->t[k];
+        if (t->nrows == 0) {
+            continue;
+        }
+        hsize_t old = group_len(m, t), add = t->nrows, total = old + add;
+        unsigned char *col = flame_malloc(t->nrows * 8);
+        for (int c = 0; c < t->ncols; c++) {
+            const Column *cc = &t->cols[c];
+            size_t sz = col_size(cc->kind);
+            for (size_t i = 0; i < t->nrows; i++) {
+                memcpy(col + i * sz, t->rows + i * t->row_size + cc->offset, sz);
+            }
+            char name[128], cn[64];
+            snprintf(name, sizeof name, "%s/%s", t->group, col_name(cc, cn, sizeof cn));
+            hid_t ds = H5Dopen2(m->file, name, H5P_DEFAULT);
+            herr_t e = ds < 0 ? -1 : H5Dset_extent(ds, &total);
+            hid_t fs = H5Dget_space(ds);
+            H5Sselect_hyperslab(fs, H5S_SELECT_SET, &old, NULL, &add, NULL);
+            hid_t ms = H5Screate_simple(1, &add, NULL);
+            e = e < 0 ? e : H5Dwrite(ds, col_type(cc->kind), ms, fs, H5P_DEFAULT, col);
+            H5Sclose(ms);
+            H5Sclose(fs);
+            H5Dclose(ds);
+            if (e < 0) {
+                flame_free(col);
+                return flame_errorf(FLAME_ERUNTIME, "%s: cannot append to %s", m->path, name);
+            }
+        }
+        flame_free(col);
+        t->nrows = 0;
+    }
+    if (H5Fflush(m->file, H5F_SCOPE_GLOBAL) < 0) {
+        return flame_errorf(FLAME_ERUNTIME, "%s: cannot flush the metrics file", m->path);
+    }
+    return FLAME_OK;
+}
+
+int metrics_close(MetricsFile *m) {
+    if (!m) {
+        return FLAME_OK;
+    }
+    int rc = metrics_flush(m);
+    H5Fclose(m->file);
+    for (int k = 0; k < T_COUNT; k++) {
+        flame_free(m->t[k].rows);
+    }
+    flame_free(m);
+    return rc;
+}
