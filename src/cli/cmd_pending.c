@@ -10,7 +10,3 @@ int cmd_export_replay(int argc, char **argv) {
     (void)argc, (void)argv;
     return cli_fail("export-replay", FLAME_ERUNTIME, "not implemented yet");
 }
-int cmd_bench(int argc, char **argv) {
-    (void)argc, (void)argv;
-    return cli_fail("bench", FLAME_ERUNTIME, "not implemented yet");
-}

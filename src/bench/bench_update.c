@@ -1,0 +1,758 @@
+/*
+ * bench_update.c: `flame bench update`: updates per second of the whole update (update_step on a
+ * backend table) for every backend variant, a per-stage breakdown, and on the CPU the comparison
+ * with CBLAS sgemm measured in the same run.
+ *
+ * Per variant (cpu; cuda x backend.kernels fused|cublas x backend.precision fp32|tf32):
+ *   1. create the backend, fill its replay with synthetic transitions of the right shape;
+ *   2. validate: one update; its metrics and the whole state must be finite (CUDA: the same update
+ *      on the CPU reference from the same state must agree within a loose tolerance);
+ *   3. warm up (at least two policy/target cycles and 0.5 s);
+ *   4. time R repeats of M updates (M a whole number of cycles, about 0.3 s per repeat), the CPU
+ *      caches evicted before each repeat on the CPU backend;
+ *   5. validate again (metrics and state finite);
+ *   6. the stage breakdown: M more updates through update_step on a table whose stage ops call
+ *      the real ones between two syncs and accumulate their time (the CUDA variant with
+ *      backend.graphs=false, since a captured graph has no stage boundaries).
+ * The GEMM floor of an update is its analytic FLOPs (bench_update_flops) at the sgemm speed of the
+ * update's GEMM shape (B*K x hidden x hidden); floor ratio = floor time / measured time.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "flame/agent.h"
+#include "flame/bench.h"
+#include "flame/check.h"
+#include "flame/env.h"
+#include "flame/mlp.h"
+#include "flame/update.h"
+#ifdef FLAME_HAVE_CUDA
+#include "flame/cuda_api.h"
+#endif
+
+/* ------------------------------------------------------------------ analytic FLOPs (§13) */
+void bench_update_flops(const FlameConfig *cfg, int obs_dim, int act_dim, UpdateFlops *f) {
+    AgentLayout L;
+    agent_layout_init(&L, cfg, obs_dim, act_dim);
+    memset(f, 0, sizeof *f);
+    double Fp = mlp_flops(&L.pol_trunk);
+    if (L.has_tr) {
+        Fp += mlp_flops(&L.pol_tr);
+    }
+    if (L.has_tt && cfg->algo != ALGO_SAC) {
+        Fp += mlp_flops(&L.pol_tt);
+    }
+    double Fq = mlp_flops(&L.q);
+    f->f_policy = Fp;
+    f->f_critic = Fq;
+    double B = cfg->update.batch_size, K = cfg->flow.sample_k, Np = cfg->flow.num_particles;
+    double N = cfg->flow.sample_steps > 0 ? cfg->flow.sample_steps : 1;
+    double NP = cfg->entropy.probes, Ne = cfg->entropy.steps;
+
+    /* critic target: a' (particles scored by both critics), H(s'), target twin-Q on (s', a') */
+    double ct = 2 * B * Fq;
+    if (cfg->algo == ALGO_SAC) {
+        ct += B * Fp;
+    } else {
+        ct += Np * B * N * Fp + 2 * Np * B * Fq;
+        double jvps = 0; /* JVPs of B rows, 2 forwards each */
+        switch (cfg->entropy.estimator) {
+            case ENT_REFERENCE3:
+            case ENT_DECOUPLED:
+            case ENT_ODE:
+                jvps = Ne * NP;
+                break;
+            case ENT_BIASED1:
+                jvps = NP;
+                break;
+            case ENT_EXACT:
+                jvps = act_dim;
+                break;
+            default:
+                jvps = 0;
+        }
+        ct += jvps * B * 2 * Fp;
+    }
+    f->critic_target = ct;
+    /* critic step: forward + parameter backward of both critics on the batch */
+    f->critic_step = 2 * B * 3 * Fq;
+    /* candidate weights: B*K rows through both critics */
+    f->qweight = cfg->algo == ALGO_SAC ? 0 : 2 * B * K * Fq;
+    /* policy step */
+    double ps;
+    if (cfg->algo == ALGO_SAC) {
+        ps = B * 3 * Fp + 2 * B * 2 * Fq; /* policy fwd + bwd; both critics fwd + input bwd */
+    } else if (cfg->algo == ALGO_FLAME_R) {
+        ps = B * 3 * Fp; /* regression on the weighted target: B rows either way */
+    } else {
+        ps = (cfg->flow.collapse_k ? B : B * K) * 4 * Fp; /* JVP + parameter backward */
+        if (cfg->flow.actor_q_weight > 0) {
+            ps += B * 3 * Fp + 2 * B * 2 * Fq; /* -Q term through the target critics */
+        }
+    }
+    f->policy_step = ps;
+    double pd = cfg->update.policy_delay;
+    f->all_stages = f->critic_target + f->critic_step + f->qweight + f->policy_step;
+    f->per_update = f->critic_target + f->critic_step + f->qweight + f->policy_step / pd;
+    f->per_update_min = f->critic_target + f->critic_step + (f->qweight + f->policy_step) / pd;
+}
+
+/* ------------------------------------------------------------------ sgemm */
+typedef struct {
+    int m, n, k;
+    bool trans_b; /* C = A B^T with B n x k (the layout of linear_forward) */
+    BenchStats ms;
+    int repeats, calls_per_repeat;
+    double gflops_median, gflops_best;
+    double err_before, err_after; /* worst sampled error / allowance (<= 1 passes) */
+    bool valid;
+} SgemmResult;
+
+/* worst |C - ref| / allowance over sampled entries, the reference in double */
+static double sgemm_check(const float *A, const float *Bm, const float *C, int m, int n, int k,
+                          bool trans_b) {
+    double worst = 0;
+    for (int s = 0; s < 64; s++) {
+        int i = (int)(bench_rand_uniform(77, (uint64_t)s) * m);
+        int j = (int)(bench_rand_uniform(78, (uint64_t)s) * n);
+        double ref = 0, mag = 0;
+        for (int p = 0; p < k; p++) {
+            double a = A[(size_t)i * k + p];
+            double b = trans_b ? Bm[(size_t)j * k + p] : Bm[(size_t)p * n + j];
+            ref += a * b;
+            mag += fabs(a * b);
+        }
+        double got = C[(size_t)i * n + j];
+        double allow = 4.0 * k * 1.1920929e-7 * mag + 1e-30;
+        double r = isfinite(got) ? fabs(got - ref) / allow : INFINITY;
+        worst = r > worst ? r : worst;
+    }
+    return worst;
+}
+
+static void sgemm_call(const float *A, const float *Bm, float *C, int m, int n, int k,
+                       bool trans_b) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, A,
+                k, Bm, trans_b ? k : n, 0.0f, C, n);
+}
+
+static void bench_sgemm(int m, int n, int k, bool trans_b, int repeats, double repeat_s,
+                        SgemmResult *r) {
+    memset(r, 0, sizeof *r);
+    r->m = m, r->n = n, r->k = k, r->trans_b = trans_b;
+    size_t na = (size_t)m * k, nb = (size_t)k * n, nc = (size_t)m * n;
+    float *A = flame_malloc(na * sizeof(float)), *Bm = flame_malloc(nb * sizeof(float));
+    float *C = flame_malloc(nc * sizeof(float));
+    for (size_t i = 0; i < na; i++) {
+        A[i] = 2.0f * bench_rand_uniform(11, i) - 1.0f;
+    }
+    for (size_t i = 0; i < nb; i++) {
+        Bm[i] = 2.0f * bench_rand_uniform(12, i) - 1.0f;
+    }
+    /* validate the first call, which is also the warm-up */
+    double t0 = bench_now();
+    sgemm_call(A, Bm, C, m, n, k, trans_b);
+    double t1 = bench_now() - t0;
+    r->err_before = sgemm_check(A, Bm, C, m, n, k, trans_b);
+    int calls = (int)ceil(repeat_s / (t1 > 1e-6 ? t1 : 1e-6));
+    calls = calls < 1 ? 1 : (calls > 10000 ? 10000 : calls);
+    double *ms = flame_malloc((size_t)repeats * sizeof(double));
+    for (int rep = 0; rep < repeats; rep++) {
+        bench_flush_cpu_cache();
+        double s = bench_now();
+        for (int c = 0; c < calls; c++) {
+            sgemm_call(A, Bm, C, m, n, k, trans_b);
+        }
+        ms[rep] = 1e3 * (bench_now() - s) / calls;
+    }
+    r->err_after = sgemm_check(A, Bm, C, m, n, k, trans_b);
+    r->valid = r->err_before <= 1.0 && r->err_after <= 1.0;
+    bench_stats(ms, repeats, &r->ms);
+    r->repeats = repeats;
+    r->calls_per_repeat = calls;
+    double flops = 2.0 * m * n * k;
+    r->gflops_median = flops / (r->ms.median * 1e-3) * 1e-9;
+    r->gflops_best = flops / (r->ms.min * 1e-3) * 1e-9;
+    flame_free(ms);
+    flame_free(A);
+    flame_free(Bm);
+    flame_free(C);
+}
+
+/* ------------------------------------------------------------------ stage timing table */
+enum {
+    ST_REPLAY_SAMPLE,
+    ST_CRITIC_TARGET,
+    ST_CRITIC_STEP,
+    ST_QWEIGHT,
+    ST_POLICY_STEP,
+    ST_ALPHA_STEP,
+    ST_POLYAK,
+    ST_END_UPDATE,
+    ST_COUNT
+};
+static const char *const stage_names[ST_COUNT] = {"replay_sample", "critic_target", "critic_step",
+                                                  "qweight",       "policy_step",   "alpha_step",
+                                                  "polyak",        "end_update"};
+
+/* The timing table forwards to `inner` (one benchmark at a time: single-threaded use). */
+static struct {
+    const BackendOps *inner;
+    double s[ST_COUNT];
+    int64_t calls[ST_COUNT];
+} timed;
+
+static double timed_begin(Backend *b) {
+    if (timed.inner->sync) {
+        timed.inner->sync(b);
+    }
+    return bench_now();
+}
+
+static void timed_end(Backend *b, int stage, double t0) {
+    if (timed.inner->sync) {
+        timed.inner->sync(b);
+    }
+    timed.s[stage] += bench_now() - t0;
+    timed.calls[stage]++;
+}
+
+#define BENCH_TIMED_OP(op, stage)                                                                  \
+    static void timed_##op(Backend *b, const UpdateCtx *u) {                                       \
+        double t0 = timed_begin(b);                                                                \
+        timed.inner->op(b, u);                                                                     \
+        timed_end(b, stage, t0);                                                                   \
+    }
+BENCH_TIMED_OP(replay_sample, ST_REPLAY_SAMPLE)
+BENCH_TIMED_OP(critic_target, ST_CRITIC_TARGET)
+BENCH_TIMED_OP(qweight, ST_QWEIGHT)
+BENCH_TIMED_OP(policy_step, ST_POLICY_STEP)
+BENCH_TIMED_OP(alpha_step, ST_ALPHA_STEP)
+BENCH_TIMED_OP(polyak, ST_POLYAK)
+BENCH_TIMED_OP(end_update, ST_END_UPDATE)
+#undef BENCH_TIMED_OP
+
+static void timed_critic_step(Backend *b, const UpdateCtx *u, CriticPhase phase) {
+    double t0 = timed_begin(b);
+    timed.inner->critic_step(b, u, phase);
+    timed_end(b, ST_CRITIC_STEP, t0);
+}
+
+static BackendOps timed_table(const BackendOps *inner) {
+    memset(&timed, 0, sizeof timed);
+    timed.inner = inner;
+    BackendOps t = *inner;
+    t.replay_sample = timed_replay_sample;
+    t.critic_target = timed_critic_target;
+    t.critic_step = timed_critic_step;
+    t.qweight = timed_qweight;
+    t.policy_step = timed_policy_step;
+    t.alpha_step = timed_alpha_step;
+    t.polyak = timed_polyak;
+    t.end_update = inner->end_update ? timed_end_update : NULL;
+    return t;
+}
+
+/* ------------------------------------------------------------------ one variant */
+typedef struct {
+    const BackendOps *ops;
+    bool cuda;
+    int kernels, precision;
+    char name[64];
+} UpdateVariant;
+
+typedef struct {
+    bool ok;
+    char why[256];
+    BenchStats ms; /* per update, over repeats */
+    int repeats, per_repeat, warmup;
+    double stage_s[ST_COUNT];
+    int64_t stage_calls[ST_COUNT];
+    int stage_updates;
+    bool parity_checked;
+    double parity_err; /* worst relative difference of the first update's metrics vs the CPU */
+    UpdateMetrics metrics;
+} UpdateResult;
+
+static void sync_if(const BackendOps *ops, Backend *b) {
+    if (ops->sync) {
+        ops->sync(b);
+    }
+}
+
+static int gcd_int(int a, int b) {
+    while (b) {
+        int t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* the CUDA variant's first update against the CPU reference from the same state and replay */
+static double parity_vs_cpu(const FlameConfig *cfg, const UpdateMetrics *got, const AgentState *s0,
+                            int S, int D, int64_t fill) {
+    FlameConfig c = *cfg;
+    c.backend.type = BACKEND_CPU;
+    Backend *cb = NULL;
+    if (backend_cpu_ops.create(&c, S, D, &cb) != FLAME_OK) {
+        return INFINITY;
+    }
+    bench_fill_replay(&backend_cpu_ops, cb, S, D, fill);
+    backend_cpu_ops.set_state(cb, s0);
+    update_step(&backend_cpu_ops, cb);
+    UpdateMetrics ref;
+    backend_cpu_ops.get_metrics(cb, &ref);
+    backend_cpu_ops.destroy(cb);
+    double a[] = {got->q_mean, got->target_mean, got->critic_loss[0], got->critic_loss[1]};
+    double r[] = {ref.q_mean, ref.target_mean, ref.critic_loss[0], ref.critic_loss[1]};
+    double worst = 0;
+    for (int i = 0; i < 4; i++) {
+        double e = fabs(a[i] - r[i]) / (fabs(r[i]) + 1e-2);
+        worst = isfinite(e) && e > worst ? e : (isfinite(e) ? worst : INFINITY);
+    }
+    return worst;
+}
+
+static bool validate_step(const BackendOps *ops, Backend *b, const FlameConfig *cfg, int S, int D,
+                          UpdateResult *r, const char *when) {
+    ops->get_metrics(b, &r->metrics);
+    if (!bench_metrics_finite(&r->metrics)) {
+        snprintf(r->why, sizeof r->why, "non-finite update metrics %s timing", when);
+        return false;
+    }
+    char what[64] = "";
+    if (!bench_state_finite(ops, b, cfg, S, D, what, sizeof what)) {
+        snprintf(r->why, sizeof r->why, "non-finite %s %s timing", what, when);
+        return false;
+    }
+    return true;
+}
+
+static int run_variant(const UpdateVariant *v, const FlameConfig *base, const BenchOptions *o,
+                       int S, int D, UpdateResult *r) {
+    memset(r, 0, sizeof *r);
+    FlameConfig cfg = *base;
+    cfg.backend.type = v->cuda ? BACKEND_CUDA : BACKEND_CPU;
+    cfg.backend.kernels = v->kernels;
+    cfg.backend.precision = v->precision;
+    const BackendOps *ops = v->ops;
+    const double repeat_s = o->quick ? 0.01 : 0.3, warm_s = o->quick ? 0.0 : 0.5;
+    int repeats = o->repeats > 0 ? o->repeats : (o->quick ? 3 : 7);
+    int pd = cfg.update.policy_delay, td = cfg.update.target_delay;
+    int cycle = pd / gcd_int(pd, td) * td;
+    cycle = cycle > 16 ? 16 : cycle;
+    int64_t fill = cfg.update.replay_size < 20000 ? cfg.update.replay_size : 20000;
+    fill = fill < 4 * cfg.update.batch_size ? 4 * (int64_t)cfg.update.batch_size : fill;
+    fill = fill > cfg.update.replay_size ? cfg.update.replay_size : fill;
+
+    Backend *b = NULL;
+    int rc = ops->create(&cfg, S, D, &b);
+    if (rc != FLAME_OK) {
+        snprintf(r->why, sizeof r->why, "backend create failed: %s", flame_last_error());
+        return rc;
+    }
+    bench_fill_replay(ops, b, S, D, fill);
+
+    /* 1. validate the first update */
+    AgentState s0;
+    if (v->cuda) {
+        agent_state_init(&s0, &cfg, S, D);
+        ops->get_state(b, &s0);
+    }
+    update_step(ops, b);
+    sync_if(ops, b);
+    r->ok = validate_step(ops, b, &cfg, S, D, r, "before");
+    if (v->cuda) {
+        r->parity_checked = true;
+        r->parity_err = parity_vs_cpu(&cfg, &r->metrics, &s0, S, D, fill);
+        agent_state_free(&s0);
+        double tol = v->precision == PRECISION_TF32 ? 5e-2 : 1e-2;
+        if (r->ok && !(r->parity_err <= tol)) {
+            r->ok = false;
+            snprintf(r->why, sizeof r->why,
+                     "first update differs from the CPU reference: worst relative difference %.3g "
+                     "(allowed %.3g)",
+                     r->parity_err, tol);
+        }
+    }
+    if (!r->ok) {
+        ops->destroy(b);
+        return FLAME_ERUNTIME;
+    }
+
+    /* 2. warm up: whole cycles, at least two and warm_s seconds; the last cycle is timed */
+    int warm = 1;
+    double cycle_s = 0, tw = bench_now();
+    for (int c = 0; c < 1000; c++) {
+        double t0 = bench_now();
+        for (int i = 0; i < cycle; i++) {
+            update_step(ops, b);
+        }
+        sync_if(ops, b);
+        cycle_s = bench_now() - t0;
+        warm += cycle;
+        if (c >= (o->quick ? 0 : 1) && bench_now() - tw >= warm_s) {
+            break;
+        }
+    }
+    r->warmup = warm;
+
+    /* 3. timed repeats */
+    int per = cycle * (int)ceil(repeat_s / (cycle_s > 1e-7 ? cycle_s : 1e-7));
+    per = per < cycle ? cycle : (per > 1000 * cycle ? 1000 * cycle : per);
+    double *ms = flame_malloc((size_t)repeats * sizeof(double));
+    for (int rep = 0; rep < repeats; rep++) {
+        if (!v->cuda) {
+            bench_flush_cpu_cache();
+        }
+        sync_if(ops, b);
+        double t0 = bench_now();
+        for (int i = 0; i < per; i++) {
+            update_step(ops, b);
+        }
+        sync_if(ops, b);
+        ms[rep] = 1e3 * (bench_now() - t0) / per;
+    }
+    bench_stats(ms, repeats, &r->ms);
+    flame_free(ms);
+    r->repeats = repeats;
+    r->per_repeat = per;
+
+    /* 4. validate after timing */
+    r->ok = validate_step(ops, b, &cfg, S, D, r, "after");
+
+    /* 5. stages: sync between stage ops (CUDA: a backend without graph capture) */
+    if (r->ok && !o->no_stages) {
+        Backend *sb = b;
+        FlameConfig scfg = cfg;
+        if (v->cuda && cfg.backend.graphs) {
+            scfg.backend.graphs = false;
+            sb = NULL;
+            if (ops->create(&scfg, S, D, &sb) != FLAME_OK) {
+                snprintf(r->why, sizeof r->why, "backend create (graphs off) failed: %s",
+                         flame_last_error());
+                r->ok = false;
+            } else {
+                bench_fill_replay(ops, sb, S, D, fill);
+                for (int i = 0; i < 2 * cycle; i++) {
+                    update_step(ops, sb);
+                }
+                sync_if(ops, sb);
+            }
+        }
+        if (r->ok) {
+            BackendOps t = timed_table(ops);
+            int n = per;
+            for (int i = 0; i < n; i++) {
+                update_step(&t, sb);
+            }
+            memcpy(r->stage_s, timed.s, sizeof r->stage_s);
+            memcpy(r->stage_calls, timed.calls, sizeof r->stage_calls);
+            r->stage_updates = n;
+            r->ok = validate_step(ops, sb, &scfg, S, D, r, "after the stage breakdown of");
+        }
+        if (sb && sb != b) {
+            ops->destroy(sb);
+        }
+    }
+    ops->destroy(b);
+    return r->ok ? FLAME_OK : FLAME_ERUNTIME;
+}
+
+/* ------------------------------------------------------------------ reporting */
+static void print_sgemm(const SgemmResult *s) {
+    char shape[64];
+    snprintf(shape, sizeof shape, "%s %dx%dx%d", s->trans_b ? "NT" : "NN", s->m, s->n, s->k);
+    printf("  %-24s %10.3f %10.3f %12.1f %10.1f   %s\n", shape, s->ms.median, s->ms.min,
+           s->gflops_median, s->gflops_best, s->valid ? "ok" : "FAILED");
+}
+
+static int write_sgemm_json(const SgemmResult *s, const FlameConfig *cfg, int S, int D,
+                            const BenchOptions *o) {
+    char name[96];
+    snprintf(name, sizeof name, "sgemm/%s/%dx%dx%d", s->trans_b ? "NT" : "NN", s->m, s->n, s->k);
+    BenchJson j;
+    bench_json_header(&j, "update", name, s->valid ? "ok" : "failed", s->valid, false, cfg, S, D,
+                      o->quick);
+    bench_json_str(&j, "backend", "cpu");
+    bench_json_int(&j, "threads", cfg->run.cpu_threads);
+    bench_json_int(&j, "m", s->m);
+    bench_json_int(&j, "n", s->n);
+    bench_json_int(&j, "k", s->k);
+    bench_json_bool(&j, "trans_b", s->trans_b);
+    bench_json_num(&j, "ms_median", s->ms.median);
+    bench_json_num(&j, "ms_min", s->ms.min);
+    bench_json_num(&j, "ms_max", s->ms.max);
+    bench_json_int(&j, "repeats", s->repeats);
+    bench_json_int(&j, "calls_per_repeat", s->calls_per_repeat);
+    bench_json_num(&j, "gflops_median", s->gflops_median);
+    bench_json_num(&j, "gflops_best", s->gflops_best);
+    bench_json_num(&j, "check_before", s->err_before);
+    bench_json_num(&j, "check_after", s->err_after);
+    int rc = bench_json_write(&j, o->json_path);
+    bench_json_free(&j);
+    return rc;
+}
+
+static int write_variant_json(const UpdateVariant *v, const UpdateResult *r,
+                              const FlameConfig *cfg, int S, int D, const UpdateFlops *fl,
+                              const SgemmResult *big, const SgemmResult *shaped,
+                              const BenchOptions *o) {
+    BenchJson j;
+    char name[96];
+    snprintf(name, sizeof name, "update/%s", v->name);
+    bench_json_header(&j, "update", name, r->ok ? "ok" : "failed", r->ok, v->cuda, cfg, S, D,
+                      o->quick);
+    bench_json_str(&j, "backend", v->cuda ? "cuda" : "cpu");
+    bench_json_str(&j, "kernels",
+                   v->cuda ? config_enum_name("backend.kernels", v->kernels) : "reference");
+    bench_json_str(&j, "precision",
+                   v->cuda ? config_enum_name("backend.precision", v->precision) : "fp32");
+    bench_json_bool(&j, "graphs", v->cuda && cfg->backend.graphs);
+    bench_json_int(&j, "threads", cfg->run.cpu_threads);
+    if (!r->ok) {
+        bench_json_str(&j, "error", r->why);
+    }
+    double ups = r->ms.median > 0 ? 1e3 / r->ms.median : NAN;
+    bench_json_num(&j, "updates_per_s", ups);
+    bench_json_num(&j, "updates_per_s_best", r->ms.min > 0 ? 1e3 / r->ms.min : NAN);
+    bench_json_num(&j, "ms_median", r->ms.median);
+    bench_json_num(&j, "ms_min", r->ms.min);
+    bench_json_num(&j, "ms_max", r->ms.max);
+    bench_json_int(&j, "repeats", r->repeats);
+    bench_json_int(&j, "updates_per_repeat", r->per_repeat);
+    bench_json_int(&j, "warmup_updates", r->warmup);
+    bench_json_num(&j, "flops_per_update", fl->per_update);
+    bench_json_num(&j, "flops_per_update_min", fl->per_update_min);
+    bench_json_num(&j, "flops_all_stages", fl->all_stages);
+    double gfs = fl->per_update / (r->ms.median * 1e-3) * 1e-9;
+    bench_json_num(&j, "gflops_per_s", gfs);
+    if (!v->cuda && big && shaped) {
+        double floor_ms = fl->per_update / (shaped->gflops_median * 1e9) * 1e3;
+        double floor_min_ms = fl->per_update_min / (shaped->gflops_median * 1e9) * 1e3;
+        bench_json_num(&j, "sgemm_gflops_large", big->gflops_median);
+        bench_json_num(&j, "sgemm_gflops_update_shape", shaped->gflops_median);
+        bench_json_num(&j, "ratio_to_sgemm_large", gfs / big->gflops_median);
+        bench_json_num(&j, "floor_ms", floor_ms);
+        bench_json_num(&j, "floor_ratio", floor_ms / r->ms.median);
+        bench_json_num(&j, "floor_min_ms", floor_min_ms);
+        bench_json_num(&j, "floor_min_ratio", floor_min_ms / r->ms.median);
+        bench_json_num(&j, "x_floor_min", r->ms.median / floor_min_ms);
+    }
+    if (r->parity_checked) {
+        bench_json_num(&j, "parity_rel_err", r->parity_err);
+    }
+    if (r->stage_updates > 0) {
+        double sum = 0;
+        for (int s = 0; s < ST_COUNT; s++) {
+            sum += r->stage_s[s];
+        }
+        bench_json_int(&j, "stage_updates", r->stage_updates);
+        bench_json_num(&j, "stage_sum_ms", 1e3 * sum / r->stage_updates);
+        bench_json_key(&j, "stages");
+        for (int s = 0; s < ST_COUNT; s++) {
+            if (r->stage_calls[s] == 0 && s == ST_END_UPDATE) {
+                continue;
+            }
+            bench_json_key(&j, stage_names[s]);
+            bench_json_num(&j, "ms_per_update", 1e3 * r->stage_s[s] / r->stage_updates);
+            bench_json_num(&j, "share", sum > 0 ? r->stage_s[s] / sum : NAN);
+            bench_json_int(&j, "calls", r->stage_calls[s]);
+            bench_json_end(&j);
+        }
+        bench_json_end(&j);
+    }
+    bench_json_key(&j, "metrics");
+    bench_json_num(&j, "critic_loss", r->metrics.critic_loss[0]);
+    bench_json_num(&j, "q_mean", r->metrics.q_mean);
+    bench_json_num(&j, "alpha", r->metrics.alpha);
+    bench_json_end(&j);
+    int rc = bench_json_write(&j, o->json_path);
+    bench_json_free(&j);
+    return rc;
+}
+
+static void print_stages(const UpdateVariant *v, const UpdateResult *r, const UpdateFlops *fl) {
+    double sum = 0;
+    for (int s = 0; s < ST_COUNT; s++) {
+        sum += r->stage_s[s];
+    }
+    double stage_flops[ST_COUNT] = {0};
+    stage_flops[ST_CRITIC_TARGET] = fl->critic_target;
+    stage_flops[ST_CRITIC_STEP] = fl->critic_step;
+    stage_flops[ST_QWEIGHT] = fl->qweight;
+    stage_flops[ST_POLICY_STEP] = fl->policy_step;
+    printf("\nstages of %s (%d updates, a sync between stage ops)\n", v->name, r->stage_updates);
+    printf("  %-16s %12s %8s %8s %12s\n", "stage", "ms/update", "share", "calls", "GFLOP/s");
+    for (int s = 0; s < ST_COUNT; s++) {
+        if (r->stage_calls[s] == 0 && s == ST_END_UPDATE) {
+            continue;
+        }
+        double per_call = r->stage_calls[s] ? r->stage_s[s] / r->stage_calls[s] : 0;
+        double gf = stage_flops[s] > 0 && per_call > 0 ? stage_flops[s] / per_call * 1e-9 : NAN;
+        printf("  %-16s %12.3f %7.1f%% %8lld", stage_names[s], 1e3 * r->stage_s[s] / r->stage_updates,
+               sum > 0 ? 100.0 * r->stage_s[s] / sum : 0.0, (long long)r->stage_calls[s]);
+        if (isfinite(gf)) {
+            printf(" %12.1f\n", gf);
+        } else {
+            printf(" %12s\n", "-");
+        }
+    }
+    printf("  %-16s %12.3f  (whole update, timed without syncs: %.3f ms median)\n", "sum",
+           1e3 * sum / r->stage_updates, r->ms.median);
+}
+
+/* ------------------------------------------------------------------ the suite */
+static const char *const update_quick_defaults[] = {
+    "net.hidden=32",        "net.layers=2",         "update.batch_size=32",
+    "flow.sample_k=8",      "flow.num_particles=4", "update.replay_size=4096",
+    "run.start_steps=1000", NULL};
+
+static void build_variants(int kind, UpdateVariant *v, int *n, const char **skip) {
+    *n = 0;
+    *skip = NULL;
+    if (kind == BACKEND_AUTO || kind == BACKEND_CPU) {
+        v[*n] = (UpdateVariant){&backend_cpu_ops, false, KERNELS_FUSED, PRECISION_FP32, "cpu"};
+        (*n)++;
+    }
+    if (kind == BACKEND_AUTO || kind == BACKEND_CUDA) {
+#ifdef FLAME_HAVE_CUDA
+        if (flame_cuda_device_count() > 0) {
+            const int kk[2] = {KERNELS_FUSED, KERNELS_CUBLAS};
+            const int pp[2] = {PRECISION_FP32, PRECISION_TF32};
+            for (int a = 0; a < 2; a++) {
+                for (int p = 0; p < 2; p++) {
+                    UpdateVariant *x = &v[(*n)++];
+                    *x = (UpdateVariant){&backend_cuda_ops, true, kk[a], pp[p], ""};
+                    snprintf(x->name, sizeof x->name, "cuda-%s-%s",
+                             config_enum_name("backend.kernels", kk[a]),
+                             config_enum_name("backend.precision", pp[p]));
+                }
+            }
+        } else {
+            *skip = "no CUDA device found";
+        }
+#else
+        *skip = "this flame was built without CUDA";
+#endif
+    }
+}
+
+int bench_update(const BenchOptions *o) {
+    FlameConfig cfg;
+    int rc = bench_load_config(o, o->quick ? update_quick_defaults : NULL, &cfg);
+    if (rc != FLAME_OK) {
+        return rc;
+    }
+    const EnvSpec *spec = env_spec_find(cfg.env.id);
+    if (!spec) {
+        return flame_errorf(FLAME_EINPUT, "unknown env id '%s' (see `flame envs`)", cfg.env.id);
+    }
+    int S = spec->obs_dim, D = spec->act_dim;
+    UpdateVariant variants[8];
+    int nv = 0;
+    const char *skip = NULL;
+    build_variants(cfg.backend.type, variants, &nv, &skip);
+    UpdateFlops fl;
+    bench_update_flops(&cfg, S, D, &fl);
+
+    char summary[512], host[256];
+    bench_config_summary(&cfg, summary, sizeof summary);
+    bench_cpu_model(host, sizeof host);
+    printf("flame bench update: %s (S=%d, D=%d)\n", spec->id, S, D);
+    printf("config: %s\nhost:   %s; blas %s\n", summary, host, blas_info());
+    printf("flops:  %.3f GF per update as update_step runs it (critic_target %.3f, critic_step "
+           "%.3f, qweight %.3f, policy_step %.3f every %d); §13 floor %.3f GF\n",
+           fl.per_update * 1e-9, fl.critic_target * 1e-9, fl.critic_step * 1e-9,
+           fl.qweight * 1e-9, fl.policy_step * 1e-9, cfg.update.policy_delay,
+           fl.per_update_min * 1e-9);
+    if (skip) {
+        printf("cuda:   skipped (%s); the CUDA variants need a GPU\n", skip);
+        BenchJson j;
+        bench_json_header(&j, "update", "update/cuda", "skipped", false, false, &cfg, S, D,
+                          o->quick);
+        bench_json_str(&j, "backend", "cuda");
+        bench_json_str(&j, "reason", skip);
+        int wrc = bench_json_write(&j, o->json_path);
+        bench_json_free(&j);
+        if (wrc != FLAME_OK) {
+            return wrc;
+        }
+    }
+
+    /* sgemm on the CPU, at the update's thread count */
+    bool have_cpu = nv > 0 && !variants[0].cuda;
+    SgemmResult big, shaped;
+    int status = FLAME_OK;
+    if (have_cpu) {
+        blas_set_threads(cfg.run.cpu_threads);
+        int reps = o->quick ? 3 : 5;
+        double rs = o->quick ? 0.01 : 0.25;
+        int nbig = o->quick ? 256 : 2048;
+        bench_sgemm(nbig, nbig, nbig, false, reps, rs, &big);
+        bench_sgemm(cfg.update.batch_size * cfg.flow.sample_k, cfg.net.hidden, cfg.net.hidden,
+                    true, reps, rs, &shaped);
+        printf("\nsgemm (CBLAS, %d thread%s)      %10s %10s %12s %10s   valid\n",
+               cfg.run.cpu_threads, cfg.run.cpu_threads == 1 ? "" : "s", "ms median", "ms min",
+               "GFLOP/s med", "best");
+        print_sgemm(&big);
+        print_sgemm(&shaped);
+        rc = write_sgemm_json(&big, &cfg, S, D, o);
+        rc = rc ? rc : write_sgemm_json(&shaped, &cfg, S, D, o);
+        if (rc != FLAME_OK) {
+            return rc;
+        }
+        if (!big.valid || !shaped.valid) {
+            status = flame_errorf(FLAME_ERUNTIME, "sgemm validation failed");
+        }
+    }
+
+    printf("\n  %-22s %10s %10s %10s %9s %9s %9s %9s   %s\n", "update", "updates/s", "ms median",
+           "ms min", "GFLOP/s", "x sgemm", "floor", "floor13", "valid");
+    UpdateResult *res = flame_calloc((size_t)(nv > 0 ? nv : 1), sizeof(UpdateResult));
+    for (int i = 0; i < nv; i++) {
+        UpdateResult *r = &res[i];
+        int vrc = run_variant(&variants[i], &cfg, o, S, D, r);
+        double gfs = fl.per_update / (r->ms.median * 1e-3) * 1e-9;
+        printf("  %-22s %10.3f %10.3f %10.3f %9.1f", variants[i].name,
+               r->ms.median > 0 ? 1e3 / r->ms.median : 0.0, r->ms.median, r->ms.min, gfs);
+        if (!variants[i].cuda && have_cpu) {
+            double floor_ms = fl.per_update / (shaped.gflops_median * 1e9) * 1e3;
+            double floor13 = fl.per_update_min / (shaped.gflops_median * 1e9) * 1e3;
+            printf(" %9.3f %9.3f %9.3f", gfs / big.gflops_median, floor_ms / r->ms.median,
+                   floor13 / r->ms.median);
+        } else {
+            printf(" %9s %9s %9s", "-", "-", "-");
+        }
+        printf("   %s%s\n", r->ok ? "ok" : "FAILED: ", r->ok ? "" : r->why);
+        if (r->parity_checked) {
+            printf("  %-22s first update vs CPU reference: worst relative difference %.3g\n", "",
+                   r->parity_err);
+        }
+        rc = write_variant_json(&variants[i], r, &cfg, S, D, &fl, have_cpu ? &big : NULL,
+                                have_cpu ? &shaped : NULL, o);
+        if (rc != FLAME_OK) {
+            flame_free(res);
+            return rc;
+        }
+        if (vrc != FLAME_OK && status == FLAME_OK) {
+            status = flame_errorf(FLAME_ERUNTIME, "update %s: %s", variants[i].name, r->why);
+        }
+    }
+    if (have_cpu) {
+        printf("  (x sgemm: achieved GFLOP/s / large sgemm GFLOP/s; floor: time of the update's "
+               "FLOPs at the sgemm speed of its GEMM shape / measured time; floor13: the same for "
+               "§13's minimum FLOPs, where 0.5 means within 2x of the GEMM floor)\n");
+    }
+    for (int i = 0; i < nv; i++) {
+        if (res[i].stage_updates > 0) {
+            print_stages(&variants[i], &res[i], &fl);
+        }
+    }
+    flame_free(res);
+    return status;
+}
