@@ -1,0 +1,154 @@
+/*
+ * dataset.h: offline-RL datasets written in the layouts other code already reads
+ * (/work/shared/docs/gym-envs.md section 5, tools/DATASETS.md):
+ *   - D4RL: one flat HDF5 file of transitions, row i = (s_i, a_i, r_i, s_{i+1}), episodes back to
+ *     back: observations, actions, rewards (float32), terminals, timeouts (bool),
+ *     next_observations (float32), infos/qpos, infos/qvel (float64, state before the step),
+ *     infos/action_log_probs (float32, random policy only), metadata/ (scalar datasets);
+ *   - Minari 0.5 (data_format "hdf5"): a directory <out>/data/{metadata.json, main_data.hdf5}
+ *     with one group episode_<k> per episode: observations (T+1, S) float64, actions (T, D)
+ *     float32, rewards (T) float64, terminations, truncations (T) bool; attributes id, seed,
+ *     total_steps, rewards_sum/mean/std/max/min.
+ * Booleans use h5py's enum over int8 (h5_bool_type); every array dataset is chunked with an
+ * unlimited first dimension and gzip compressed.
+ *
+ * Invariants:
+ *   - nothing partial is left behind: a writer builds its output under a hidden temporary name
+ *     in the target's directory and renames it into place in dataset_close(); dataset_abort()
+ *     and every failure remove the temporary file or directory;
+ *   - an existing output is replaced only with `force`, and a directory only when it is a
+ *     Minari dataset (data/metadata.json), so --force never deletes unrelated files;
+ *   - actions are stored in env units (what the env received: center + a * half_range of the
+ *     agent action a, unclipped).
+ * Rollouts (dataset_rollout) run N envs of an env pool, each finishing whole episodes from a fixed
+ * quota, and pass exactly `episodes` complete episodes to the writer in completion order (step,
+ * then env index): the result depends on the seed and N, never on the number of threads.
+ * Episodes that MuJoCo ended as unstable are not physical: they are dropped and replaced.
+ *
+ * defines: DatasetFormat DatasetInfo DatasetEpisode DatasetWriter dataset_format_parse
+ *          dataset_format_name dataset_open dataset_add_episode dataset_add_transitions
+ *          dataset_close dataset_abort dataset_minari_id RolloutPolicy RolloutOptions
+ *          RolloutStats dataset_rollout dataset_rollout_stats_free DATASET_ROLLOUT_ENV_OFFSET
+ */
+#ifndef FLAME_DATASET_H
+#define FLAME_DATASET_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flame/backend.h"
+#include "flame/env.h"
+
+typedef enum { DATASET_D4RL, DATASET_MINARI } DatasetFormat;
+
+/* "d4rl" or "minari" -> format; FLAME_EINPUT with a message naming the choices otherwise. */
+int dataset_format_parse(const char *name, DatasetFormat *out);
+const char *dataset_format_name(DatasetFormat f);
+
+/* Everything a dataset says about where its data came from. Strings may be NULL (written as ""). */
+typedef struct {
+    const EnvSpec *spec;     /* env id, dimensions, time limit, reward threshold */
+    int nq, nv;              /* MuJoCo state sizes (infos/qpos, infos/qvel) */
+    const double *act_low;   /* (act_dim) action box in env units (ctrlrange) */
+    const double *act_high;  /* (act_dim) */
+    const char *source;      /* "rollout" or "replay" */
+    const char *algorithm;   /* "flame-m", "flame-r", "sac" or "random" */
+    const char *policy;      /* checkpoint path, or "random" */
+    const char *backend;     /* backend that computed the actions ("" for random) */
+    const char *config_yaml; /* resolved config of the checkpoint (NULL for random) */
+    int64_t iteration;       /* gradient updates of the policy snapshot */
+    int64_t env_steps;       /* training env steps of the snapshot */
+    uint64_t seed;           /* rollout seed */
+    bool deterministic;      /* deterministic policy actions */
+    int num_envs;            /* parallel envs of the rollout */
+    /* Minari only */
+    const char *dataset_id;     /* validated by dataset_minari_id */
+    const char *author;         /* NULL: "unknown" */
+    const char *author_email;   /* NULL: key omitted */
+    const char *code_permalink; /* NULL: "flame <version> (commit <commit>)" */
+    const char *description;    /* NULL: generated */
+} DatasetInfo;
+
+/* One complete episode of T steps. */
+typedef struct {
+    int T;
+    const double *obs;         /* (T+1, S): reset observation ... final observation */
+    const float *act;          /* (T, D) env units */
+    const double *rew;         /* (T) */
+    const uint8_t *terminated; /* (T) the env's flag */
+    const uint8_t *truncated;  /* (T) time limit */
+    const double *qpos, *qvel; /* (T, nq), (T, nv) state before each step; NULL: not stored */
+    const float *log_prob;     /* (T) log-prob of each action; NULL: not stored */
+    uint32_t env_index;        /* which env of the pool ran it */
+    uint32_t env_episode;      /* that env's episode counter (its reset-noise address) */
+} DatasetEpisode;
+
+typedef struct DatasetWriter DatasetWriter;
+
+/* Starts a dataset at `path` (a file for D4RL, a directory for Minari) under a temporary name.
+   FLAME_EINPUT with a message naming the problem and the fix when the output exists and force is
+   false, when an existing directory is not a Minari dataset, or when the location is not
+   writable. `info` (and the arrays it points to) must stay valid until dataset_close. */
+int dataset_open(DatasetWriter **out, const char *path, DatasetFormat fmt, const DatasetInfo *info,
+                 bool force);
+
+/* Appends one episode (D4RL rows or a Minari episode group). */
+int dataset_add_episode(DatasetWriter *w, const DatasetEpisode *ep);
+
+/* D4RL only: appends n raw transitions (float32 rows; actions in env units; timeouts false). */
+int dataset_add_transitions(DatasetWriter *w, const float *obs, const float *act, const float *rew,
+                            const float *next_obs, const uint8_t *terminal, int64_t n);
+
+/* Writes the metadata, closes the files and renames the result into place; frees w (also on
+   failure, after removing the temporary output). */
+int dataset_close(DatasetWriter *w);
+
+/* Removes the temporary output and frees w (NULL is ignored). */
+void dataset_abort(DatasetWriter *w);
+
+/* The Minari dataset id for an output directory: `id` when non-NULL, else the path relative to
+   $MINARI_DATASETS_PATH (default ~/.minari/datasets) when the directory lies under it, else its
+   base name; "-v0" is appended when no version is given. FLAME_EINPUT when the result is not of
+   the form (namespace/)name-vN with name characters [-_A-Za-z0-9]. */
+int dataset_minari_id(const char *path, const char *id, char *out, size_t out_len);
+
+/* ------------------------------------------------------------------ rollouts */
+
+/* Env rows of rollout pools (rng.h reset addresses): far from training and evaluation pools. */
+#define DATASET_ROLLOUT_ENV_OFFSET 0x01000000u
+
+typedef enum { ROLLOUT_POLICY_AGENT, ROLLOUT_POLICY_RANDOM } RolloutPolicy;
+
+typedef struct {
+    RolloutPolicy policy;
+    const BackendOps *ops; /* agent policy: backend and its created state */
+    Backend *backend;
+    bool deterministic; /* ACT_DETERMINISTIC, else ACT_EXPLORE */
+    const EnvSpec *spec;
+    const char *model_xml; /* NULL or "": embedded model */
+    int episodes;          /* >= 1 */
+    int num_envs;          /* >= 1; clamped to episodes */
+    int num_threads;       /* >= 1 */
+    uint64_t seed;
+    bool progress;               /* periodic progress lines on stdout */
+    volatile sig_atomic_t *stop; /* non-NULL: non-zero stops the rollout (FLAME_ERUNTIME) */
+} RolloutOptions;
+
+typedef struct {
+    int episodes;
+    int64_t steps;
+    double *returns;  /* (episodes) in dataset order; free with dataset_rollout_stats_free */
+    int *lengths;     /* (episodes) */
+    int64_t unstable; /* episodes dropped because MuJoCo went unstable */
+    double seconds;
+} RolloutStats;
+
+/* Runs the rollout and passes each finished episode to `w` (w may be NULL: statistics only).
+   Returns FLAME_OK, FLAME_EINPUT (bad options, message set) or FLAME_ERUNTIME (writer failure,
+   stop request, or more unstable episodes than requested ones). */
+int dataset_rollout(const RolloutOptions *o, DatasetWriter *w, RolloutStats *stats);
+void dataset_rollout_stats_free(RolloutStats *s);
+
+#endif

@@ -1,0 +1,284 @@
+/*
+ * cmd_export_replay.c: `flame export-replay`, a run's replay buffer as a D4RL-layout dataset.
+ *
+ * Rows are the buffer's transitions in insertion order, oldest first (when the ring is full the
+ * oldest slot is `head`, else slot 0). Actions are mapped from agent units to env units like
+ * rollout datasets. The buffer stores only `terminated` (time-limit truncations bootstrap), so
+ * timeouts are all false, and with several training envs consecutive rows interleave the envs:
+ * next_observations, not observations[i + 1], is the successor of row i.
+ */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flame/check.h"
+#include "flame/ckpt.h"
+#include "flame/cli.h"
+#include "flame/dataset.h"
+#include "flame/env.h"
+#include "flame/h5util.h"
+
+#define CMD "export-replay"
+#define EXPORT_BATCH_ROWS 65536
+
+static void export_usage(void) {
+    printf("usage: flame export-replay (--run DIR | --ckpt FILE) --out PATH [--format d4rl]\n"
+           "                           [--env ID] [--force]\n\n"
+           "Writes the replay buffer stored in a checkpoint as a D4RL-layout HDF5 file\n"
+           "(observations, actions in env units, rewards, terminals, timeouts = false,\n"
+           "next_observations, metadata/*), oldest transition first (tools/DATASETS.md).\n\n"
+           "options:\n"
+           "  --run DIR     run directory: the latest DIR/ckpt/step_<N>.h5 with a replay buffer\n"
+           "  --ckpt FILE   this checkpoint (it must hold a replay buffer: run.save_replay=true)\n"
+           "  --out PATH    output file\n"
+           "  --format F    d4rl (the only layout: the buffer keeps no episode boundaries)\n"
+           "  --env ID      check that the checkpoint belongs to this env\n"
+           "  --force       replace an existing output\n");
+}
+
+/* whether the file is an HDF5 file with a /replay group (without reading it) */
+static bool has_replay_group(const char *path) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        return false;
+    }
+    bool yes = h5_exists(f, "replay");
+    H5Fclose(f);
+    return yes;
+}
+
+static int cmp_desc(const void *a, const void *b) {
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return x < y ? 1 : (x > y ? -1 : 0);
+}
+
+/* the checkpoint with the largest step in DIR/ckpt that holds a replay buffer */
+static int latest_with_replay(const char *run, char *out, size_t out_len) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/ckpt", run);
+    DIR *d = opendir(dir);
+    if (!d) {
+        return cli_fail(CMD, FLAME_EINPUT,
+                        "--run %s: no checkpoint directory %s; pass a run "
+                        "directory (runs/<name>) or --ckpt FILE",
+                        run, dir);
+    }
+    long long *steps = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long long step;
+        char tail[8];
+        if (sscanf(e->d_name, "step_%lld.h%7s", &step, tail) == 2 && !strcmp(tail, "5")) {
+            if (n == cap) {
+                cap = cap ? 2 * cap : 16;
+                steps = realloc(steps, cap * sizeof *steps);
+                FLAME_CHECK(steps, "out of memory listing %s", dir);
+            }
+            steps[n++] = step;
+        }
+    }
+    closedir(d);
+    if (n == 0) {
+        free(steps);
+        return cli_fail(CMD, FLAME_EINPUT, "--run %s: no step_<N>.h5 checkpoint in %s", run, dir);
+    }
+    qsort(steps, n, sizeof *steps, cmp_desc);
+    int rc = cli_fail(CMD, FLAME_EINPUT,
+                      "--run %s: none of the %zu checkpoints in %s holds a "
+                      "replay buffer; train with run.save_replay=true",
+                      run, n, dir);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(out, out_len, "%s/step_%lld.h5", dir, steps[i]);
+        if (has_replay_group(out)) {
+            rc = FLAME_OK;
+            break;
+        }
+    }
+    free(steps);
+    return rc;
+}
+
+/* writes rows [start, start + n) of the ring (no wrap inside) with actions in env units */
+static int write_rows(DatasetWriter *w, const Replay *r, int64_t start, int64_t n,
+                      const double *low, const double *high, float *act) {
+    const size_t S = (size_t)r->obs_dim, D = (size_t)r->act_dim;
+    for (int64_t k = 0; k < n; k += EXPORT_BATCH_ROWS) {
+        int64_t m = n - k < EXPORT_BATCH_ROWS ? n - k : EXPORT_BATCH_ROWS;
+        size_t s0 = (size_t)(start + k);
+        for (size_t i = 0; i < (size_t)m; i++) {
+            for (size_t d = 0; d < D; d++) {
+                double center = 0.5 * (low[d] + high[d]), half = 0.5 * (high[d] - low[d]);
+                act[i * D + d] = (float)(center + (double)r->act[(s0 + i) * D + d] * half);
+            }
+        }
+        int rc = dataset_add_transitions(w, r->obs + s0 * S, act, r->rew + s0, r->next_obs + s0 * S,
+                                         r->done + s0, m);
+        if (rc != FLAME_OK) {
+            return rc;
+        }
+    }
+    return FLAME_OK;
+}
+
+int cmd_export_replay(int argc, char **argv) {
+    const char *run = NULL, *ckpt = NULL, *out = NULL, *format = "d4rl", *env = NULL;
+    bool force = false;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+            export_usage();
+            return FLAME_OK;
+        }
+        if (!strcmp(o, "--force")) {
+            force = true;
+            continue;
+        }
+        const char **dst = !strcmp(o, "--run")      ? &run
+                           : !strcmp(o, "--ckpt")   ? &ckpt
+                           : !strcmp(o, "--out")    ? &out
+                           : !strcmp(o, "--format") ? &format
+                           : !strcmp(o, "--env")    ? &env
+                                                    : NULL;
+        if (!dst) {
+            return cli_fail(CMD, FLAME_EINPUT,
+                            "unknown option '%s'; see `flame export-replay "
+                            "--help`",
+                            o);
+        }
+        if (i + 1 >= argc) {
+            return cli_fail(CMD, FLAME_EINPUT,
+                            "%s needs a value; see `flame export-replay "
+                            "--help`",
+                            o);
+        }
+        *dst = argv[++i];
+    }
+    DatasetFormat fmt;
+    if (dataset_format_parse(format, &fmt) != FLAME_OK) {
+        return cli_fail_last(CMD, FLAME_EINPUT);
+    }
+    if (fmt != DATASET_D4RL) {
+        return cli_fail(CMD, FLAME_EINPUT,
+                        "--format %s is not available here: the replay buffer "
+                        "keeps no episode boundaries at time limits; use "
+                        "--format d4rl",
+                        format);
+    }
+    if ((run != NULL) == (ckpt != NULL)) {
+        return cli_fail(CMD, FLAME_EINPUT, "give exactly one of --run DIR and --ckpt FILE");
+    }
+    if (!out) {
+        return cli_fail(CMD, FLAME_EINPUT, "--out PATH is required");
+    }
+    const EnvSpec *spec = NULL;
+    if (env && !(spec = env_spec_find(env))) {
+        return cli_fail(CMD, FLAME_EINPUT, "unknown env id '%s'; `flame envs` lists the ids", env);
+    }
+    char path[4200];
+    if (run) {
+        int rc = latest_with_replay(run, path, sizeof path);
+        if (rc != FLAME_OK) {
+            return rc;
+        }
+    } else {
+        snprintf(path, sizeof path, "%s", ckpt);
+    }
+
+    /* the checkpoint and its buffer */
+    Checkpoint ck;
+    if (ckpt_read(path, &ck, true) != FLAME_OK) {
+        return cli_fail(CMD, FLAME_EINPUT, "%s; pass a checkpoint written by `flame train`",
+                        flame_last_error());
+    }
+    int rc = FLAME_OK;
+    const EnvSpec *ck_spec = env_spec_find(ck.env_id);
+    if (!ck.has_replay) {
+        rc = cli_fail(CMD, FLAME_EINPUT,
+                      "%s holds no replay buffer (written with "
+                      "run.save_replay=false); export a checkpoint written with "
+                      "run.save_replay=true",
+                      path);
+    } else if (!ck_spec) {
+        rc = cli_fail(CMD, FLAME_EINPUT, "%s: checkpoint env '%s' is not a known env id", path,
+                      ck.env_id);
+    } else if (spec && spec != ck_spec) {
+        rc = cli_fail(CMD, FLAME_EINPUT,
+                      "%s was trained on %s, not on --env %s; drop --env or "
+                      "pass a checkpoint of %s",
+                      path, ck.env_id, env, env);
+    } else if (ck.obs_dim != ck_spec->obs_dim || ck.act_dim != ck_spec->act_dim) {
+        rc = cli_fail(CMD, FLAME_EINPUT,
+                      "%s: checkpoint dimensions (obs %d, act %d) differ from "
+                      "%s",
+                      path, ck.obs_dim, ck.act_dim, ck.env_id);
+    } else if (ck.replay.size == 0) {
+        rc = cli_fail(CMD, FLAME_EINPUT, "%s: the replay buffer is empty; nothing to export", path);
+    }
+    if (rc != FLAME_OK) {
+        ckpt_free(&ck);
+        return rc;
+    }
+    spec = ck_spec;
+
+    /* the action box of the checkpoint's model */
+    mjModel *m = NULL;
+    if (env_model_load(spec, ck.cfg.env.model_xml, &m) != FLAME_OK) {
+        rc = cli_fail_last(CMD, FLAME_EINPUT);
+        ckpt_free(&ck);
+        return rc;
+    }
+    Env *probe = env_create(spec, m);
+    double *low = flame_malloc((size_t)spec->act_dim * sizeof(double));
+    double *high = flame_malloc((size_t)spec->act_dim * sizeof(double));
+    env_action_bounds(probe, low, high);
+    DatasetInfo info = {.spec = spec,
+                        .nq = env_nq(probe),
+                        .nv = env_nv(probe),
+                        .act_low = low,
+                        .act_high = high,
+                        .source = "replay",
+                        .algorithm = config_algo_name(ck.cfg.algo),
+                        .policy = path,
+                        .backend = ck.backend,
+                        .iteration = ck.st.updates,
+                        .env_steps = ck.tc.env_steps,
+                        .seed = (uint64_t)ck.cfg.run.seed,
+                        .deterministic = false,
+                        .num_envs = ck.cfg.env.num_envs};
+    env_free(probe);
+    mj_deleteModel(m);
+    char *yaml = config_to_yaml(&ck.cfg);
+    info.config_yaml = yaml;
+
+    DatasetWriter *w = NULL;
+    rc = dataset_open(&w, out, fmt, &info, force);
+    if (rc == FLAME_OK) {
+        /* oldest first: slot head when the ring has wrapped, else slot 0 */
+        const Replay *r = &ck.replay;
+        int64_t start = r->size < r->capacity ? 0 : r->head;
+        int64_t first = start + r->size <= r->capacity ? r->size : r->capacity - start;
+        float *act = flame_malloc((size_t)EXPORT_BATCH_ROWS * (size_t)r->act_dim * sizeof(float));
+        rc = write_rows(w, r, start, first, low, high, act);
+        rc = rc ? rc : write_rows(w, r, 0, r->size - first, low, high, act);
+        flame_free(act);
+        if (rc == FLAME_OK) {
+            rc = dataset_close(w);
+        } else {
+            dataset_abort(w);
+        }
+        if (rc == FLAME_OK) {
+            printf("export-replay: wrote %lld transitions (oldest first) of %s (%s) from %s to "
+                   "%s (d4rl)\n",
+                   (long long)r->size, spec->id, config_algo_name(ck.cfg.algo), path, out);
+        }
+    }
+    if (rc != FLAME_OK) {
+        rc = cli_fail_last(CMD, rc);
+    }
+    free(yaml);
+    flame_free(low), flame_free(high);
+    ckpt_free(&ck);
+    return rc;
+}
