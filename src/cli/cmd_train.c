@@ -59,7 +59,7 @@ int cmd_train(int argc, char **argv) {
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+hc:s:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hc:s:", longopts, NULL)) != -1) {
         switch (c) {
             case 'c':
                 config_path = optarg;
@@ -229,7 +229,7 @@ int cmd_eval(int argc, char **argv) {
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         char *end;
         switch (c) {
             case 'k':

@@ -196,6 +196,7 @@ char *h5_attr_read_str(hid_t loc, const char *name) {
             char *v = NULL;
             hid_t mt = H5Tcopy(H5T_C_S1);
             H5Tset_size(mt, H5T_VARIABLE);
+            H5Tset_cset(mt, H5Tget_cset(ft));
             if (H5Aread(a, mt, &v) >= 0 && v) {
                 out = strdup(v);
                 H5free_memory(v);
@@ -206,6 +207,7 @@ char *h5_attr_read_str(hid_t loc, const char *name) {
             out = calloc(n + 1, 1);
             hid_t mt = H5Tcopy(H5T_C_S1);
             H5Tset_size(mt, n + 1);
+            H5Tset_cset(mt, H5Tget_cset(ft)); /* HDF5 does not convert between character sets */
             if (H5Aread(a, mt, out) < 0) {
                 free(out);
                 out = NULL;

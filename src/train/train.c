@@ -393,6 +393,14 @@ static void collect(Loop *L) {
     L->sum->update_s += now_s() - t2;
 }
 
+/* The first origin + k * every (k >= 1) above `now`. */
+static int64_t next_multiple(int64_t now, int64_t origin, int64_t every) {
+    if (now < origin) {
+        return origin + every;
+    }
+    return origin + ((now - origin) / every + 1) * every;
+}
+
 static bool finite_metrics(const UpdateMetrics *m) {
     return isfinite(m->critic_loss[0]) && isfinite(m->critic_loss[1]) && isfinite(m->actor_loss) &&
            isfinite(m->alpha);
@@ -513,8 +521,8 @@ int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *sum
         }
     } else {
         envpool_reset(L.pool, L.obs);
-        L.tc.next_eval = L.start_steps + cfg->run.eval_every;
-        L.tc.next_ckpt = L.start_steps + cfg->run.ckpt_every;
+        L.tc.next_eval = next_multiple(0, L.start_steps, cfg->run.eval_every);
+        L.tc.next_ckpt = next_multiple(0, L.start_steps, cfg->run.ckpt_every);
     }
     ckpt_free(&ck);
 
@@ -556,8 +564,9 @@ int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *sum
     L.last_row_steps = L.tc.env_steps;
     L.last_row_updates = backend_base(L.b)->counters.updates;
     int64_t session_start = L.tc.env_steps;
-    int64_t next_row = L.tc.env_steps + cfg->run.metrics_every;
-    int64_t next_flush = L.tc.env_steps + cfg->run.flush_every;
+    int64_t next_row = next_multiple(L.tc.env_steps, 0, cfg->run.metrics_every);
+    int64_t next_flush = next_multiple(L.tc.env_steps, 0, cfg->run.flush_every);
+    int64_t last_row_step = -1, last_eval_step = -1;
     double tstart = now_s();
 
     while (rc == FLAME_OK && L.tc.env_steps < L.end_steps && !g_signal) {
@@ -577,7 +586,9 @@ int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *sum
             }
             sum->update_s += now_s() - t;
         }
-        if (L.tc.env_steps >= next_row && L.tc.env_steps > L.start_steps) {
+        if (L.tc.env_steps >= next_row && L.tc.env_steps <= L.start_steps) {
+            next_row = next_multiple(L.tc.env_steps, 0, cfg->run.metrics_every); /* warm-up */
+        } else if (L.tc.env_steps >= next_row) {
             UpdateMetrics m;
             ops->get_metrics(L.b, &m);
             if (backend_base(L.b)->counters.updates > 0 && !finite_metrics(&m)) {
@@ -590,20 +601,22 @@ int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *sum
             }
             if (L.metrics) {
                 metrics_rows(&L);
+                last_row_step = L.tc.env_steps;
             }
-            next_row += cfg->run.metrics_every;
+            next_row = next_multiple(L.tc.env_steps, 0, cfg->run.metrics_every);
         }
         if (L.tc.env_steps >= L.tc.next_eval) {
             rc = evaluate(&L);
-            L.tc.next_eval += cfg->run.eval_every;
+            last_eval_step = L.tc.env_steps;
+            L.tc.next_eval = next_multiple(L.tc.env_steps, L.start_steps, cfg->run.eval_every);
         }
         double tio = now_s();
         if (rc == FLAME_OK && L.metrics && L.tc.env_steps >= next_flush) {
             rc = metrics_flush(L.metrics);
-            next_flush += cfg->run.flush_every;
+            next_flush = next_multiple(L.tc.env_steps, 0, cfg->run.flush_every);
         }
         if (rc == FLAME_OK && opt->write_outputs && L.tc.env_steps >= L.tc.next_ckpt) {
-            L.tc.next_ckpt += cfg->run.ckpt_every;
+            L.tc.next_ckpt = next_multiple(L.tc.env_steps, L.start_steps, cfg->run.ckpt_every);
             rc = save_checkpoint(&L);
         }
         sum->io_s += now_s() - tio;
@@ -614,12 +627,12 @@ int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *sum
 
     /* the end: final evaluation (when the last one is not at this step), metrics, checkpoint */
     bool finished = rc == FLAME_OK && L.tc.env_steps >= L.end_steps;
-    if (finished && cfg->run.eval_episodes > 0 && L.tc.next_eval - cfg->run.eval_every != L.tc.env_steps) {
+    if (finished && cfg->run.eval_episodes > 0 && last_eval_step != L.tc.env_steps) {
         rc = evaluate(&L);
     }
     if (L.metrics) {
-        if (rc == FLAME_OK && L.tc.env_steps > L.start_steps) {
-            metrics_rows(&L);
+        if (rc == FLAME_OK && L.tc.env_steps > L.start_steps && last_row_step != L.tc.env_steps) {
+            metrics_rows(&L); /* a last row, unless the cadence just wrote one */
         }
         int frc = metrics_close(L.metrics);
         rc = rc ? rc : frc;

@@ -1,0 +1,303 @@
+/*
+ * test_train.c: the training loop on the CPU backend: metrics.h5 schema read back through the HDF5
+ * C API; resume is exact (N steps, checkpoint, resume to 2N == an uninterrupted 2N run: every
+ * parameter, Adam moment, counter and the replay buffer bitwise, and the deterministic metrics
+ * columns); a run killed with SIGKILL leaves a metrics.h5 that opens and holds every row up to the
+ * last flush; a checkpoint of another env is refused.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "flame/ckpt.h"
+#include "flame/h5util.h"
+#include "flame/metrics.h"
+#include "flame/train.h"
+#include "flame_test.h"
+
+static char g_tmp[256];
+
+static void tiny_config(FlameConfig *cfg, int algo) {
+    config_defaults(cfg);
+    cfg->algo = algo;
+    snprintf(cfg->env.id, sizeof cfg->env.id, "Hopper-v5"); /* terminations and resets happen */
+    cfg->env.num_envs = 3;
+    cfg->env.threads = 2;
+    cfg->net.hidden = 16;
+    cfg->net.layers = 2;
+    cfg->update.batch_size = 16;
+    cfg->update.replay_size = 500; /* wraps around: the ring state must survive resume */
+    cfg->flow.sample_k = 5;
+    cfg->flow.num_particles = 4;
+    cfg->run.start_steps = 60;
+    cfg->run.total_steps = 240;
+    cfg->run.eval_every = 120;
+    cfg->run.eval_episodes = 2;
+    cfg->run.metrics_every = 30;
+    cfg->run.flush_every = 60;
+    cfg->run.ckpt_every = 120;
+    cfg->run.keep_ckpts = 0;
+    cfg->run.seed = 3;
+    cfg->backend.type = BACKEND_CPU;
+    cfg->alpha.delay = 2;
+    config_resolve(cfg);
+}
+
+static int run(const FlameConfig *cfg, const char *dir, const char *resume) {
+    TrainOptions opt = {dir, true, resume, true, true, 0};
+    TrainSummary sum;
+    int rc = train_run(cfg, &opt, &sum);
+    if (rc != FLAME_OK) {
+        fprintf(stderr, "train_run: %s\n", flame_last_error());
+    }
+    return rc;
+}
+
+static int64_t read_column(const char *path, const char *name, double *out, int64_t cap) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        return -1;
+    }
+    hsize_t d[8];
+    int rank = h5_dims(f, name, d);
+    int64_t n = -1;
+    if (rank == 1 && (int64_t)d[0] <= cap) {
+        n = (int64_t)d[0];
+        if (n > 0 && h5_read(f, name, H5T_NATIVE_DOUBLE, 1, d, out, path) != FLAME_OK) {
+            n = -1;
+        }
+    }
+    H5Fclose(f);
+    return n;
+}
+
+FLAME_TEST(test_metrics_schema) {
+    FlameConfig cfg;
+    tiny_config(&cfg, ALGO_FLAME_M);
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/schema", g_tmp);
+    EXPECT(run(&cfg, dir, NULL) == FLAME_OK);
+    snprintf(path, sizeof path, "%s/metrics.h5", dir);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    EXPECT(f >= 0);
+    /* every declared dataset exists with the declared type; groups have equal lengths */
+    struct {
+        const char *group;
+        const char *names[32];
+        char kinds[32];
+    } groups[4] = {
+#define NAME(n, k, h) #n,
+#define KIND(n, k, h) #k[0],
+        {"train", {FLAME_METRICS_TRAIN(NAME)}, {FLAME_METRICS_TRAIN(KIND)}},
+        {"episodes", {FLAME_METRICS_EPISODES(NAME)}, {FLAME_METRICS_EPISODES(KIND)}},
+        {"eval", {FLAME_METRICS_EVAL(NAME)}, {FLAME_METRICS_EVAL(KIND)}},
+        {"timing", {FLAME_METRICS_TIMING(NAME)}, {FLAME_METRICS_TIMING(KIND)}},
+#undef NAME
+#undef KIND
+    };
+    hsize_t lens[4] = {0};
+    for (int g = 0; g < 4; g++) {
+        for (int c = 0; groups[g].names[c]; c++) {
+            char name[128];
+            snprintf(name, sizeof name, "%s/%s", groups[g].group, groups[g].names[c]);
+            size_t l = strlen(name);
+            if (name[l - 1] == '_') {
+                name[l - 1] = '\0'; /* return_ -> return */
+            }
+            hsize_t d[8];
+            int rank = h5_dims(f, name, d);
+            EXPECT_MSG(rank == 1, "%s missing or not 1-D", name);
+            if (rank != 1) {
+                continue;
+            }
+            if (c == 0) {
+                lens[g] = d[0];
+            }
+            EXPECT_MSG(d[0] == lens[g], "%s has %llu rows, group %llu", name,
+                       (unsigned long long)d[0], (unsigned long long)lens[g]);
+            hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+            hid_t t = H5Dget_type(ds);
+            char k = groups[g].kinds[c];
+            hid_t want = k == 'I' ? H5T_NATIVE_INT64 : k == 'F' ? H5T_NATIVE_DOUBLE : H5T_NATIVE_UINT8;
+            EXPECT_MSG(H5Tequal(t, want) > 0, "%s has the wrong type", name);
+            H5Tclose(t);
+            H5Dclose(ds);
+        }
+    }
+    /* row counts: train rows at every multiple of 30 steps after the 60-step warm-up (3 envs:
+       the first step >= each multiple), up to 60 + 240 = 300: 90, 120, ..., 300 -> 8 rows;
+       evaluations at 180 and 300 -> 2 rows */
+    EXPECT(lens[0] == 8);
+    EXPECT(lens[3] == lens[0]);
+    EXPECT(lens[2] == 2);
+    EXPECT(lens[1] > 0);
+    char *yaml = h5_attr_read_str(f, "config");
+    EXPECT(yaml && strstr(yaml, "Hopper-v5"));
+    FlameConfig back;
+    config_defaults(&back);
+    EXPECT(yaml && config_load_string(&back, yaml, strlen(yaml), "attr") == FLAME_OK);
+    EXPECT(config_equal(&back, &cfg));
+    free(yaml);
+    const char *attrs[] = {"version", "commit", "backend", "device", "env_id", "algo"};
+    for (int i = 0; i < 6; i++) {
+        char *v = h5_attr_read_str(f, attrs[i]);
+        EXPECT_MSG(v && v[0], "root attribute %s", attrs[i]);
+        free(v);
+    }
+    H5Fclose(f);
+}
+
+static void load_final(const char *dir, Checkpoint *ck) {
+    char latest[1200];
+    EXPECT(ckpt_latest(dir, latest, sizeof latest) == FLAME_OK);
+    EXPECT(ckpt_read(latest, ck, true) == FLAME_OK);
+}
+
+static void check_resume(int algo) {
+    FlameConfig full, half;
+    tiny_config(&full, algo);
+    tiny_config(&half, algo);
+    half.run.total_steps = 120; /* stop at 60 + 120 = 180, checkpoint there */
+    char d1[512], d2[512];
+    snprintf(d1, sizeof d1, "%s/resume_a%d", g_tmp, algo);
+    snprintf(d2, sizeof d2, "%s/resume_b%d", g_tmp, algo);
+    EXPECT(run(&full, d1, NULL) == FLAME_OK);
+    EXPECT(run(&half, d2, NULL) == FLAME_OK);
+    char ck_half[1200];
+    EXPECT(ckpt_latest(d2, ck_half, sizeof ck_half) == FLAME_OK);
+    EXPECT(strstr(ck_half, "step_180.h5") != NULL);
+    /* resume the second run to the full budget */
+    EXPECT(run(&full, d2, ck_half) == FLAME_OK);
+    Checkpoint a, b;
+    load_final(d1, &a);
+    load_final(d2, &b);
+    char what[64] = "";
+    EXPECT_MSG(agent_state_equal(&a.st, &b.st, what, sizeof what), "algo %d: %s differs", algo,
+               what);
+    EXPECT(a.has_replay && b.has_replay && a.replay.size == b.replay.size &&
+           a.replay.head == b.replay.head);
+    size_t n = (size_t)a.replay.size;
+    EXPECT(memcmp(a.replay.obs, b.replay.obs, n * 11 * sizeof(float)) == 0);
+    EXPECT(memcmp(a.replay.act, b.replay.act, n * 3 * sizeof(float)) == 0);
+    EXPECT(memcmp(a.replay.rew, b.replay.rew, n * sizeof(float)) == 0);
+    EXPECT(a.tc.env_steps == b.tc.env_steps && a.tc.act_calls == b.tc.act_calls &&
+           a.tc.episodes == b.tc.episodes);
+    EXPECT(a.env_state_size == b.env_state_size &&
+           memcmp(a.env_state, b.env_state, a.env_state_size) == 0);
+    ckpt_free(&a);
+    ckpt_free(&b);
+    /* deterministic metrics columns are identical */
+    const char *cols[] = {"train/step", "train/critic_loss", "train/actor_loss", "train/alpha",
+                          "train/entropy", "train/q_mean", "episodes/return", "episodes/step",
+                          "eval/return_mean"};
+    for (int c = 0; c < 9; c++) {
+        double x[4096], y[4096];
+        char p1[600], p2[600];
+        snprintf(p1, sizeof p1, "%s/metrics.h5", d1);
+        snprintf(p2, sizeof p2, "%s/metrics.h5", d2);
+        int64_t nx = read_column(p1, cols[c], x, 4096), ny = read_column(p2, cols[c], y, 4096);
+        EXPECT_MSG(nx > 0 && nx == ny, "%s: %lld vs %lld rows", cols[c], (long long)nx,
+                   (long long)ny);
+        EXPECT_MSG(nx == ny && memcmp(x, y, (size_t)nx * sizeof(double)) == 0, "%s differs",
+                   cols[c]);
+    }
+}
+
+FLAME_TEST(test_resume_exact_flame_m) {
+    check_resume(ALGO_FLAME_M);
+}
+
+FLAME_TEST(test_resume_exact_sac) {
+    check_resume(ALGO_SAC);
+}
+
+FLAME_TEST(test_sigkill_leaves_readable_metrics) {
+    FlameConfig cfg;
+    tiny_config(&cfg, ALGO_FLAME_M);
+    cfg.run.total_steps = 1000000; /* runs until killed */
+    cfg.run.eval_episodes = 0;
+    cfg.run.ckpt_every = 1000000;
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/killed", g_tmp);
+    snprintf(path, sizeof path, "%s/metrics.h5", dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        run(&cfg, dir, NULL);
+        _exit(0);
+    }
+    /* wait until several flushes happened (the file holds >= 4 train rows), then kill */
+    int64_t rows = 0;
+    for (int i = 0; i < 600 && rows < 4; i++) {
+        usleep(100000);
+        double tmp[1];
+        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (f >= 0) {
+            hsize_t d[8] = {0};
+            if (h5_dims(f, "train/step", d) == 1) {
+                rows = (int64_t)d[0];
+            }
+            H5Fclose(f);
+        }
+        (void)tmp;
+    }
+    usleep(50000 * (rand() % 4));
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    EXPECT(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    /* the file opens; each group's datasets have equal lengths; /train rows are the complete
+       prefix 90, 120, 150, ... (one per 30 steps after the warm-up) */
+    double steps[100000];
+    int64_t n = read_column(path, "train/step", steps, 100000);
+    EXPECT_MSG(n >= 4, "%lld rows after the kill", (long long)n);
+    for (int64_t i = 0; i < n; i++) {
+        EXPECT(steps[i] == 90 + 30 * i);
+    }
+    double loss[100000];
+    EXPECT(read_column(path, "train/critic_loss", loss, 100000) == n);
+    double ep[100000];
+    int64_t ne = read_column(path, "episodes/step", ep, 100000);
+    EXPECT(ne >= 0 && read_column(path, "episodes/return", ep, 100000) == ne);
+}
+
+FLAME_TEST(test_resume_rejects_other_env) {
+    FlameConfig cfg;
+    tiny_config(&cfg, ALGO_FLAME_M);
+    char dir[512], ck[1200];
+    snprintf(dir, sizeof dir, "%s/schema", g_tmp);
+    EXPECT(ckpt_latest(dir, ck, sizeof ck) == FLAME_OK);
+    snprintf(cfg.env.id, sizeof cfg.env.id, "Walker2d-v5");
+    char other[512];
+    snprintf(other, sizeof other, "%s/other", g_tmp);
+    TrainOptions opt = {other, true, ck, true, true, 0};
+    TrainSummary sum;
+    EXPECT(train_run(&cfg, &opt, &sum) == FLAME_EINPUT);
+    EXPECT(strstr(flame_last_error(), "Hopper-v5") != NULL);
+    /* a fresh run into an existing run directory without force is refused */
+    tiny_config(&cfg, ALGO_FLAME_M);
+    TrainOptions opt2 = {dir, false, NULL, true, true, 0};
+    EXPECT(train_run(&cfg, &opt2, &sum) == FLAME_EINPUT);
+    EXPECT(strstr(flame_last_error(), "--force") != NULL);
+}
+
+int main(void) {
+    h5_silence();
+    snprintf(g_tmp, sizeof g_tmp, "/tmp/flame_test_train_XXXXXX");
+    if (!mkdtemp(g_tmp)) {
+        return 1;
+    }
+    RUN_TEST(test_metrics_schema);
+    RUN_TEST(test_resume_exact_flame_m);
+    RUN_TEST(test_resume_exact_sac);
+    RUN_TEST(test_sigkill_leaves_readable_metrics);
+    RUN_TEST(test_resume_rejects_other_env);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "could not remove %s\n", g_tmp);
+    }
+    return flame_test_report();
+}
