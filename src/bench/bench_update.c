@@ -11,9 +11,9 @@
  *   4. time R repeats of M updates (M a whole number of cycles, about 0.3 s per repeat), the CPU
  *      caches evicted before each repeat on the CPU backend;
  *   5. validate again (metrics and state finite);
- *   6. the stage breakdown: M more updates through update_step on a table whose stage ops call
- *      the real ones between two syncs and accumulate their time (the CUDA variant with
- *      backend.graphs=false, since a captured graph has no stage boundaries).
+ *   6. the stage breakdown: M (at least two cycles) more updates through update_step on a table
+ *      whose stage ops call the real ones between two syncs and accumulate their time (the CUDA
+ *      variant with backend.graphs=false, since a captured graph has no stage boundaries).
  * The GEMM floor of an update is its analytic FLOPs (bench_update_flops) at the sgemm speed of the
  * update's GEMM shape (B*K x hidden x hidden); floor ratio = floor time / measured time.
  */
@@ -446,7 +446,7 @@ static int run_variant(const UpdateVariant *v, const FlameConfig *base, const Be
         }
         if (r->ok) {
             BackendOps t = timed_table(ops);
-            int n = per;
+            int n = per > 2 * cycle ? per : 2 * cycle;
             for (int i = 0; i < n; i++) {
                 update_step(&t, sb);
             }
