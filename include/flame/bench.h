@@ -22,7 +22,7 @@
  *
  * defines: BenchOptions BenchStats BenchJson UpdateFlops BENCH_STAGES bench_update bench_act
  *          bench_env bench_e2e bench_kernels bench_load_config bench_now bench_stats
- *          bench_flush_cpu_cache bench_cpu_model bench_update_flops bench_json_begin bench_json_end
+ *          bench_flush_cpu_cache bench_cpu_model bench_load_avg bench_update_flops bench_json_begin bench_json_end
  *          bench_json_str bench_json_num bench_json_int bench_json_bool bench_json_key
  *          bench_json_header bench_json_write bench_json_free bench_rand_normal bench_rand_uniform
  *          bench_fill_replay bench_state_finite bench_metrics_finite
@@ -99,6 +99,9 @@ void bench_flush_cpu_cache(void);
 /* "model name" of /proc/cpuinfo and the online core count, e.g. "Intel(R) Xeon(R) ... (2 cores)". */
 void bench_cpu_model(char *out, size_t len);
 
+/* The 1-minute load average (/proc/loadavg; NaN when unknown): other work on the machine. */
+double bench_load_avg(void);
+
 /* ------------------------------------------------------------------ the update's FLOPs */
 
 /* GEMM FLOPs (2 per multiply-add; bias, activations, Adam not counted) of one update, per
@@ -136,8 +139,9 @@ void bench_json_bool(BenchJson *j, const char *key, bool v);
 void bench_json_free(BenchJson *j);
 
 /* The fields every record starts with: suite, name, status, validated, timestamp, commit, device,
-   driver (the GPU and its driver when `cuda`, else the CPU and "none"), host, blas, quick, config
-   (summary line), sizes {S, D, B, K, Np, hidden, layers}. cfg may be NULL (no config/sizes). */
+   driver (the GPU and its driver when `cuda`, else the CPU and "none"), host, blas, load_avg_1m
+   (/proc/loadavg when the record is written), quick, config (summary line), sizes {S, D, B, K, Np,
+   hidden, layers}. cfg may be NULL (no config/sizes). */
 void bench_json_header(BenchJson *j, const char *suite, const char *name, const char *status,
                        bool validated, bool cuda, const FlameConfig *cfg, int obs_dim,
                        int act_dim, bool quick);

@@ -160,7 +160,7 @@ int bench_act(const BenchOptions *o) {
     bench_cpu_model(host, sizeof host);
     printf("flame bench act: %s (S=%d, D=%d), best-of-%d, batches 1 and %d (env.num_envs)\n",
            spec->id, S, D, cfg.flow.num_particles, N);
-    printf("config: %s\nhost:   %s\n", summary, host);
+    printf("config: %s\nhost:   %s; load average %.2f\n", summary, host, bench_load_avg());
     if (skip) {
         printf("cuda:   skipped (%s); the CUDA variants need a GPU\n", skip);
         BenchJson j;

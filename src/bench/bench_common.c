@@ -177,6 +177,18 @@ void bench_cpu_model(char *out, size_t len) {
     snprintf(out, len, "%s", cached);
 }
 
+double bench_load_avg(void) {
+    double load = NAN;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &load) != 1) {
+            load = NAN;
+        }
+        fclose(f);
+    }
+    return load;
+}
+
 /* ------------------------------------------------------------------ JSON lines */
 static void bench_json_put(BenchJson *j, const char *s, size_t n) {
     if (j->len + n + 1 > j->cap) {
@@ -334,6 +346,7 @@ void bench_json_header(BenchJson *j, const char *suite, const char *name, const 
     bench_json_str(j, "driver", driver);
     bench_json_str(j, "host", host);
     bench_json_str(j, "blas", blas_info());
+    bench_json_num(j, "load_avg_1m", bench_load_avg());
     bench_json_bool(j, "quick", quick);
     if (cfg) {
         bench_config_summary(cfg, summary, sizeof summary);

@@ -61,7 +61,7 @@ int bench_e2e(const BenchOptions *o) {
     bench_cpu_model(host, sizeof host);
     printf("flame bench e2e: %s, %lld warm-up + %lld training transitions, %d envs\n", spec->id,
            (long long)cfg.run.start_steps, (long long)steps, cfg.env.num_envs);
-    printf("config: %s\nhost:   %s\n", summary, host);
+    printf("config: %s\nhost:   %s; load average %.2f\n", summary, host, bench_load_avg());
     fflush(stdout);
 
     TrainSummary s;

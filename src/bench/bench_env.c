@@ -81,8 +81,8 @@ int bench_env(const BenchOptions *o) {
     char host[256];
     bench_cpu_model(host, sizeof host);
     printf("flame bench env: %d env(s) per pool, %.2f s per measurement (pool, raw 1 thread, raw T "
-           "threads)\nhost:   %s\n\n",
-           N, seconds, host);
+           "threads)\nhost:   %s; load average %.2f\n\n",
+           N, seconds, host, bench_load_avg());
     printf("  %-22s %7s %14s %14s %14s %9s %9s   %s\n", "env", "threads", "pool steps/s",
            "raw 1t steps/s", "raw Tt steps/s", "overhead", "episodes", "valid");
     int status = FLAME_OK;

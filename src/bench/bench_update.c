@@ -664,7 +664,8 @@ int bench_update(const BenchOptions *o) {
     bench_config_summary(&cfg, summary, sizeof summary);
     bench_cpu_model(host, sizeof host);
     printf("flame bench update: %s (S=%d, D=%d)\n", spec->id, S, D);
-    printf("config: %s\nhost:   %s; blas %s\n", summary, host, blas_info());
+    printf("config: %s\nhost:   %s; blas %s; load average %.2f\n", summary, host, blas_info(),
+           bench_load_avg());
     printf("flops:  %.3f GF per update as update_step runs it (critic_target %.3f, critic_step "
            "%.3f, qweight %.3f, policy_step %.3f every %d); §13 floor %.3f GF\n",
            fl.per_update * 1e-9, fl.critic_target * 1e-9, fl.critic_step * 1e-9,
