@@ -12,7 +12,8 @@
  * the EMA policy, the target critics, log alpha with its Adam moments, and the step counters.
  *
  * defines: AgentLayout AgentState agent_layout_init agent_state_init agent_state_free
- *          agent_state_copy agent_state_equal agent_time_embedding
+ *          agent_state_copy agent_state_equal agent_time_embedding agent_time_frequencies
+ *          agent_time_embedding_w
  */
 #ifndef FLAME_AGENT_H
 #define FLAME_AGENT_H
@@ -70,5 +71,9 @@ bool agent_state_equal(const AgentState *a, const AgentState *b, char *what, siz
 /* The scaled sinusoidal time embedding e(tau) = 1/4 [sin(tau w_j), cos(tau w_j)], w_j =
    10000^(-j/half), j < half = dim/2; optionally its derivative de/dtau. */
 void agent_time_embedding(float tau, int dim, float *e, float *de);
+
+/* The frequencies w_j (dim/2 of them), and the embedding with precomputed frequencies. */
+void agent_time_frequencies(int dim, float *w);
+void agent_time_embedding_w(float tau, int dim, const float *w, float *e, float *de);
 
 #endif

@@ -138,16 +138,29 @@ bool agent_state_equal(const AgentState *a, const AgentState *b, char *what, siz
     return true;
 }
 
-void agent_time_embedding(float tau, int dim, float *e, float *de) {
+void agent_time_frequencies(int dim, float *w) {
     int half = dim / 2;
     for (int j = 0; j < half; j++) {
-        float w = (float)pow(10000.0, -(double)j / half);
-        float s = sinf(tau * w), c = cosf(tau * w);
+        w[j] = (float)pow(10000.0, -(double)j / half);
+    }
+}
+
+void agent_time_embedding_w(float tau, int dim, const float *w, float *e, float *de) {
+    int half = dim / 2;
+    for (int j = 0; j < half; j++) {
+        float s = sinf(tau * w[j]), c = cosf(tau * w[j]);
         e[j] = 0.25f * s;
         e[half + j] = 0.25f * c;
         if (de) {
-            de[j] = 0.25f * w * c;
-            de[half + j] = -0.25f * w * s;
+            de[j] = 0.25f * w[j] * c;
+            de[half + j] = -0.25f * w[j] * s;
         }
     }
+}
+
+void agent_time_embedding(float tau, int dim, float *e, float *de) {
+    float w[512];
+    FLAME_CHECK(dim <= 1024, "time embedding dimension %d too large", dim);
+    agent_time_frequencies(dim, w);
+    agent_time_embedding_w(tau, dim, w, e, de);
 }

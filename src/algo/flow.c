@@ -66,16 +66,18 @@ static void assemble(const AgentLayout *L, const float *P, const float *s, const
         memset(w->tin, 0, (size_t)rows * ld * sizeof(float));
         put_cols(w->tin, ld, S, tx, D, rows);
     }
+    float freq[512];
+    agent_time_frequencies(T, freq);
     if (L->has_tr) {
         for (int i = 0; i < rows; i++) {
-            agent_time_embedding(r[i], T, w->er + (size_t)i * T, NULL);
+            agent_time_embedding_w(r[i], T, freq, w->er + (size_t)i * T, NULL);
         }
         const float *g = mlp_forward(&L->pol_tr, P, w->er, rows, &w->tr);
         put_cols(w->in, ld, col, g, T, rows);
         col += T; /* tangent of r is zero: tin columns stay 0 */
     }
     for (int i = 0; i < rows; i++) {
-        agent_time_embedding(t[i], T, w->et + (size_t)i * T, w->det + (size_t)i * T);
+        agent_time_embedding_w(t[i], T, freq, w->et + (size_t)i * T, w->det + (size_t)i * T);
     }
     if (tx && tt) {
         /* tangent of the t features: JVP of the t-MLP with tangent (de/dt) * tt */

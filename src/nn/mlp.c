@@ -118,6 +118,56 @@ double mlp_flops(const Mlp *m) {
     return f;
 }
 
+/* ------------------------------------------------------------------ element-wise loops */
+/* Each loop is compiled for AVX-512, AVX2 and the baseline and picked at load time; the activation
+   formulas (activation.h) are branch-free so the compiler vectorises them. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define FLAME_SIMD_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
+#else
+#define FLAME_SIMD_CLONES
+#endif
+
+/* x = act(z) */
+FLAME_SIMD_CLONES static void act_apply(int act, const float *z, float *x, size_t n) {
+    if (act == ACT_MISH) {
+        for (size_t i = 0; i < n; i++) {
+            x[i] = act_mish(z[i]);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            x[i] = act_forward(act, z[i]);
+        }
+    }
+}
+
+/* g *= act'(z) */
+FLAME_SIMD_CLONES static void act_scale_by_derivative(int act, const float *z, float *g, size_t n) {
+    if (act == ACT_MISH) {
+        for (size_t i = 0; i < n; i++) {
+            g[i] *= act_mish_d(z[i]);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            g[i] *= act_derivative(act, z[i]);
+        }
+    }
+}
+
+/* x = act(z) and g *= act'(z) in one sweep (JVP) */
+FLAME_SIMD_CLONES static void act_apply_jvp(int act, const float *z, float *x, float *g, size_t n) {
+    if (act == ACT_MISH) {
+        for (size_t i = 0; i < n; i++) {
+            x[i] = act_mish(z[i]);
+            g[i] *= act_mish_d(z[i]);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            x[i] = act_forward(act, z[i]);
+            g[i] *= act_derivative(act, z[i]);
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ passes */
 void linear_forward(const float *X, const float *W, const float *b, float *Z, int rows, int in,
                     int out) {
@@ -142,12 +192,7 @@ const float *mlp_forward(const Mlp *m, const float *P, const float *in, int rows
         linear_forward(c->x[l], P + m->w_off[l], P + m->b_off[l], c->z[l], rows, din, dout);
         if (l + 1 < m->n_layers) {
             /* hidden activation: input of the next layer */
-            size_t n = (size_t)rows * (size_t)dout;
-            const float *z = c->z[l];
-            float *x = c->x[l + 1];
-            for (size_t i = 0; i < n; i++) {
-                x[i] = act_forward(m->act, z[i]);
-            }
+            act_apply(m->act, c->z[l], c->x[l + 1], (size_t)rows * (size_t)dout);
         }
     }
     return c->z[m->n_layers - 1];
@@ -166,13 +211,7 @@ const float *mlp_jvp(const Mlp *m, const float *P, const float *in, const float 
         float *tz = (l + 1 < m->n_layers) ? (t_in == c->t0 ? c->t1 : c->t0) : c->tout;
         linear_forward(t_in, W, NULL, tz, rows, din, dout);
         if (l + 1 < m->n_layers) {
-            size_t n = (size_t)rows * (size_t)dout;
-            const float *z = c->z[l];
-            float *x = c->x[l + 1];
-            for (size_t i = 0; i < n; i++) {
-                x[i] = act_forward(m->act, z[i]);
-                tz[i] *= act_derivative(m->act, z[i]);
-            }
+            act_apply_jvp(m->act, c->z[l], c->x[l + 1], tz, (size_t)rows * (size_t)dout);
         }
         t_in = tz;
     }
@@ -208,11 +247,7 @@ void mlp_backward(const Mlp *m, const float *P, float *G, MlpCache *c, const flo
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, dn_in, dn_out, 1.0f, dz,
                     dn_out, W, dn_in, 0.0f, dx, dn_in);
         if (l > 0) {
-            size_t n = (size_t)rows * (size_t)dn_in;
-            const float *z = c->z[l - 1];
-            for (size_t i = 0; i < n; i++) {
-                dx[i] *= act_derivative(m->act, z[i]);
-            }
+            act_scale_by_derivative(m->act, c->z[l - 1], dx, (size_t)rows * (size_t)dn_in);
         }
         dz = dx;
     }
