@@ -173,8 +173,11 @@ int bench_act(const BenchOptions *o) {
             return rc;
         }
     }
-    printf("\n  %-22s %6s %-14s %9s %9s %9s %9s %9s %8s %12s   %s\n", "variant", "batch", "mode",
-           "p50 ms", "p99 ms", "mean ms", "min ms", "max ms", "calls", "actions/s", "valid");
+    if (nv > 0) {
+        printf("\n  %-22s %6s %-14s %9s %9s %9s %9s %9s %8s %12s   %s\n", "variant", "batch",
+               "mode", "p50 ms", "p99 ms", "mean ms", "min ms", "max ms", "calls", "actions/s",
+               "valid");
+    }
 
     int batches[2] = {1, N}, nb = N > 1 ? 2 : 1;
     float *obs = flame_malloc((size_t)N * S * sizeof(float));

@@ -712,8 +712,10 @@ int bench_update(const BenchOptions *o) {
         }
     }
 
-    printf("\n  %-22s %10s %10s %10s %9s %9s %9s %9s   %s\n", "update", "updates/s", "ms median",
-           "ms min", "GFLOP/s", "x sgemm", "floor", "floor13", "valid");
+    if (nv > 0) {
+        printf("\n  %-22s %10s %10s %10s %9s %9s %9s %9s   %s\n", "update", "updates/s",
+               "ms median", "ms min", "GFLOP/s", "x sgemm", "floor", "floor13", "valid");
+    }
     UpdateResult *res = flame_calloc((size_t)(nv > 0 ? nv : 1), sizeof(UpdateResult));
     for (int i = 0; i < nv; i++) {
         UpdateResult *r = &res[i];
