@@ -4,6 +4,7 @@
  * FLAME_HAVE_CUDA.
  *
  * defines: FlameCudaDevice flame_cuda_device_count flame_cuda_device_info flame_cuda_driver_version
+ *          flame_cuda_bench_kernels
  */
 #ifndef FLAME_CUDA_API_H
 #define FLAME_CUDA_API_H
@@ -28,6 +29,13 @@ int flame_cuda_device_info(int index, FlameCudaDevice *out);
 
 /* CUDA driver version as reported by the driver API (e.g. 12040), 0 when none. */
 int flame_cuda_driver_version(void);
+
+/* `flame bench kernels`: the kernel benchmarks of the CUDA backend (bench/bench_*.cu labs):
+   argv holds the arguments after `kernels` (argv[0] is the first of them; argc may be 0), e.g.
+   --json FILE (JSON lines appended), --quick (tiny sizes, few repeats), --lab NAME, --version N,
+   --help. Returns 0 when every validation passed, 1 when one failed, 2 on bad usage, 77 when
+   there is no CUDA device. */
+int flame_cuda_bench_kernels(int argc, char **argv);
 
 #ifdef __cplusplus
 }

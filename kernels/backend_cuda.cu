@@ -1,0 +1,636 @@
+/*
+ * backend_cuda.cu: the CUDA backend (backend_cuda_ops): life cycle, device state in the
+ * AgentLayout blob layout, the device replay ring, update graphs, state and replay transfer,
+ * metrics, and the debug view (backend_cuda.h). The stage math is in stages.cu and
+ * entropy_cuda.cu.
+ *
+ * One update = the ops update_step() calls, from replay_sample to end_update. replay_sample
+ * writes the update's scalars to device memory (one-thread kernel), then either enqueues the
+ * update's kernels as they are called (backend.graphs false, or the first update of a flag
+ * combination, captured into a graph) or, once the graph of the flag combination (do_actor,
+ * do_alpha, do_target) exists, turns the following ops into no-ops and end_update launches the
+ * graph. Every op is asynchronous except act, get_* and sync.
+ *
+ * The replay ring lives in device memory; pushes go through a pinned staging buffer with
+ * cudaMemcpyAsync on the backend's stream (stream order keeps them between updates, as on the
+ * CPU), and the minibatch indices and gathers run on the device from replay_sample_index().
+ */
+#include "backend_impl.cuh"
+
+static int g_sync_check = -1;
+static int g_capturing = 0;
+
+extern "C" void flame_cuda_fail(const char *what, const char *msg, const char *file, int line) {
+    flame_fatal("%s:%d: %s failed: %s (HINT: run with FLAME_CUDA_SYNC_CHECK=1 to report "
+                "asynchronous faults at the launch that caused them, or under compute-sanitizer)",
+                file, line, what, msg);
+}
+
+extern "C" int flame_cuda_sync_check(void) {
+    if (g_sync_check < 0) {
+        const char *s = getenv("FLAME_CUDA_SYNC_CHECK");
+        g_sync_check = (s && s[0] == '1') ? 1 : 0;
+    }
+    return g_sync_check && !g_capturing;
+}
+
+extern "C" void flame_cuda_set_capturing(int on) {
+    g_capturing = on;
+}
+
+/* ------------------------------------------------------------------ helpers */
+static void *dalloc(size_t bytes) {
+    void *p = NULL;
+    if (bytes == 0) {
+        bytes = 16;
+    }
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+        flame_fatal("cudaMalloc of %.1f MiB failed: %s (HINT: lower update.batch_size, "
+                    "flow.sample_k or update.replay_size)",
+                    bytes / 1048576.0, cudaGetErrorString(e));
+    }
+    CUDA_CHECK(cudaMemset(p, 0, bytes));
+    return p;
+}
+
+static void dfree(void *p) {
+    if (p) {
+        CUDA_CHECK(cudaFree(p));
+    }
+}
+
+__global__ void set_scalars_kernel(DevScalars *sc, int64_t n, int64_t size, int64_t c0, int64_t a0,
+                                   int64_t al0, double lr) {
+    sc->n = n;
+    sc->replay_size = size;
+    sc->critic_steps0 = c0;
+    sc->actor_steps0 = a0;
+    sc->alpha_steps0 = al0;
+    sc->actor_lr = lr;
+}
+
+/* ------------------------------------------------------------------ create / destroy */
+static int cuda_create(const FlameConfig *cfg, int obs_dim, int act_dim, Backend **out) {
+    if (flame_cuda_device_count() == 0) {
+        return flame_errorf(FLAME_EINPUT, "the CUDA backend needs a CUDA device; use --backend cpu");
+    }
+    if (cfg->backend.noise_file[0]) {
+        return flame_errorf(FLAME_EINPUT,
+                            "backend.noise_file (noise bundles) is a CPU-backend feature; use "
+                            "--backend cpu to replay a bundle");
+    }
+    int ndev = flame_cuda_device_count();
+    if (cfg->backend.device >= ndev) {
+        return flame_errorf(FLAME_EINPUT, "backend.device=%d but only %d CUDA device(s) exist",
+                            cfg->backend.device, ndev);
+    }
+    CUDA_CHECK(cudaSetDevice(cfg->backend.device));
+    Backend *b = (Backend *)flame_calloc(1, sizeof *b);
+    b->base.cfg = cfg;
+    b->base.obs_dim = obs_dim;
+    b->base.act_dim = act_dim;
+    b->B = cfg->update.batch_size;
+    b->S = obs_dim;
+    b->D = act_dim;
+    b->K = cfg->flow.sample_k;
+    b->Np = cfg->flow.num_particles;
+    b->NP = cfg->entropy.probes;
+    b->seed = (uint64_t)cfg->run.seed;
+
+    /* stream, cuBLAS, fused-kernel limits */
+    CUDA_CHECK(cudaStreamCreateWithFlags(&b->ctx.stream, cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasCreate(&b->ctx.blas));
+    CUBLAS_CHECK(cublasSetStream(b->ctx.blas, b->ctx.stream));
+    size_t ws = 32u << 20;
+    b->blas_ws = dalloc(ws);
+    CUBLAS_CHECK(cublasSetWorkspace(b->ctx.blas, b->blas_ws, ws));
+    b->ctx.tf32 = cfg->backend.precision == PRECISION_TF32;
+    CUBLAS_CHECK(cublasSetMathMode(b->ctx.blas, b->ctx.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                            : CUBLAS_DEFAULT_MATH));
+    b->ctx.fused = cfg->backend.kernels == KERNELS_FUSED;
+    dmlp_init(&b->ctx);
+    b->use_graphs = cfg->backend.graphs;
+
+    /* state: initialised on the host exactly as the CPU backend does, then uploaded */
+    AgentState st;
+    agent_state_init(&st, cfg, obs_dim, act_dim);
+    b->L = st.L;
+    b->np = st.L.pol_table.total;
+    b->nq = st.L.q_table.total;
+    b->pol = (float *)dalloc(4 * b->np * sizeof(float));
+    b->q1 = (float *)dalloc(4 * b->nq * sizeof(float));
+    b->q2 = (float *)dalloc(4 * b->nq * sizeof(float));
+    b->pol_ema = (float *)dalloc(b->np * sizeof(float));
+    b->q1_targ = (float *)dalloc(b->nq * sizeof(float));
+    b->q2_targ = (float *)dalloc(b->nq * sizeof(float));
+    b->alpha3 = (float *)dalloc(3 * sizeof(float));
+    b->sc = (DevScalars *)dalloc(sizeof(DevScalars));
+    b->met = (UpdateMetrics *)dalloc(sizeof(UpdateMetrics));
+    b->acc = (double *)dalloc(8 * sizeof(double));
+    backend_cuda_ops.set_state(b, &st);
+    agent_state_free(&st);
+
+    /* replay */
+    b->cap = cfg->update.replay_size;
+    size_t C = (size_t)b->cap, S = (size_t)b->S, D = (size_t)b->D;
+    b->r_obs = (float *)dalloc(C * S * sizeof(float));
+    b->r_next = (float *)dalloc(C * S * sizeof(float));
+    b->r_act = (float *)dalloc(C * D * sizeof(float));
+    b->r_rew = (float *)dalloc(C * sizeof(float));
+    b->r_done = (uint8_t *)dalloc(C);
+    CUDA_CHECK(cudaEventCreateWithFlags(&b->push_ev, cudaEventDisableTiming));
+
+    /* minibatch, stage outputs */
+    size_t B = (size_t)b->B, K = (size_t)b->K, Np = (size_t)b->Np;
+    b->obs = (float *)dalloc(B * S * sizeof(float));
+    b->next_obs = (float *)dalloc(B * S * sizeof(float));
+    b->act = (float *)dalloc(B * D * sizeof(float));
+    b->rew = (float *)dalloc(B * sizeof(float));
+    b->done = (float *)dalloc(B * sizeof(float));
+    b->y = (float *)dalloc(B * sizeof(float));
+    b->ent = (float *)dalloc(B * sizeof(float));
+    b->logpi = (float *)dalloc(B * sizeof(float));
+    b->next_a = (float *)dalloc(B * D * sizeof(float));
+    b->a_star = (float *)dalloc(B * D * sizeof(float));
+    b->x = (float *)dalloc(B * D * sizeof(float));
+    b->r = (float *)dalloc(B * sizeof(float));
+    b->t = (float *)dalloc(B * sizeof(float));
+    b->vbar = (float *)dalloc(B * D * sizeof(float));
+    b->ess = (float *)dalloc(B * sizeof(float));
+    b->w = (float *)dalloc(B * K * sizeof(float));
+    b->qc = (float *)dalloc(B * K * sizeof(float));
+    b->eps_post = (float *)dalloc(B * K * D * sizeof(float));
+    b->pscore = (float *)dalloc(B * Np * sizeof(float));
+    b->pbest = (int *)dalloc(B * sizeof(int));
+
+    /* work: particle chunks of whole states, at least B, K and Np rows */
+    int fcap = b->B * b->Np;
+    fcap = fcap > 32768 ? 32768 : fcap;
+    fcap = fcap < b->B ? b->B : fcap;
+    fcap = fcap < b->K ? b->K : fcap;
+    fcap = fcap < b->Np ? b->Np : fcap;
+    b->fcap = fcap;
+    int per = 32768 / b->K;
+    per = per < 1 ? 1 : (per > b->B ? b->B : per);
+    b->qcap = per * b->K;
+    int qrows = b->qcap > fcap ? b->qcap : fcap;
+    dflow_work_alloc(&b->fw, &b->L, fcap);
+    dqwork_alloc(&b->q1w, &b->L, qrows);
+    dqwork_alloc(&b->q2w, &b->L, qrows);
+    size_t F = (size_t)fcap;
+    b->z_rep = (float *)dalloc(F * D * sizeof(float));
+    b->a_rep = (float *)dalloc((size_t)qrows * D * sizeof(float));
+    b->tan_rep = (float *)dalloc(F * D * sizeof(float));
+    b->g_rep = (float *)dalloc(F * D * sizeof(float));
+    b->mask = (float *)dalloc(F * D * sizeof(float));
+    b->da = (float *)dalloc(F * D * sizeof(float));
+    b->da2 = (float *)dalloc(F * D * sizeof(float));
+    b->dq1 = (float *)dalloc(F * sizeof(float));
+    b->dq2 = (float *)dalloc(F * sizeof(float));
+    b->dout2 = (float *)dalloc(F * 2 * D * sizeof(float));
+    b->xr = (float *)dalloc(F * D * sizeof(float));
+    b->rr = (float *)dalloc(F * sizeof(float));
+    b->tr = (float *)dalloc(F * sizeof(float));
+    b->ez = (float *)dalloc(B * D * sizeof(float));
+    b->etan = (float *)dalloc(B * D * sizeof(float));
+    b->etr = (float *)dalloc(B * sizeof(float));
+    b->ejac = (float *)dalloc(B * D * D * sizeof(float));
+    b->elu = (double *)dalloc(B * D * D * sizeof(double));
+
+    size_t dbg = B * (2 * S + 5 * D + 8) + B * K * (D + 2) + B * Np + 2 * D;
+    b->h_dbg = (float *)flame_calloc(dbg, sizeof(float));
+    CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
+    *out = b;
+    return FLAME_OK;
+}
+
+static void cuda_destroy(Backend *b) {
+    if (!b) {
+        return;
+    }
+    CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
+    for (int k = 0; k < FLAME_GRAPH_KEYS; k++) {
+        if (b->exec[k]) {
+            CUDA_CHECK(cudaGraphExecDestroy(b->exec[k]));
+        }
+    }
+    dflow_work_free(&b->fw);
+    dqwork_free(&b->q1w);
+    dqwork_free(&b->q2w);
+    void *ptrs[] = {b->pol,    b->q1,     b->q2,     b->pol_ema, b->q1_targ, b->q2_targ, b->alpha3,
+                    b->sc,     b->met,    b->acc,    b->r_obs,   b->r_next,  b->r_act,   b->r_rew,
+                    b->r_done, b->obs,    b->next_obs, b->act,   b->rew,     b->done,    b->y,
+                    b->ent,    b->logpi,  b->next_a, b->a_star,  b->x,       b->r,       b->t,
+                    b->vbar,   b->ess,    b->w,      b->qc,      b->eps_post, b->pscore, b->pbest,
+                    b->z_rep,  b->a_rep,  b->tan_rep, b->g_rep,  b->mask,    b->da,      b->da2,
+                    b->dq1,    b->dq2,    b->dout2,  b->xr,      b->rr,      b->tr,      b->ez,
+                    b->etan,   b->etr,    b->ejac,   b->elu,     b->d_aobs,  b->d_aout,  b->d_ascore,
+                    b->d_abest, b->blas_ws};
+    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) {
+        dfree(ptrs[i]);
+    }
+    if (b->h_stage) {
+        CUDA_CHECK(cudaFreeHost(b->h_stage));
+    }
+    if (b->h_aobs) {
+        CUDA_CHECK(cudaFreeHost(b->h_aobs));
+        CUDA_CHECK(cudaFreeHost(b->h_aout));
+    }
+    CUDA_CHECK(cudaEventDestroy(b->push_ev));
+    CUBLAS_CHECK(cublasDestroy(b->ctx.blas));
+    CUDA_CHECK(cudaStreamDestroy(b->ctx.stream));
+    flame_free(b->h_dbg);
+    flame_free(b->h_dbg_as);
+    flame_free(b->h_dbg_i);
+    flame_free(b);
+}
+
+/* ------------------------------------------------------------------ act */
+static void cuda_act(Backend *b, const float *obs, int n, ActMode mode, uint32_t call,
+                     float *actions) {
+    FLAME_CHECK(!b->capturing && !b->replaying, "act called inside an update");
+    if (n <= 0) {
+        return;
+    }
+    size_t S = (size_t)b->S, D = (size_t)b->D;
+    if ((size_t)n > b->act_cap) {
+        CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
+        if (b->h_aobs) {
+            CUDA_CHECK(cudaFreeHost(b->h_aobs));
+            CUDA_CHECK(cudaFreeHost(b->h_aout));
+        }
+        dfree(b->d_aobs);
+        dfree(b->d_aout);
+        dfree(b->d_ascore);
+        dfree(b->d_abest);
+        size_t cap = (size_t)n;
+        CUDA_CHECK(cudaMallocHost((void **)&b->h_aobs, cap * S * sizeof(float)));
+        CUDA_CHECK(cudaMallocHost((void **)&b->h_aout, cap * D * sizeof(float)));
+        b->d_aobs = (float *)dalloc(cap * S * sizeof(float));
+        b->d_aout = (float *)dalloc(cap * D * sizeof(float));
+        b->d_ascore = (float *)dalloc(cap * (size_t)b->Np * sizeof(float));
+        b->d_abest = (int *)dalloc(cap * sizeof(int));
+        b->act_cap = cap;
+    }
+    memcpy(b->h_aobs, obs, (size_t)n * S * sizeof(float));
+    CUDA_CHECK(cudaMemcpyAsync(b->d_aobs, b->h_aobs, (size_t)n * S * sizeof(float),
+                               cudaMemcpyHostToDevice, b->ctx.stream));
+    cuda_stage_act(b, b->d_aobs, n, mode, call, b->d_aout);
+    CUDA_CHECK(cudaMemcpyAsync(b->h_aout, b->d_aout, (size_t)n * D * sizeof(float),
+                               cudaMemcpyDeviceToHost, b->ctx.stream));
+    CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
+    memcpy(actions, b->h_aout, (size_t)n * D * sizeof(float));
+    b->act_n = n;
+}
+
+/* ------------------------------------------------------------------ replay */
+static void cuda_replay_push(Backend *b, const float *obs, const float *act, const float *rew,
+                             const float *next_obs, const uint8_t *done, int n) {
+    FLAME_CHECK(!b->capturing && !b->replaying, "replay_push called inside an update");
+    if (n <= 0) {
+        return;
+    }
+    size_t S = (size_t)b->S, D = (size_t)b->D, N = (size_t)n;
+    size_t bytes = N * (2 * S + D + 1) * sizeof(float) + N;
+    if (b->push_pending) {
+        CUDA_CHECK(cudaEventSynchronize(b->push_ev)); /* the staging buffer is free again */
+        b->push_pending = false;
+    }
+    if (bytes > b->h_stage_bytes) {
+        if (b->h_stage) {
+            CUDA_CHECK(cudaFreeHost(b->h_stage));
+        }
+        CUDA_CHECK(cudaMallocHost((void **)&b->h_stage, bytes));
+        b->h_stage_bytes = bytes;
+    }
+    float *so = (float *)b->h_stage, *sn = so + N * S, *sa = sn + N * S, *sr = sa + N * D;
+    uint8_t *sd = (uint8_t *)(sr + N);
+    memcpy(so, obs, N * S * sizeof(float));
+    memcpy(sn, next_obs, N * S * sizeof(float));
+    memcpy(sa, act, N * D * sizeof(float));
+    memcpy(sr, rew, N * sizeof(float));
+    for (size_t i = 0; i < N; i++) {
+        sd[i] = done[i] ? 1 : 0;
+    }
+    cudaStream_t st = b->ctx.stream;
+    size_t i = 0;
+    while (i < N) {
+        size_t h = (size_t)b->head, seg = N - i;
+        if (seg > (size_t)b->cap - h) {
+            seg = (size_t)b->cap - h;
+        }
+        CUDA_CHECK(cudaMemcpyAsync(b->r_obs + h * S, so + i * S, seg * S * sizeof(float),
+                                   cudaMemcpyHostToDevice, st));
+        CUDA_CHECK(cudaMemcpyAsync(b->r_next + h * S, sn + i * S, seg * S * sizeof(float),
+                                   cudaMemcpyHostToDevice, st));
+        CUDA_CHECK(cudaMemcpyAsync(b->r_act + h * D, sa + i * D, seg * D * sizeof(float),
+                                   cudaMemcpyHostToDevice, st));
+        CUDA_CHECK(cudaMemcpyAsync(b->r_rew + h, sr + i, seg * sizeof(float),
+                                   cudaMemcpyHostToDevice, st));
+        CUDA_CHECK(cudaMemcpyAsync(b->r_done + h, sd + i, seg, cudaMemcpyHostToDevice, st));
+        b->head = (int64_t)((h + seg) % (size_t)b->cap);
+        i += seg;
+    }
+    b->size = b->size + n > b->cap ? b->cap : b->size + n;
+    CUDA_CHECK(cudaEventRecord(b->push_ev, st));
+    b->push_pending = true;
+}
+
+static int64_t cuda_replay_size(Backend *b) {
+    return b->size;
+}
+
+__global__ void gather_kernel(const DevScalars *sc, uint64_t seed, int B, int S, int D,
+                              const float *r_obs, const float *r_act, const float *r_rew,
+                              const float *r_next, const uint8_t *r_done, float *obs, float *act,
+                              float *rew, float *next_obs, float *done) {
+    int bi = blockIdx.x;
+    if (bi >= B) {
+        return;
+    }
+    int64_t i = replay_sample_index(seed, (uint32_t)sc->n, (uint32_t)bi, sc->replay_size);
+    for (int c = threadIdx.x; c < S; c += blockDim.x) {
+        obs[(size_t)bi * S + c] = r_obs[(size_t)i * S + c];
+        next_obs[(size_t)bi * S + c] = r_next[(size_t)i * S + c];
+    }
+    for (int c = threadIdx.x; c < D; c += blockDim.x) {
+        act[(size_t)bi * D + c] = r_act[(size_t)i * D + c];
+    }
+    if (threadIdx.x == 0) {
+        rew[bi] = r_rew[i];
+        done[bi] = r_done[i] ? 1.0f : 0.0f;
+    }
+}
+
+static int graph_key(const UpdateCtx *u) {
+    return (u->do_actor ? 1 : 0) | (u->do_alpha ? 2 : 0) | (u->do_target ? 4 : 0);
+}
+
+static void cuda_replay_sample(Backend *b, const UpdateCtx *u) {
+    FLAME_CHECK(!b->capturing && !b->replaying, "replay_sample called twice in one update");
+    FLAME_CHECK(b->size > 0, "sampling from an empty replay buffer");
+    b->start = b->base.counters;
+    set_scalars_kernel<<<1, 1, 0, b->ctx.stream>>>(
+        b->sc, u->n, b->size, b->start.critic_steps, b->start.actor_steps, b->start.alpha_steps,
+        u->actor_lr);
+    CUDA_CHECK_LAUNCH();
+    b->key = graph_key(u);
+    if (b->use_graphs) {
+        if (b->exec[b->key]) {
+            b->replaying = true;
+            return;
+        }
+        CUDA_CHECK(cudaStreamBeginCapture(b->ctx.stream, cudaStreamCaptureModeThreadLocal));
+        b->capturing = true;
+        flame_cuda_set_capturing(1);
+    }
+    gather_kernel<<<b->B, 128, 0, b->ctx.stream>>>(b->sc, b->seed, b->B, b->S, b->D, b->r_obs,
+                                                   b->r_act, b->r_rew, b->r_next, b->r_done,
+                                                   b->obs, b->act, b->rew, b->next_obs, b->done);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* ------------------------------------------------------------------ stage ops */
+static void cuda_critic_target(Backend *b, const UpdateCtx *u) {
+    (void)u;
+    if (b->replaying) {
+        return;
+    }
+    cuda_stage_critic_target(b);
+}
+
+static void cuda_critic_step(Backend *b, const UpdateCtx *u, CriticPhase phase) {
+    (void)u;
+    if (b->replaying) {
+        return;
+    }
+    cuda_stage_critic_step(b, phase, (int)(b->base.counters.critic_steps - b->start.critic_steps));
+}
+
+static void cuda_qweight(Backend *b, const UpdateCtx *u) {
+    (void)u;
+    if (b->replaying) {
+        return;
+    }
+    cuda_stage_qweight(b);
+}
+
+static void cuda_policy_step(Backend *b, const UpdateCtx *u) {
+    (void)u;
+    if (b->replaying) {
+        return;
+    }
+    cuda_stage_policy_step(b, (int)(b->base.counters.actor_steps - b->start.actor_steps));
+}
+
+static void cuda_alpha_step(Backend *b, const UpdateCtx *u) {
+    (void)u;
+    if (b->replaying) {
+        return;
+    }
+    cuda_stage_alpha_step(b, (int)(b->base.counters.alpha_steps - b->start.alpha_steps));
+}
+
+static void cuda_polyak(Backend *b, const UpdateCtx *u) {
+    (void)u;
+    if (b->replaying) {
+        return;
+    }
+    cuda_stage_polyak(b);
+}
+
+static void cuda_end_update(Backend *b, const UpdateCtx *u) {
+    (void)u;
+    if (b->capturing) {
+        cudaGraph_t g = NULL;
+        CUDA_CHECK(cudaStreamEndCapture(b->ctx.stream, &g));
+        b->capturing = false;
+        flame_cuda_set_capturing(0);
+        CUDA_CHECK(cudaGraphInstantiate(&b->exec[b->key], g, 0));
+        CUDA_CHECK(cudaGraphDestroy(g));
+        b->n_graphs++;
+        CUDA_CHECK(cudaGraphLaunch(b->exec[b->key], b->ctx.stream));
+    } else if (b->replaying) {
+        CUDA_CHECK(cudaGraphLaunch(b->exec[b->key], b->ctx.stream));
+        b->replaying = false;
+    }
+}
+
+static void cuda_sync(Backend *b) {
+    CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
+}
+
+/* ------------------------------------------------------------------ state transfer */
+static void cuda_get_state(Backend *b, AgentState *dst) {
+    FLAME_CHECK(dst->L.pol_table.total == b->np && dst->L.q_table.total == b->nq,
+                "get_state into a state of another layout");
+    CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
+    CUDA_CHECK(cudaMemcpy(dst->pol.base, b->pol, 4 * b->np * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(dst->q1.base, b->q1, 4 * b->nq * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(dst->q2.base, b->q2, 4 * b->nq * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(dst->pol_ema, b->pol_ema, b->np * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(dst->q1_targ, b->q1_targ, b->nq * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(dst->q2_targ, b->q2_targ, b->nq * sizeof(float), cudaMemcpyDeviceToHost));
+    float a3[3];
+    CUDA_CHECK(cudaMemcpy(a3, b->alpha3, sizeof a3, cudaMemcpyDeviceToHost));
+    dst->log_alpha = a3[0];
+    dst->alpha_m = a3[1];
+    dst->alpha_v = a3[2];
+    dst->updates = b->base.counters.updates;
+    dst->actor_steps = b->base.counters.actor_steps;
+    dst->critic_steps = b->base.counters.critic_steps;
+    dst->alpha_steps = b->base.counters.alpha_steps;
+}
+
+static void cuda_set_state(Backend *b, const AgentState *src) {
+    FLAME_CHECK(!b->capturing && !b->replaying, "set_state called inside an update");
+    FLAME_CHECK(src->L.pol_table.total == b->np && src->L.q_table.total == b->nq,
+                "set_state from a state of another layout");
+    CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
+    CUDA_CHECK(cudaMemcpy(b->pol, src->pol.base, 4 * b->np * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(b->q1, src->q1.base, 4 * b->nq * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(b->q2, src->q2.base, 4 * b->nq * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(b->pol_ema, src->pol_ema, b->np * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(b->q1_targ, src->q1_targ, b->nq * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(b->q2_targ, src->q2_targ, b->nq * sizeof(float), cudaMemcpyHostToDevice));
+    float a3[3] = {src->log_alpha, src->alpha_m, src->alpha_v};
+    CUDA_CHECK(cudaMemcpy(b->alpha3, a3, sizeof a3, cudaMemcpyHostToDevice));
+    b->base.counters.updates = src->updates;
+    b->base.counters.actor_steps = src->actor_steps;
+    b->base.counters.critic_steps = src->critic_steps;
+    b->base.counters.alpha_steps = src->alpha_steps;
+}
+
+static void cuda_get_replay(Backend *b, Replay *dst) {
+    FLAME_CHECK(dst->capacity == b->cap && dst->obs_dim == b->S && dst->act_dim == b->D,
+                "replay shapes differ");
+    CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
+    size_t c = (size_t)b->cap, S = (size_t)b->S, D = (size_t)b->D;
+    CUDA_CHECK(cudaMemcpy(dst->obs, b->r_obs, c * S * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(dst->next_obs, b->r_next, c * S * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(dst->act, b->r_act, c * D * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(dst->rew, b->r_rew, c * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(dst->done, b->r_done, c, cudaMemcpyDeviceToHost));
+    dst->size = b->size;
+    dst->head = b->head;
+}
+
+static void cuda_set_replay(Backend *b, const Replay *src) {
+    FLAME_CHECK(!b->capturing && !b->replaying, "set_replay called inside an update");
+    FLAME_CHECK(src->capacity == b->cap && src->obs_dim == b->S && src->act_dim == b->D,
+                "replay shapes differ");
+    CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
+    size_t c = (size_t)b->cap, S = (size_t)b->S, D = (size_t)b->D;
+    CUDA_CHECK(cudaMemcpy(b->r_obs, src->obs, c * S * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(b->r_next, src->next_obs, c * S * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(b->r_act, src->act, c * D * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(b->r_rew, src->rew, c * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(b->r_done, src->done, c, cudaMemcpyHostToDevice));
+    b->size = src->size;
+    b->head = src->head;
+}
+
+static void cuda_get_metrics(Backend *b, UpdateMetrics *m) {
+    CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
+    CUDA_CHECK(cudaMemcpy(m, b->met, sizeof *m, cudaMemcpyDeviceToHost));
+    float la = 0;
+    CUDA_CHECK(cudaMemcpy(&la, b->alpha3, sizeof la, cudaMemcpyDeviceToHost));
+    m->alpha = expf(la);
+}
+
+/* ------------------------------------------------------------------ debug view */
+void backend_cuda_debug(Backend *b, CudaDebugView *v) {
+    CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
+    size_t B = (size_t)b->B, S = (size_t)b->S, D = (size_t)b->D, K = (size_t)b->K,
+           Np = (size_t)b->Np;
+    float *p = b->h_dbg;
+    struct {
+        const float **dst;
+        const float *src;
+        size_t n;
+    } f[] = {
+        {&v->obs, b->obs, B * S},     {&v->act, b->act, B * D},
+        {&v->rew, b->rew, B},         {&v->next_obs, b->next_obs, B * S},
+        {&v->done, b->done, B},       {&v->y, b->y, B},
+        {&v->ent, b->ent, B},         {&v->next_a, b->next_a, B * D},
+        {&v->a_star, b->a_star, B * D}, {&v->pscore, b->pscore, B * Np},
+        {&v->x, b->x, B * D},         {&v->r, b->r, B},
+        {&v->t, b->t, B},             {&v->eps_post, b->eps_post, B * K * D},
+        {&v->qc, b->qc, B * K},       {&v->w, b->w, B * K},
+        {&v->vbar, b->vbar, B * D},   {&v->ess, b->ess, B},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        CUDA_CHECK(cudaMemcpy(p, f[i].src, f[i].n * sizeof(float), cudaMemcpyDeviceToHost));
+        *f[i].dst = p;
+        p += f[i].n;
+    }
+    size_t an = b->act_n > 0 ? (size_t)b->act_n : 0;
+    size_t ni = B + an;
+    flame_free(b->h_dbg_i);
+    b->h_dbg_i = (int *)flame_calloc(ni + 1, sizeof(int));
+    CUDA_CHECK(cudaMemcpy(b->h_dbg_i, b->pbest, B * sizeof(int), cudaMemcpyDeviceToHost));
+    v->pbest = b->h_dbg_i;
+    v->act_n = (int)an;
+    v->act_score = NULL;
+    v->act_best = NULL;
+    if (an) {
+        CUDA_CHECK(cudaMemcpy(b->h_dbg_i + B, b->d_abest, an * sizeof(int),
+                              cudaMemcpyDeviceToHost));
+        v->act_best = b->h_dbg_i + B;
+        flame_free(b->h_dbg_as);
+        b->h_dbg_as = (float *)flame_calloc(an * Np, sizeof(float));
+        CUDA_CHECK(cudaMemcpy(b->h_dbg_as, b->d_ascore, an * Np * sizeof(float),
+                              cudaMemcpyDeviceToHost));
+        v->act_score = b->h_dbg_as;
+    }
+    v->B = b->B, v->S = b->S, v->D = b->D, v->K = b->K, v->Np = b->Np;
+}
+
+void backend_cuda_debug_set(Backend *b, CudaDebugField f, const float *host) {
+    FLAME_CHECK(!b->capturing && !b->replaying, "debug_set inside a captured update");
+    size_t B = (size_t)b->B, D = (size_t)b->D, K = (size_t)b->K;
+    float *dst = NULL;
+    size_t n = 0;
+    switch (f) {
+        case CUDA_DBG_Y: dst = b->y, n = B; break;
+        case CUDA_DBG_ENT: dst = b->ent, n = B; break;
+        case CUDA_DBG_NEXT_A: dst = b->next_a, n = B * D; break;
+        case CUDA_DBG_X: dst = b->x, n = B * D; break;
+        case CUDA_DBG_R: dst = b->r, n = B; break;
+        case CUDA_DBG_T: dst = b->t, n = B; break;
+        case CUDA_DBG_EPS_POST: dst = b->eps_post, n = B * K * D; break;
+        case CUDA_DBG_W: dst = b->w, n = B * K; break;
+        case CUDA_DBG_VBAR: dst = b->vbar, n = B * D; break;
+    }
+    FLAME_CHECK(dst != NULL, "unknown debug field %d", (int)f);
+    CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
+    CUDA_CHECK(cudaMemcpy(dst, host, n * sizeof(float), cudaMemcpyHostToDevice));
+}
+
+int backend_cuda_graph_count(Backend *b) {
+    return b->n_graphs;
+}
+
+extern "C" const BackendOps backend_cuda_ops = {
+    "cuda",
+    cuda_create,
+    cuda_destroy,
+    cuda_act,
+    cuda_replay_push,
+    cuda_replay_size,
+    cuda_replay_sample,
+    cuda_critic_target,
+    cuda_critic_step,
+    cuda_qweight,
+    cuda_policy_step,
+    cuda_alpha_step,
+    cuda_polyak,
+    cuda_get_state,
+    cuda_set_state,
+    cuda_get_replay,
+    cuda_set_replay,
+    cuda_get_metrics,
+    cuda_end_update,
+    cuda_sync,
+};
