@@ -2,13 +2,12 @@
  * test_bench.c: `flame bench` (label bench).
  *
  *   test_bench            the library: the update's analytic FLOPs against flame-algorithm.md §13,
- *                         order statistics, JSON lines (written, then read back by the parser below)
- *   test_bench usage      bad usage exits 2 with one line on stderr; --help exits 0
- *   test_bench SUITE      runs `$FLAME_BIN bench SUITE --quick --json FILE` and checks that it exits
- *                         0, that every line of FILE is a JSON object with the common fields, that
- *                         every measurement passed validation and carries its suite's numbers;
- *                         kernels: 77 (skipped) when the suite reports that it needs a GPU
- * Speeds are printed by the suites, never asserted here.
+ *                         order statistics, JSON lines (written, then read back by the parser
+ * below) test_bench usage      bad usage exits 2 with one line on stderr; --help exits 0 test_bench
+ * SUITE      runs `$FLAME_BIN bench SUITE --quick --json FILE` and checks that it exits 0, that
+ * every line of FILE is a JSON object with the common fields, that every measurement passed
+ * validation and carries its suite's numbers; kernels: 77 (skipped) when the suite reports that it
+ * needs a GPU Speeds are printed by the suites, never asserted here.
  */
 #include <ctype.h>
 #include <math.h>
@@ -131,8 +130,8 @@ static bool jp_object(JParser *j, JRecord *rec) {
     }
     for (;;) {
         jp_ws(j);
-        JField tmp, *f = rec && rec->n < (int)(sizeof rec->f / sizeof rec->f[0]) ? &rec->f[rec->n]
-                                                                               : &tmp;
+        JField tmp,
+            *f = rec && rec->n < (int)(sizeof rec->f / sizeof rec->f[0]) ? &rec->f[rec->n] : &tmp;
         memset(f, 0, sizeof *f);
         if (!jp_string(j, f->key, sizeof f->key)) {
             return false;
@@ -503,7 +502,8 @@ static int test_usage(void) {
         int rc = run(cmd);
         int lines = count_lines("test_bench_usage.err");
         if (rc != 2 || lines != 1) {
-            fprintf(stderr, "  FAIL `flame bench %s`: exit %d (want 2), %d stderr line(s) (want 1)\n",
+            fprintf(stderr,
+                    "  FAIL `flame bench %s`: exit %d (want 2), %d stderr line(s) (want 1)\n",
                     bad[i], rc, lines);
             print_file("test_bench_usage.err", stderr);
             failures++;
@@ -535,24 +535,24 @@ static int test_usage(void) {
 
 /* numbers every ok record of a suite must carry (positive and finite) */
 static const char *const *suite_numbers(const char *suite, const char *name) {
-    static const char *const update[] = {"updates_per_s", "ms_median", "ms_min",
+    static const char *const update[] = {"updates_per_s",    "ms_median",    "ms_min",
                                          "flops_per_update", "gflops_per_s", NULL};
-    static const char *const update_cpu[] = {"updates_per_s", "ms_median", "ms_min",
-                                             "flops_per_update", "floor_ratio",
-                                             "floor_min_ratio", "ratio_to_sgemm_large",
-                                             "stage_sum_ms", NULL};
+    static const char *const update_cpu[] = {
+        "updates_per_s",        "ms_median",    "ms_min",
+        "flops_per_update",     "floor_ratio",  "floor_min_ratio",
+        "ratio_to_sgemm_large", "stage_sum_ms", NULL};
     static const char *const sgemm[] = {"ms_median", "ms_min", "gflops_median", NULL};
-    static const char *const act[] = {"p50_ms", "p99_ms", "mean_ms", "min_ms", "calls",
-                                      "actions_per_s", NULL};
-    static const char *const env[] = {"pool_steps_per_s", "raw_steps_per_s",
-                                      "raw_steps_per_s_1t", "overhead", NULL};
-    static const char *const e2e[] = {"env_steps_per_s", "updates_per_s", "total_s", "env_steps",
-                                      "updates", NULL};
+    static const char *const act[] = {"p50_ms", "p99_ms",        "mean_ms", "min_ms",
+                                      "calls",  "actions_per_s", NULL};
+    static const char *const env[] = {"pool_steps_per_s", "raw_steps_per_s", "raw_steps_per_s_1t",
+                                      "overhead", NULL};
+    static const char *const e2e[] = {"env_steps_per_s", "updates_per_s", "total_s",
+                                      "env_steps",       "updates",       NULL};
     static const char *const none[] = {NULL};
     if (!strcmp(suite, "update")) {
-        return !strncmp(name, "sgemm/", 6) ? sgemm
+        return !strncmp(name, "sgemm/", 6)   ? sgemm
                : !strcmp(name, "update/cpu") ? update_cpu
-                                               : update;
+                                             : update;
     }
     if (!strcmp(suite, "act")) {
         return act;
@@ -588,8 +588,8 @@ static int test_suite(const char *suite) {
         fprintf(stderr, "FAIL no JSON lines in %s\n", json);
         return 1;
     }
-    static const char *const common[] = {"suite", "name", "status", "timestamp", "commit",
-                                         "device", "driver", NULL};
+    static const char *const common[] = {"suite",  "name",   "status", "timestamp",
+                                         "commit", "device", "driver", NULL};
     bool is_kernels = !strcmp(suite, "kernels");
     int failures = 0, records = 0, ok_records = 0, skipped = 0;
     static char line[1 << 16];
@@ -659,7 +659,7 @@ static int test_suite(const char *suite) {
         if (!strcmp(name, "update/cpu")) {
             const JField *st = jget(r, "stages");
             const char *stages[] = {"replay_sample", "critic_target", "critic_step", "qweight",
-                                    "policy_step", "alpha_step", "polyak"};
+                                    "policy_step",   "alpha_step",    "polyak"};
             for (size_t k = 0; k < sizeof stages / sizeof stages[0]; k++) {
                 char key[64];
                 snprintf(key, sizeof key, "\"%s\"", stages[k]);

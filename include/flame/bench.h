@@ -20,12 +20,13 @@
  * Return codes: FLAME_OK; FLAME_EINPUT (bad option or config, message set); FLAME_ERUNTIME when a
  * validation failed (the failing measurement is reported with status "failed").
  *
- * defines: BenchOptions BenchStats BenchJson UpdateFlops BENCH_STAGES bench_update bench_act
- *          bench_env bench_e2e bench_kernels bench_load_config bench_now bench_stats
- *          bench_flush_cpu_cache bench_cpu_model bench_load_avg bench_update_flops bench_json_begin bench_json_end
- *          bench_json_str bench_json_num bench_json_int bench_json_bool bench_json_key
- *          bench_json_header bench_json_write bench_json_free bench_rand_normal bench_rand_uniform
- *          bench_fill_replay bench_state_finite bench_metrics_finite
+ * defines: BenchOptions BenchStats BenchJson UpdateFlops bench_update bench_act bench_env
+ *          bench_e2e bench_kernels bench_load_config bench_now bench_stats bench_flush_cpu_cache
+ *          bench_cpu_model bench_load_avg bench_update_flops bench_json_begin bench_json_end
+ *          bench_json_key bench_json_str bench_json_num bench_json_int bench_json_bool
+ *          bench_json_header bench_json_write bench_json_free bench_config_summary
+ *          bench_rand_normal bench_rand_uniform bench_fill_replay bench_state_finite
+ *          bench_metrics_finite
  */
 #ifndef FLAME_BENCH_H
 #define FLAME_BENCH_H
@@ -96,7 +97,8 @@ void bench_stats(const double *x, int n, BenchStats *s);
    once, at least 8 MiB). */
 void bench_flush_cpu_cache(void);
 
-/* "model name" of /proc/cpuinfo and the online core count, e.g. "Intel(R) Xeon(R) ... (2 cores)". */
+/* "model name" of /proc/cpuinfo and the online core count, e.g. "Intel(R) Xeon(R) ... (2 cores)"
+   (the device of CPU measurements). */
 void bench_cpu_model(char *out, size_t len);
 
 /* The 1-minute load average (/proc/loadavg; NaN when unknown): other work on the machine. */
@@ -143,8 +145,8 @@ void bench_json_free(BenchJson *j);
    (/proc/loadavg when the record is written), quick, config (summary line), sizes {S, D, B, K, Np,
    hidden, layers}. cfg may be NULL (no config/sizes). */
 void bench_json_header(BenchJson *j, const char *suite, const char *name, const char *status,
-                       bool validated, bool cuda, const FlameConfig *cfg, int obs_dim,
-                       int act_dim, bool quick);
+                       bool validated, bool cuda, const FlameConfig *cfg, int obs_dim, int act_dim,
+                       bool quick);
 
 /* Closes the record and appends it as one line to `path` (no-op when path is NULL). */
 int bench_json_write(BenchJson *j, const char *path);

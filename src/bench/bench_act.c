@@ -131,7 +131,8 @@ int bench_act(const BenchOptions *o) {
     int nv = 0;
     const char *skip = NULL;
     if (cfg.backend.type == BACKEND_AUTO || cfg.backend.type == BACKEND_CPU) {
-        variants[nv++] = (ActVariant){&backend_cpu_ops, false, KERNELS_FUSED, PRECISION_FP32, "cpu"};
+        variants[nv++] =
+            (ActVariant){&backend_cpu_ops, false, KERNELS_FUSED, PRECISION_FP32, "cpu"};
     }
     if (cfg.backend.type == BACKEND_AUTO || cfg.backend.type == BACKEND_CUDA) {
 #ifdef FLAME_HAVE_CUDA
@@ -212,8 +213,8 @@ int bench_act(const BenchOptions *o) {
                 char name[128];
                 snprintf(name, sizeof name, "act/%s/b%d/%s", v->name, batches[bi], mname);
                 BenchJson j;
-                bench_json_header(&j, "act", name, r.ok ? "ok" : "failed", r.ok, v->cuda, &vc, S,
-                                  D, o->quick);
+                bench_json_header(&j, "act", name, r.ok ? "ok" : "failed", r.ok, v->cuda, &vc, S, D,
+                                  o->quick);
                 bench_json_str(&j, "backend", v->cuda ? "cuda" : "cpu");
                 bench_json_str(&j, "kernels",
                                v->cuda ? config_enum_name("backend.kernels", v->kernels)

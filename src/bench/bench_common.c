@@ -114,9 +114,9 @@ static size_t bench_llc_bytes(void) {
         if (fgets(text, sizeof text, f)) {
             char *end = NULL;
             double v = strtod(text, &end);
-            size_t mult = (end && (*end == 'K' || *end == 'k')) ? 1024
+            size_t mult = (end && (*end == 'K' || *end == 'k'))   ? 1024
                           : (end && (*end == 'M' || *end == 'm')) ? 1024 * 1024
-                                                                    : 1;
+                                                                  : 1;
             size_t bytes = (size_t)(v * (double)mult);
             best = bytes > best ? bytes : best;
         }
@@ -310,8 +310,8 @@ void bench_config_summary(const FlameConfig *cfg, char *out, size_t len) {
 }
 
 void bench_json_header(BenchJson *j, const char *suite, const char *name, const char *status,
-                       bool validated, bool cuda, const FlameConfig *cfg, int obs_dim,
-                       int act_dim, bool quick) {
+                       bool validated, bool cuda, const FlameConfig *cfg, int obs_dim, int act_dim,
+                       bool quick) {
     char host[256], device[256], driver[32] = "none", stamp[32], summary[512];
     bench_cpu_model(host, sizeof host);
     snprintf(device, sizeof device, "%s", host);
@@ -454,7 +454,7 @@ bool bench_state_finite(const BackendOps *ops, Backend *b, const FlameConfig *cf
         const float *x;
         size_t n;
     } arrays[] = {
-        {"policy", st.pol.params, st.pol.n},  {"policy adam m", st.pol.m, st.pol.n},
+        {"policy", st.pol.params, st.pol.n},   {"policy adam m", st.pol.m, st.pol.n},
         {"policy adam v", st.pol.v, st.pol.n}, {"q1", st.q1.params, st.q1.n},
         {"q1 adam m", st.q1.m, st.q1.n},       {"q1 adam v", st.q1.v, st.q1.n},
         {"q2", st.q2.params, st.q2.n},         {"q2 adam m", st.q2.m, st.q2.n},
@@ -476,8 +476,8 @@ bool bench_state_finite(const BackendOps *ops, Backend *b, const FlameConfig *cf
 }
 
 bool bench_metrics_finite(const UpdateMetrics *m) {
-    double v[] = {m->critic_loss[0], m->critic_loss[1], m->q_mean, m->q_min, m->q_max,
-                  m->target_mean, m->alpha};
+    double v[] = {m->critic_loss[0], m->critic_loss[1], m->q_mean, m->q_min,
+                  m->q_max,          m->target_mean,    m->alpha};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         if (!isfinite(v[i])) {
             return false;

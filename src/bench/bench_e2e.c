@@ -21,11 +21,17 @@
 
 static const char *const e2e_defaults[] = {"run.start_steps=1000", "run.eval_episodes=0",
                                            "update.replay_size=100000", NULL};
-static const char *const e2e_quick_defaults[] = {
-    "env.id=InvertedPendulum-v5", "net.hidden=32",           "net.layers=2",
-    "update.batch_size=32",       "flow.sample_k=8",         "flow.num_particles=4",
-    "env.num_envs=2",             "update.replay_size=10000", "run.start_steps=100",
-    "run.eval_episodes=0",        NULL};
+static const char *const e2e_quick_defaults[] = {"env.id=InvertedPendulum-v5",
+                                                 "net.hidden=32",
+                                                 "net.layers=2",
+                                                 "update.batch_size=32",
+                                                 "flow.sample_k=8",
+                                                 "flow.num_particles=4",
+                                                 "env.num_envs=2",
+                                                 "update.replay_size=10000",
+                                                 "run.start_steps=100",
+                                                 "run.eval_episodes=0",
+                                                 NULL};
 
 int bench_e2e(const BenchOptions *o) {
     FlameConfig cfg;
@@ -97,8 +103,8 @@ int bench_e2e(const BenchOptions *o) {
     printf("\n  %-10s %12s %12s %14s %10s %10s\n", "backend", "env steps/s", "updates/s",
            "updates/s (upd)", "steps", "updates");
     printf("  %-10s %12.1f %12.3f %14.3f %10lld %10lld   %s%s\n", s.backend ? s.backend : "?", sps,
-           ups, ups_phase, (long long)s.env_steps, (long long)s.updates, ok ? "ok" : "FAILED: ",
-           why);
+           ups, ups_phase, (long long)s.env_steps, (long long)s.updates,
+           ok ? "ok" : "FAILED: ", why);
     printf("\n  %-10s %10s %8s\n", "phase", "seconds", "share");
     for (int i = 0; i < 7; i++) {
         printf("  %-10s %10.3f %7.1f%%\n", names[i], secs[i], 100.0 * secs[i] / total);

@@ -112,8 +112,8 @@ int bench_env(const BenchOptions *o) {
             bench_json_int(&j, "frame_skip", r.frame_skip);
             bench_json_end(&j);
             char summary[160];
-            snprintf(summary, sizeof summary, "env=%s num_envs=%d threads=%d seconds=%g",
-                     r.env_id, r.num_envs, r.num_threads, seconds);
+            snprintf(summary, sizeof summary, "env=%s num_envs=%d threads=%d seconds=%g", r.env_id,
+                     r.num_envs, r.num_threads, seconds);
             bench_json_str(&j, "config", summary);
             bench_json_num(&j, "pool_steps_per_s", r.pool_steps_per_s);
             bench_json_num(&j, "raw_steps_per_s_1t", r.raw_steps_per_s_1t);

@@ -498,10 +498,9 @@ static int write_sgemm_json(const SgemmResult *s, const FlameConfig *cfg, int S,
     return rc;
 }
 
-static int write_variant_json(const UpdateVariant *v, const UpdateResult *r,
-                              const FlameConfig *cfg, int S, int D, const UpdateFlops *fl,
-                              const SgemmResult *big, const SgemmResult *shaped,
-                              const BenchOptions *o) {
+static int write_variant_json(const UpdateVariant *v, const UpdateResult *r, const FlameConfig *cfg,
+                              int S, int D, const UpdateFlops *fl, const SgemmResult *big,
+                              const SgemmResult *shaped, const BenchOptions *o) {
     BenchJson j;
     char name[96];
     snprintf(name, sizeof name, "update/%s", v->name);
@@ -594,8 +593,9 @@ static void print_stages(const UpdateVariant *v, const UpdateResult *r, const Up
         }
         double per_call = r->stage_calls[s] ? r->stage_s[s] / r->stage_calls[s] : 0;
         double gf = stage_flops[s] > 0 && per_call > 0 ? stage_flops[s] / per_call * 1e-9 : NAN;
-        printf("  %-16s %12.3f %7.1f%% %8lld", stage_names[s], 1e3 * r->stage_s[s] / r->stage_updates,
-               sum > 0 ? 100.0 * r->stage_s[s] / sum : 0.0, (long long)r->stage_calls[s]);
+        printf("  %-16s %12.3f %7.1f%% %8lld", stage_names[s],
+               1e3 * r->stage_s[s] / r->stage_updates, sum > 0 ? 100.0 * r->stage_s[s] / sum : 0.0,
+               (long long)r->stage_calls[s]);
         if (isfinite(gf)) {
             printf(" %12.1f\n", gf);
         } else {
@@ -608,8 +608,9 @@ static void print_stages(const UpdateVariant *v, const UpdateResult *r, const Up
 
 /* ------------------------------------------------------------------ the suite */
 static const char *const update_quick_defaults[] = {
-    "net.hidden=32",        "net.layers=2",         "update.batch_size=32",
-    "flow.sample_k=8",      "flow.num_particles=4", "update.replay_size=4096",
+    "net.hidden=32",        "net.layers=2",
+    "update.batch_size=32", "flow.sample_k=8",
+    "flow.num_particles=4", "update.replay_size=4096",
     "run.start_steps=1000", NULL};
 
 static void build_variants(int kind, UpdateVariant *v, int *n, const char **skip) {
@@ -668,9 +669,8 @@ int bench_update(const BenchOptions *o) {
            bench_load_avg());
     printf("flops:  %.3f GF per update as update_step runs it (critic_target %.3f, critic_step "
            "%.3f, qweight %.3f, policy_step %.3f every %d); §13 floor %.3f GF\n",
-           fl.per_update * 1e-9, fl.critic_target * 1e-9, fl.critic_step * 1e-9,
-           fl.qweight * 1e-9, fl.policy_step * 1e-9, cfg.update.policy_delay,
-           fl.per_update_min * 1e-9);
+           fl.per_update * 1e-9, fl.critic_target * 1e-9, fl.critic_step * 1e-9, fl.qweight * 1e-9,
+           fl.policy_step * 1e-9, cfg.update.policy_delay, fl.per_update_min * 1e-9);
     if (skip) {
         printf("cuda:   skipped (%s); the CUDA variants need a GPU\n", skip);
         BenchJson j;
@@ -695,8 +695,8 @@ int bench_update(const BenchOptions *o) {
         double rs = o->quick ? 0.01 : 0.25;
         int nbig = o->quick ? 256 : 2048;
         bench_sgemm(nbig, nbig, nbig, false, reps, rs, &big);
-        bench_sgemm(cfg.update.batch_size * cfg.flow.sample_k, cfg.net.hidden, cfg.net.hidden,
-                    true, reps, rs, &shaped);
+        bench_sgemm(cfg.update.batch_size * cfg.flow.sample_k, cfg.net.hidden, cfg.net.hidden, true,
+                    reps, rs, &shaped);
         printf("\nsgemm (CBLAS, %d thread%s)      %10s %10s %12s %10s   valid\n",
                cfg.run.cpu_threads, cfg.run.cpu_threads == 1 ? "" : "s", "ms median", "ms min",
                "GFLOP/s med", "best");

@@ -87,8 +87,8 @@ static int parse_number(const char *opt, const char *s, double lo, double hi, do
     char *end = NULL;
     double v = strtod(s, &end);
     if (end == s || *end || !(v >= lo && v <= hi)) {
-        return cli_fail("bench", FLAME_EINPUT, "bad %s '%s'; expected a number in [%g, %g]", opt,
-                        s, lo, hi);
+        return cli_fail("bench", FLAME_EINPUT, "bad %s '%s'; expected a number in [%g, %g]", opt, s,
+                        lo, hi);
     }
     *out = v;
     return FLAME_OK;
@@ -114,14 +114,19 @@ int cmd_bench(int argc, char **argv) {
                         "unknown suite '%s'; use one of update, act, env, e2e, kernels", suite);
     }
 
-    static const struct option longopts[] = {
-        {"json", required_argument, 0, 'j'},    {"quick", no_argument, 0, 'q'},
-        {"backend", required_argument, 0, 'b'}, {"config", required_argument, 0, 'c'},
-        {"set", required_argument, 0, 's'},     {"env", required_argument, 0, 'e'},
-        {"threads", required_argument, 0, 't'}, {"seconds", required_argument, 0, 'S'},
-        {"repeats", required_argument, 0, 'R'}, {"no-stages", no_argument, 0, 'N'},
-        {"steps", required_argument, 0, 'T'},   {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"json", required_argument, 0, 'j'},
+                                             {"quick", no_argument, 0, 'q'},
+                                             {"backend", required_argument, 0, 'b'},
+                                             {"config", required_argument, 0, 'c'},
+                                             {"set", required_argument, 0, 's'},
+                                             {"env", required_argument, 0, 'e'},
+                                             {"threads", required_argument, 0, 't'},
+                                             {"seconds", required_argument, 0, 'S'},
+                                             {"repeats", required_argument, 0, 'R'},
+                                             {"no-stages", no_argument, 0, 'N'},
+                                             {"steps", required_argument, 0, 'T'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     BenchOptions o;
     memset(&o, 0, sizeof o);
     o.suite = suite;
@@ -207,8 +212,7 @@ int cmd_bench(int argc, char **argv) {
                 bench_usage(stdout);
                 return FLAME_OK;
             case ':':
-                return cli_fail("bench", FLAME_EINPUT, "option '%s' needs a value",
-                                av[optind - 1]);
+                return cli_fail("bench", FLAME_EINPUT, "option '%s' needs a value", av[optind - 1]);
             default:
                 return cli_fail("bench", FLAME_EINPUT,
                                 "unknown option '%s' (flame bench --help lists them)",
@@ -217,7 +221,8 @@ int cmd_bench(int argc, char **argv) {
     }
     if (optind < ac) {
         return cli_fail("bench", FLAME_EINPUT,
-                        "unexpected argument '%s'; the config file goes after --config", av[optind]);
+                        "unexpected argument '%s'; the config file goes after --config",
+                        av[optind]);
     }
     if (o.n_env_ids > 1 && strcmp(suite, "env") != 0) {
         return cli_fail("bench", FLAME_EINPUT, "the %s suite takes one --env", suite);
