@@ -85,19 +85,19 @@ static int latest_with_replay(const char *run, char *out, size_t out_len) {
         return cli_fail(CMD, FLAME_EINPUT, "--run %s: no step_<N>.h5 checkpoint in %s", run, dir);
     }
     qsort(steps, n, sizeof *steps, cmp_desc);
-    int rc = cli_fail(CMD, FLAME_EINPUT,
-                      "--run %s: none of the %zu checkpoints in %s holds a "
-                      "replay buffer; train with run.save_replay=true",
-                      run, n, dir);
-    for (size_t i = 0; i < n; i++) {
+    bool found = false;
+    for (size_t i = 0; i < n && !found; i++) {
         snprintf(out, out_len, "%s/step_%lld.h5", dir, steps[i]);
-        if (has_replay_group(out)) {
-            rc = FLAME_OK;
-            break;
-        }
+        found = has_replay_group(out);
     }
     free(steps);
-    return rc;
+    if (!found) {
+        return cli_fail(CMD, FLAME_EINPUT,
+                        "--run %s: none of the %zu checkpoints in %s holds a replay buffer; train "
+                        "with run.save_replay=true",
+                        run, n, dir);
+    }
+    return FLAME_OK;
 }
 
 /* writes rows [start, start + n) of the ring (no wrap inside) with actions in env units */

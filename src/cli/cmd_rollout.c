@@ -65,9 +65,11 @@ static int parse_int(const char *opt, const char *s, long long lo, long long hi,
     char *end = NULL;
     errno = 0;
     long long v = strtoll(s ? s : "", &end, 10);
-    if (!s || !s[0] || *end || errno || v < lo || v > hi) {
-        return cli_fail(CMD, FLAME_EINPUT, "%s expects an integer in [%lld, %lld], got '%s'", opt,
-                        lo, hi, s ? s : "");
+    if (!s || !s[0] || *end || errno) {
+        return cli_fail(CMD, FLAME_EINPUT, "%s expects an integer, got '%s'", opt, s ? s : "");
+    }
+    if (v < lo || v > hi) {
+        return cli_fail(CMD, FLAME_EINPUT, "%s must be in [%lld, %lld] (got %lld)", opt, lo, hi, v);
     }
     *out = v;
     return FLAME_OK;
@@ -367,10 +369,11 @@ int cmd_rollout(int argc, char **argv) {
                          .seed = seed,
                          .progress = true,
                          .stop = &rollout_stop};
-    printf("rollout: %s, %s policy%s, %d episodes on %d envs (%d threads), seed %llu -> %s (%s)\n",
+    printf("rollout: %s, %s policy%s, %d episodes on %d envs (%d thread%s), seed %llu -> %s "
+           "(%s)\n",
            spec->id, info.algorithm, random_policy ? "" : (a.stochastic ? " (stochastic)" : ""),
-           ro.episodes, envs, ro.num_threads, (unsigned long long)seed, a.out,
-           dataset_format_name(fmt));
+           ro.episodes, envs, ro.num_threads, ro.num_threads == 1 ? "" : "s",
+           (unsigned long long)seed, a.out, dataset_format_name(fmt));
     fflush(stdout);
     void (*old_int)(int) = signal(SIGINT, rollout_on_signal);
     void (*old_term)(int) = signal(SIGTERM, rollout_on_signal);

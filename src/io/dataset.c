@@ -154,7 +154,13 @@ static int check_target(DatasetWriter *w) {
                             w->path);
     }
     struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        return flame_errorf(FLAME_EINPUT,
+                            "--out %s: '%s' is not a directory; choose a path in a "
+                            "directory",
+                            w->path, dir);
+    }
+    if (stat(dir, &st) != 0) {
         return flame_errorf(FLAME_EINPUT,
                             "--out %s: directory '%s' does not exist; create it "
                             "first (mkdir -p %s)",
@@ -530,6 +536,14 @@ static int minari_add_episode(DatasetWriter *w, const DatasetEpisode *ep) {
     rc = rc ? rc : ext_write(g, "rewards", H5T_IEEE_F64LE, 0, T, ep->rew);
     rc = rc ? rc : ext_write(g, "terminations", w->bool_t, 0, T, ep->terminated);
     rc = rc ? rc : ext_write(g, "truncations", w->bool_t, 0, T, ep->truncated);
+    /* Minari's collector always writes an infos group (EpisodeData.infos is a dict, never None);
+       this one is empty */
+    hid_t infos = H5Gcreate2(g, "infos", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (infos < 0) {
+        rc = rc ? rc : flame_errorf(FLAME_ERUNTIME, "%s: cannot create %s/infos", w->h5path, name);
+    } else {
+        H5Gclose(infos);
+    }
 
     /* Minari's default episode metadata; std is the population std (numpy's default) */
     double sum = 0, mx = -INFINITY, mn = INFINITY;
