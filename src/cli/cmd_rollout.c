@@ -340,6 +340,9 @@ int cmd_rollout(int argc, char **argv) {
     char *yaml = a.ckpt ? config_to_yaml(&ck.cfg) : NULL;
     info.config_yaml = yaml;
     DatasetWriter *w = NULL;
+    /* from here on a signal stops the rollout and the temporary output is removed */
+    void (*old_int)(int) = signal(SIGINT, rollout_on_signal);
+    void (*old_term)(int) = signal(SIGTERM, rollout_on_signal);
     rc = dataset_open(&w, a.out, fmt, &info, a.force);
     if (rc != FLAME_OK) {
         rc = cli_fail_last(CMD, rc);
@@ -375,8 +378,6 @@ int cmd_rollout(int argc, char **argv) {
            ro.episodes, envs, ro.num_threads, ro.num_threads == 1 ? "" : "s",
            (unsigned long long)seed, a.out, dataset_format_name(fmt));
     fflush(stdout);
-    void (*old_int)(int) = signal(SIGINT, rollout_on_signal);
-    void (*old_term)(int) = signal(SIGTERM, rollout_on_signal);
     RolloutStats stats;
     rc = dataset_rollout(&ro, w, &stats);
     if (rc == FLAME_OK) {
@@ -384,8 +385,6 @@ int cmd_rollout(int argc, char **argv) {
     } else {
         dataset_abort(w);
     }
-    signal(SIGINT, old_int);
-    signal(SIGTERM, old_term);
     if (rc == FLAME_OK) {
         print_summary(&stats, a.out, fmt);
     } else {
@@ -396,6 +395,8 @@ int cmd_rollout(int argc, char **argv) {
         ops->destroy(backend);
     }
 done:
+    signal(SIGINT, old_int);
+    signal(SIGTERM, old_term);
     free(yaml);
     flame_free(low), flame_free(high);
     ckpt_free(&ck);
