@@ -697,6 +697,7 @@ FLAME_TEST(test_minari_layout) {
     EXPECT(dataset_open(&w, dir, DATASET_MINARI, &in, false) == FLAME_EINPUT);
     EXPECT(strstr(flame_last_error(), "already exists") != NULL);
     o.episodes = 2;
+    dataset_rollout_stats_free(&st4);
     EXPECT(dataset_open(&w, dir, DATASET_MINARI, &in, true) == FLAME_OK);
     EXPECT(dataset_rollout(&o, w, &st4) == FLAME_OK);
     EXPECT(dataset_close(w) == FLAME_OK);
