@@ -1,3 +1,4 @@
 # foundation: RNG, config, MLP core, CLI
 flame_add_test(NAME test_rng SOURCES test_rng.c LABELS unit)
 flame_add_test(NAME test_mlp SOURCES test_mlp.c LABELS unit)
+flame_add_cli_test(NAME cli_config SCRIPT cli_config.sh LABELS unit)

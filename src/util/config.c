@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cyaml/cyaml.h>
 
@@ -415,6 +416,10 @@ static int load_common(FlameConfig *cfg, const char *path, const char *yaml, siz
             rc = flame_errorf(FLAME_EINPUT, "%s:%d: '%s' must be %s", origin, log.line, name,
                               m[10] == 'S' ? "a single value, not a list or mapping"
                                            : "a section (a mapping of keys), not a single value");
+        } else if (!strncmp(m, "libyaml: ", 9)) {
+            /* the YAML itself does not parse */
+            rc = flame_errorf(FLAME_EINPUT, "%s: malformed YAML near line %d: %s; check the syntax",
+                              origin, log.line, m + 9);
         } else {
             char where[600] = "";
             if (log.path[0]) {
@@ -444,6 +449,11 @@ static int load_common(FlameConfig *cfg, const char *path, const char *yaml, siz
 }
 
 int config_load_file(FlameConfig *cfg, const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        return flame_errorf(FLAME_EINPUT, "%s: is a directory, not a config file; give a .yaml file",
+                            path);
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         return flame_errorf(FLAME_EINPUT, "%s: cannot open config file (%s); check the path", path,
