@@ -9,7 +9,8 @@
  * update's kernels as they are called (backend.graphs false, or the first update of a flag
  * combination, captured into a graph) or, once the graph of the flag combination (do_actor,
  * do_alpha, do_target) exists, turns the following ops into no-ops and end_update launches the
- * graph. Every op is asynchronous except act, get_* and sync.
+ * graph (the very first update of each combination runs eagerly, the second is captured).
+ * Every op is asynchronous except act, get_* and sync.
  *
  * The replay ring lives in device memory; pushes go through a pinned staging buffer with
  * cudaMemcpyAsync on the backend's stream (stream order keeps them between updates, as on the
@@ -381,9 +382,13 @@ static void cuda_replay_sample(Backend *b, const UpdateCtx *u) {
             b->replaying = true;
             return;
         }
-        CUDA_CHECK(cudaStreamBeginCapture(b->ctx.stream, cudaStreamCaptureModeThreadLocal));
-        b->capturing = true;
-        flame_cuda_set_capturing(1);
+        /* the first update of a flag combination runs eagerly (module loading, cuBLAS set-up
+           happen outside any capture); the second is captured and replayed from then on */
+        if (b->seen[b->key]++ > 0) {
+            CUDA_CHECK(cudaStreamBeginCapture(b->ctx.stream, cudaStreamCaptureModeThreadLocal));
+            b->capturing = true;
+            flame_cuda_set_capturing(1);
+        }
     }
     gather_kernel<<<b->B, 128, 0, b->ctx.stream>>>(b->sc, b->seed, b->B, b->S, b->D, b->r_obs,
                                                    b->r_act, b->r_rew, b->r_next, b->r_done,

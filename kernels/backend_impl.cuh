@@ -84,6 +84,7 @@ struct Backend {
     bool use_graphs, capturing, replaying;
     int key;
     cudaGraphExec_t exec[FLAME_GRAPH_KEYS];
+    int seen[FLAME_GRAPH_KEYS]; /* eager updates run per key (the first one is never captured) */
     int n_graphs;
     AgentCounters start; /* counters at the start of the update in flight */
 

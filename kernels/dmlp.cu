@@ -509,8 +509,9 @@ bool dmlp_fused_ok(const DCtx *ctx, const Mlp *m, bool jvp, int *tile_rows) {
         }
     }
     int cand[2] = {jvp ? 32 : 64, jvp ? 16 : 32};
+    bool forced = g_force_tile == cand[0] || g_force_tile == cand[1];
     for (int i = 0; i < 2; i++) {
-        if (g_force_tile && cand[i] != g_force_tile) {
+        if (forced && cand[i] != g_force_tile) {
             continue;
         }
         if (fm_smem_bytes(m, jvp, cand[i]) <= (size_t)ctx->smem_optin) {

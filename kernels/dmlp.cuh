@@ -123,7 +123,8 @@ void dcopy_cols(const DCtx *ctx, float *dst, const float *src, int ld, int col, 
 /* x[0..n) = v */
 void dfill(const DCtx *ctx, float *x, size_t n, float v);
 
-/* Forces the fused kernel's row tile (0: automatic); benches use it to sweep tile sizes. */
+/* Prefers the fused kernel's row tile `tile_rows` where that tile exists for the pass (forward:
+   64, 32; JVP: 32, 16), 0: automatic; tests and benches use it to cover every tile size. */
 void dmlp_force_tile(int tile_rows);
 
 #endif

@@ -1,0 +1,463 @@
+/*
+ * test_stages_cuda.c: every stage op of the CUDA backend against the CPU reference on the same
+ * state, the same minibatch and the same Philox draws (design.md §7 level 2): act, replay_sample,
+ * critic_target, critic_step (both phases), qweight, policy_step, alpha_step, polyak, at the real
+ * sizes of the configs (HalfCheetah, Humanoid) and at awkward ones (B, K, widths that are not
+ * multiples of any block size; widths over 256 that take the cuBLAS fallback of the fused path),
+ * for FLAME-M (both compat modes, every entropy estimator, the B*K-row flow loss), FLAME-R and
+ * SAC, with the fused and the cuBLAS kernels.
+ *
+ * Each op's inputs on the GPU are set to the CPU's before it runs (state via set_state,
+ * intermediates via backend_cuda_debug_set), so each comparison measures one op. Parameters after
+ * an Adam step are checked against Adam applied on the host to the GPU's own gradient (Adam's
+ * first steps are sign(g) * lr, so comparing them to the CPU's would amplify the gradients'
+ * rounding differences); the gradients themselves are compared to the CPU's.
+ */
+#include "gpu_common.h"
+
+static const BackendOps *CPU = &backend_cpu_ops;
+static const BackendOps *GPU = &backend_cuda_ops;
+
+typedef struct {
+    Backend *cpu, *gpu;
+    FlameConfig cc, cg;
+    int S, D;
+    AgentState st, sg; /* scratch states */
+    char tag[160];
+} Pair;
+
+static void pair_sync(Pair *p) {
+    CPU->get_state(p->cpu, &p->st);
+    GPU->set_state(p->gpu, &p->st);
+}
+
+static void pair_open(Pair *p, int algo, int compat, const GpuShape *shape, int kernels,
+                      GpuTweak tweak, const char *extra) {
+    memset(p, 0, sizeof *p);
+    gpu_config(&p->cc, algo, compat, shape->size, BACKEND_CPU, kernels, tweak);
+    gpu_config(&p->cg, algo, compat, shape->size, BACKEND_CUDA, kernels, tweak);
+    p->S = shape->S;
+    p->D = shape->D;
+    snprintf(p->tag, sizeof p->tag, "%s %s %s %s%s", config_algo_name(algo),
+             compat ? "consistent" : "reference", kernels == KERNELS_FUSED ? "fused" : "cublas",
+             shape->name, extra ? extra : "");
+    printf("  -- %s\n", p->tag);
+    p->cpu = gpu_create(CPU, &p->cc, p->S, p->D);
+    p->gpu = gpu_create(GPU, &p->cg, p->S, p->D);
+    int n = (int)(p->cc.update.replay_size < 900 ? p->cc.update.replay_size - 10 : 900);
+    gpu_push_random(CPU, p->cpu, p->S, p->D, n);
+    gpu_push_random(GPU, p->gpu, p->S, p->D, n);
+    EXPECT(CPU->replay_size(p->cpu) == GPU->replay_size(p->gpu));
+    /* two CPU updates: parameters and Adam moments away from their initial values */
+    update_step(CPU, p->cpu);
+    update_step(CPU, p->cpu);
+    agent_state_init(&p->st, &p->cc, p->S, p->D);
+    agent_state_init(&p->sg, &p->cc, p->S, p->D);
+    pair_sync(p);
+}
+
+static void pair_close(Pair *p) {
+    agent_state_free(&p->st);
+    agent_state_free(&p->sg);
+    CPU->destroy(p->cpu);
+    GPU->destroy(p->gpu);
+}
+
+static void name_of(char *buf, size_t n, const Pair *p, const char *what) {
+    snprintf(buf, n, "%s: %s", p->tag, what);
+}
+
+#define CLOSE(p, what, got, ref, n, tol)                                                           \
+    do {                                                                                           \
+        char nm_[256];                                                                             \
+        name_of(nm_, sizeof nm_, p, what);                                                         \
+        EXPECT_CLOSE_Q(nm_, got, ref, n, (tol).atol, (tol).rtol);                                  \
+    } while (0)
+
+#define NEAR(p, what, got, ref, tol)                                                               \
+    do {                                                                                           \
+        char nm_[256];                                                                             \
+        name_of(nm_, sizeof nm_, p, what);                                                         \
+        EXPECT_NEAR_Q(nm_, got, ref, (tol).atol, (tol).rtol);                                      \
+    } while (0)
+
+/* ------------------------------------------------------------------ act */
+static void check_act(Pair *p, ActMode mode, int n) {
+    const FlameConfig *cfg = &p->cc;
+    int S = p->S, D = p->D, Np = cfg->flow.num_particles;
+    uint64_t seed = (uint64_t)cfg->run.seed;
+    uint32_t call = 5;
+    float *obs = (float *)malloc(sizeof(float) * (size_t)n * S);
+    float *ac = (float *)malloc(sizeof(float) * (size_t)n * D);
+    float *ag = (float *)malloc(sizeof(float) * (size_t)n * D);
+    for (int i = 0; i < n * S; i++) {
+        obs[i] = rng_normal(5, RNG_STREAM_TEST, 9, (uint32_t)i, 0);
+    }
+    CPU->act(p->cpu, obs, n, mode, call, ac);
+    GPU->act(p->gpu, obs, n, mode, call, ag);
+    const char *mname = mode == ACT_EXPLORE ? "act explore" : "act deterministic";
+    if (cfg->algo == ALGO_SAC) {
+        CLOSE(p, mname, ag, ac, (size_t)n * D, TOL_ACTION);
+    } else {
+        CudaDebugView v;
+        backend_cuda_debug(p->gpu, &v);
+        EXPECT(v.act_n == n);
+        float *z = (float *)malloc(sizeof(float) * (size_t)n * Np * D);
+        float *a = (float *)malloc(sizeof(float) * (size_t)n * Np * D);
+        float *sc = (float *)malloc(sizeof(float) * (size_t)n * Np);
+        uint32_t stream = mode == ACT_EXPLORE ? RNG_STREAM_ACT_Z : RNG_STREAM_EVAL_Z;
+        for (int i = 0; i < n; i++) {
+            for (int j = 0; j < Np * D; j++) {
+                z[(size_t)i * Np * D + j] = rng_normal(seed, stream, call, (uint32_t)i, (uint32_t)j);
+            }
+        }
+        gpu_cpu_particles(cfg, &p->st.L, p->st.pol_ema, p->st.q1.params, p->st.q2.params, obs, z,
+                          n, a, sc);
+        /* the noise-free part of the GPU's action */
+        float scale = mode == ACT_EXPLORE ? expf(p->st.log_alpha) * (float)cfg->flow.noise_scale
+                                          : 0.0f;
+        for (int i = 0; i < n; i++) {
+            for (int d = 0; d < D; d++) {
+                ag[(size_t)i * D + d] -= scale * rng_normal(seed, RNG_STREAM_ACT_NOISE, call,
+                                                            (uint32_t)i, (uint32_t)d);
+            }
+        }
+        char nm[256];
+        name_of(nm, sizeof nm, p, mname);
+        FlameTol tol = cfg->algo == ALGO_FLAME_R ? TOL_ACTION_R : TOL_ACTION;
+        int ties = gpu_check_best_of_n(nm, n, Np, D, a, sc, v.act_score, v.act_best, ag, tol);
+        if (!ties) {
+            /* the CPU's own actions agree too */
+            for (int i = 0; i < n; i++) {
+                for (int d = 0; d < D; d++) {
+                    ac[(size_t)i * D + d] -= scale * rng_normal(seed, RNG_STREAM_ACT_NOISE, call,
+                                                                (uint32_t)i, (uint32_t)d);
+                }
+            }
+            CLOSE(p, mname, ag, ac, (size_t)n * D, tol);
+        }
+        free(z), free(a), free(sc);
+    }
+    free(obs), free(ac), free(ag);
+}
+
+/* ------------------------------------------------------------------ one update, op by op */
+static void check_critic_step(Pair *p, const UpdateCtx *u, CriticPhase phase) {
+    const FlameConfig *cfg = &p->cc;
+    size_t nq = p->st.q1.n;
+    CPU->get_state(p->cpu, &p->st); /* before */
+    int64_t t = backend_base(p->cpu)->counters.critic_steps + 1;
+    CPU->critic_step(p->cpu, u, phase);
+    GPU->critic_step(p->gpu, u, phase);
+    backend_base(p->cpu)->counters.critic_steps++;
+    backend_base(p->gpu)->counters.critic_steps++;
+    AgentState after;
+    agent_state_init(&after, cfg, p->S, p->D);
+    CPU->get_state(p->cpu, &after);
+    GPU->get_state(p->gpu, &p->sg);
+    const char *ph = phase == CRITIC_GRAD_AND_STEP ? "critic step" : "critic re-applied step";
+    char nm[256];
+    if (phase == CRITIC_GRAD_AND_STEP) {
+        name_of(nm, sizeof nm, p, "critic 1 gradient");
+        EXPECT_GRAD_CLOSE(nm, p->sg.q1.grads, after.q1.grads, nq, TOL_STAGE_GRAD);
+        name_of(nm, sizeof nm, p, "critic 2 gradient");
+        EXPECT_GRAD_CLOSE(nm, p->sg.q2.grads, after.q2.grads, nq, TOL_STAGE_GRAD);
+        UpdateMetrics mc, mg;
+        CPU->get_metrics(p->cpu, &mc);
+        GPU->get_metrics(p->gpu, &mg);
+        NEAR(p, "critic loss 1", mg.critic_loss[0], mc.critic_loss[0], TOL_STAGE_LOSS);
+        NEAR(p, "critic loss 2", mg.critic_loss[1], mc.critic_loss[1], TOL_STAGE_LOSS);
+        NEAR(p, "q mean", mg.q_mean, mc.q_mean, TOL_STAGE_LOSS);
+        NEAR(p, "q min", mg.q_min, mc.q_min, TOL_SCORE);
+        NEAR(p, "q max", mg.q_max, mc.q_max, TOL_SCORE);
+    }
+    name_of(nm, sizeof nm, p, ph);
+    char n1[400], n2[400];
+    snprintf(n1, sizeof n1, "%s critic 1", nm);
+    snprintf(n2, sizeof n2, "%s critic 2", nm);
+    gpu_expect_adam(n1, p->st.q1.params, p->st.q1.m, p->st.q1.v, p->sg.q1.grads, nq,
+                    cfg->optim.critic_lr, cfg, t, p->sg.q1.params, p->sg.q1.m, p->sg.q1.v);
+    gpu_expect_adam(n2, p->st.q2.params, p->st.q2.m, p->st.q2.v, p->sg.q2.grads, nq,
+                    cfg->optim.critic_lr, cfg, t, p->sg.q2.params, p->sg.q2.m, p->sg.q2.v);
+    agent_state_free(&after);
+    pair_sync(p);
+}
+
+static void check_qweight(Pair *p, const UpdateCtx *u) {
+    const FlameConfig *cfg = &p->cc;
+    CPU->qweight(p->cpu, u);
+    GPU->qweight(p->gpu, u);
+    if (cfg->algo == ALGO_SAC) {
+        return;
+    }
+    CpuDebugView c;
+    CudaDebugView g;
+    backend_cpu_debug(p->cpu, &c);
+    backend_cuda_debug(p->gpu, &g);
+    size_t B = (size_t)c.B, D = (size_t)c.D, K = (size_t)c.K;
+    CLOSE(p, "times t", g.t, c.t, B, TOL_DRAWS);
+    CLOSE(p, "times r", g.r, c.r, B, TOL_DRAWS);
+    CLOSE(p, "noisy action x", g.x, c.x, B * D, TOL_DRAWS);
+    CLOSE(p, "candidate draws eps_bk", g.eps_post, c.noise->eps_post, B * K * D, TOL_TRUNC);
+    CLOSE(p, "candidate weights", g.w, c.w, B * K, TOL_WEIGHTS);
+    CLOSE(p, "weighted tangent v-bar", g.vbar, c.vbar, B * D, TOL_VBAR);
+    /* the weights are a distribution over k */
+    double worst = 0;
+    for (size_t i = 0; i < B; i++) {
+        double s = 0;
+        for (size_t k = 0; k < K; k++) {
+            s += g.w[i * K + k];
+        }
+        worst = fmax(worst, fabs(s - 1.0));
+    }
+    EXPECT_MSG(worst < 1e-5, "%s: weights sum to 1 within %.3g", p->tag, worst);
+    UpdateMetrics mc, mg;
+    CPU->get_metrics(p->cpu, &mc);
+    GPU->get_metrics(p->gpu, &mg);
+    NEAR(p, "ess mean", mg.ess_mean, mc.ess_mean, TOL_ESS);
+    NEAR(p, "ess min", mg.ess_min, mc.ess_min, TOL_ESS);
+    /* the policy step sees exactly the CPU's inputs */
+    backend_cuda_debug_set(p->gpu, CUDA_DBG_X, c.x);
+    backend_cuda_debug_set(p->gpu, CUDA_DBG_R, c.r);
+    backend_cuda_debug_set(p->gpu, CUDA_DBG_T, c.t);
+    backend_cuda_debug_set(p->gpu, CUDA_DBG_EPS_POST, c.noise->eps_post);
+    backend_cuda_debug_set(p->gpu, CUDA_DBG_W, c.w);
+    backend_cuda_debug_set(p->gpu, CUDA_DBG_VBAR, c.vbar);
+}
+
+static void check_update(Pair *p) {
+    const FlameConfig *cfg = &p->cc;
+    int S = p->S, D = p->D;
+    BackendBase *bc = backend_base(p->cpu), *bg = backend_base(p->gpu);
+    UpdateCtx u = update_context(cfg, &bc->counters);
+    EXPECT(bg->counters.updates == bc->counters.updates);
+
+    /* replay_sample: the same rows, bit for bit */
+    CPU->replay_sample(p->cpu, &u);
+    GPU->replay_sample(p->gpu, &u);
+    CpuDebugView c;
+    CudaDebugView g;
+    backend_cpu_debug(p->cpu, &c);
+    backend_cuda_debug(p->gpu, &g);
+    size_t B = (size_t)c.B;
+    EXPECT_MSG(!memcmp(g.obs, c.obs, B * S * sizeof(float)), "%s: batch obs", p->tag);
+    EXPECT_MSG(!memcmp(g.next_obs, c.next_obs, B * S * sizeof(float)), "%s: batch next_obs",
+               p->tag);
+    EXPECT_MSG(!memcmp(g.act, c.act, B * D * sizeof(float)), "%s: batch act", p->tag);
+    EXPECT_MSG(!memcmp(g.rew, c.rew, B * sizeof(float)), "%s: batch rew", p->tag);
+    EXPECT_MSG(!memcmp(g.done, c.done, B * sizeof(float)), "%s: batch done", p->tag);
+
+    /* critic_target */
+    CPU->critic_target(p->cpu, &u);
+    GPU->critic_target(p->gpu, &u);
+    backend_cpu_debug(p->cpu, &c);
+    backend_cuda_debug(p->gpu, &g);
+    bool *tie = (bool *)calloc(B, sizeof(bool));
+    if (cfg->algo != ALGO_SAC) {
+        int Np = cfg->flow.num_particles;
+        float *a = (float *)malloc(sizeof(float) * B * Np * D);
+        float *sc = (float *)malloc(sizeof(float) * B * Np);
+        const float *P = cfg->quirks.next_action_policy == NEXTPOL_EMA ? p->st.pol_ema
+                                                                        : p->st.pol.params;
+        gpu_cpu_particles(cfg, &p->st.L, P, p->st.q1.params, p->st.q2.params, c.next_obs,
+                          c.noise->next_z, (int)B, a, sc);
+        char nm[256];
+        name_of(nm, sizeof nm, p, "next-action best-of-N");
+        gpu_check_best_of_n(nm, (int)B, Np, D, a, sc, g.pscore, g.pbest, g.a_star,
+                            cfg->algo == ALGO_FLAME_R ? TOL_ACTION_R : TOL_ACTION);
+        for (size_t i = 0; i < B; i++) {
+            int cb = 0;
+            for (int q = 1; q < Np; q++) {
+                if (sc[i * Np + q] > sc[i * Np + cb]) {
+                    cb = q;
+                }
+            }
+            tie[i] = g.pbest[i] != cb;
+        }
+        free(a), free(sc);
+        FlameTol et = cfg->entropy.estimator == ENT_ODE ? TOL_ENTROPY_ODE : TOL_ENTROPY;
+        CLOSE(p, "entropy H(s')", g.ent, c.ent, B, et);
+    } else {
+        CLOSE(p, "SAC next action", g.next_a, c.next_a, B * D, TOL_ACTION);
+        CLOSE(p, "SAC -log pi(a'|s')", g.ent, c.ent, B, TOL_ENTROPY);
+    }
+    /* rows whose best particle is another maximum (near-tie) take another a' and y */
+    float *ym = (float *)malloc(sizeof(float) * B), *yc = (float *)malloc(sizeof(float) * B);
+    float *am = (float *)malloc(sizeof(float) * B * D), *acp = (float *)malloc(sizeof(float) * B * D);
+    size_t m = 0;
+    for (size_t i = 0; i < B; i++) {
+        if (!tie[i]) {
+            ym[m] = g.y[i];
+            yc[m] = c.y[i];
+            memcpy(am + m * D, g.next_a + i * D, D * sizeof(float));
+            memcpy(acp + m * D, c.next_a + i * D, D * sizeof(float));
+            m++;
+        }
+    }
+    FlameTol at = cfg->algo == ALGO_FLAME_R ? TOL_ACTION_R : TOL_ACTION;
+    CLOSE(p, "next action a'", am, acp, m * D, at);
+    CLOSE(p, "TD target y", ym, yc, m, TOL_TARGET);
+    free(ym), free(yc), free(am), free(acp), free(tie);
+    UpdateMetrics mc, mg;
+    CPU->get_metrics(p->cpu, &mc);
+    GPU->get_metrics(p->gpu, &mg);
+    NEAR(p, "metric entropy", mg.entropy, mc.entropy, TOL_ENTROPY);
+    NEAR(p, "metric target mean", mg.target_mean, mc.target_mean, TOL_TARGET);
+    NEAR(p, "metric alpha", mg.alpha, mc.alpha, TOL_ADAM);
+    backend_cuda_debug_set(p->gpu, CUDA_DBG_Y, c.y);
+    backend_cuda_debug_set(p->gpu, CUDA_DBG_ENT, c.ent);
+    backend_cuda_debug_set(p->gpu, CUDA_DBG_NEXT_A, c.next_a);
+
+    /* critic step and candidate weights, in the configured order */
+    if (cfg->quirks.weights_after_critic_step == TRI_YES) {
+        check_critic_step(p, &u, CRITIC_GRAD_AND_STEP);
+        check_qweight(p, &u);
+    } else {
+        check_qweight(p, &u);
+        check_critic_step(p, &u, CRITIC_GRAD_AND_STEP);
+    }
+
+    /* policy step (run every time here, whatever do_actor says) */
+    {
+        size_t np = p->st.pol.n;
+        CPU->get_state(p->cpu, &p->st);
+        int64_t t = bc->counters.actor_steps + 1;
+        CPU->policy_step(p->cpu, &u);
+        GPU->policy_step(p->gpu, &u);
+        bc->counters.actor_steps++;
+        bg->counters.actor_steps++;
+        AgentState after;
+        agent_state_init(&after, cfg, S, D);
+        CPU->get_state(p->cpu, &after);
+        GPU->get_state(p->gpu, &p->sg);
+        char nm[256];
+        name_of(nm, sizeof nm, p, "policy gradient");
+        EXPECT_GRAD_CLOSE(nm, p->sg.pol.grads, after.pol.grads, np, TOL_STAGE_GRAD);
+        EXPECT_MSG(gpu_absmax(after.pol.grads, np) > 0, "%s: zero policy gradient", p->tag);
+        name_of(nm, sizeof nm, p, "policy Adam step");
+        gpu_expect_adam(nm, p->st.pol.params, p->st.pol.m, p->st.pol.v, p->sg.pol.grads, np,
+                        u.actor_lr, cfg, t, p->sg.pol.params, p->sg.pol.m, p->sg.pol.v);
+        CPU->get_metrics(p->cpu, &mc);
+        GPU->get_metrics(p->gpu, &mg);
+        NEAR(p, "actor loss", mg.actor_loss, mc.actor_loss, TOL_STAGE_LOSS);
+        NEAR(p, "flow-matching loss", mg.fm_loss, mc.fm_loss, TOL_STAGE_LOSS);
+        NEAR(p, "-Q term", mg.qterm_loss, mc.qterm_loss, TOL_STAGE_LOSS);
+        if (cfg->algo == ALGO_FLAME_M) {
+            NEAR(p, "max |du|", mg.jvp_max, mc.jvp_max, TOL_MLP_JVP);
+        }
+        if (cfg->algo == ALGO_SAC) {
+            NEAR(p, "SAC entropy", mg.entropy, mc.entropy, TOL_ENTROPY);
+        }
+        agent_state_free(&after);
+        pair_sync(p);
+    }
+
+    if (cfg->quirks.critic_double_step == TRI_YES) {
+        check_critic_step(p, &u, CRITIC_REAPPLY);
+    }
+
+    /* alpha step (every time here) */
+    {
+        float la0 = p->st.log_alpha;
+        CPU->alpha_step(p->cpu, &u);
+        GPU->alpha_step(p->gpu, &u);
+        bc->counters.alpha_steps++;
+        bg->counters.alpha_steps++;
+        CPU->get_state(p->cpu, &p->st);
+        GPU->get_state(p->gpu, &p->sg);
+        NEAR(p, "log alpha", p->sg.log_alpha, p->st.log_alpha, TOL_ADAM);
+        NEAR(p, "alpha Adam m", p->sg.alpha_m, p->st.alpha_m, TOL_ADAM);
+        NEAR(p, "alpha Adam v", p->sg.alpha_v, p->st.alpha_v, TOL_ADAM);
+        EXPECT_MSG(p->st.log_alpha != la0, "%s: the alpha step did not move log alpha", p->tag);
+        pair_sync(p);
+    }
+
+    /* Polyak */
+    {
+        CPU->polyak(p->cpu, &u);
+        GPU->polyak(p->gpu, &u);
+        CPU->get_state(p->cpu, &p->st);
+        GPU->get_state(p->gpu, &p->sg);
+        CLOSE(p, "target critic 1", p->sg.q1_targ, p->st.q1_targ, p->st.q1.n, TOL_ADAM);
+        CLOSE(p, "target critic 2", p->sg.q2_targ, p->st.q2_targ, p->st.q2.n, TOL_ADAM);
+        CLOSE(p, "EMA policy", p->sg.pol_ema, p->st.pol_ema, p->st.pol.n, TOL_ADAM);
+    }
+    CPU->end_update(p->cpu, &u);
+    GPU->end_update(p->gpu, &u);
+    bc->counters.updates++;
+    bg->counters.updates++;
+}
+
+static void run_case(int algo, int compat, GpuSize size, int kernels, GpuTweak tweak,
+                     const char *extra) {
+    const GpuShape *shape = &GPU_SHAPES[size];
+    Pair p;
+    pair_open(&p, algo, compat, shape, kernels, tweak, extra);
+    check_act(&p, ACT_DETERMINISTIC, 7);
+    check_act(&p, ACT_EXPLORE, 7);
+    check_update(&p);
+    pair_close(&p);
+}
+
+static void tw_decoupled(FlameConfig *c) {
+    c->entropy.estimator = ENT_DECOUPLED;
+    c->entropy.probe = PROBE_RADEMACHER;
+    c->entropy.probes = 2;
+}
+static void tw_biased1(FlameConfig *c) {
+    c->entropy.estimator = ENT_BIASED1;
+}
+static void tw_exact(FlameConfig *c) {
+    c->entropy.estimator = ENT_EXACT;
+}
+static void tw_no_collapse(FlameConfig *c) {
+    c->flow.collapse_k = false;
+}
+static void tw_ema_next(FlameConfig *c) {
+    c->quirks.next_action_policy = NEXTPOL_EMA;
+    c->flow.sample_steps = 2;
+    c->flow.r_eq_t_frac = 0.3;
+}
+
+FLAME_TEST(test_stages_small) {
+    int algos[3] = {ALGO_FLAME_M, ALGO_FLAME_R, ALGO_SAC};
+    for (int k = 0; k < 2; k++) {
+        int kern = k ? KERNELS_CUBLAS : KERNELS_FUSED;
+        for (int a = 0; a < 3; a++) {
+            for (int c = 0; c < 2; c++) {
+                run_case(algos[a], c, SIZE_ODD, kern, NULL, NULL);
+            }
+        }
+        run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_ODD, kern, tw_decoupled, " decoupled");
+        run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_ODD, kern, tw_biased1, " biased1");
+        run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_ODD, kern, tw_exact, " exact");
+        run_case(ALGO_FLAME_M, COMPAT_CONSISTENT, SIZE_ODD, kern, tw_no_collapse, " B*K rows");
+        run_case(ALGO_FLAME_R, COMPAT_REFERENCE, SIZE_ODD, kern, tw_no_collapse, " B*K rows");
+        run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_ODD, kern, tw_ema_next, " ema/2 steps");
+    }
+    run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_WIDE, KERNELS_FUSED, NULL, NULL);
+    run_case(ALGO_FLAME_R, COMPAT_REFERENCE, SIZE_WIDE, KERNELS_FUSED, NULL, NULL);
+    run_case(ALGO_SAC, COMPAT_REFERENCE, SIZE_WIDE, KERNELS_FUSED, NULL, NULL);
+}
+
+FLAME_TEST(test_stages_real_sizes) {
+    if (gpu_small_only()) {
+        printf("       (FLAME_GPU_TEST_SMALL=1: real sizes skipped)\n");
+        return;
+    }
+    run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_HALFCHEETAH, KERNELS_FUSED, NULL, NULL);
+    run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_HALFCHEETAH, KERNELS_CUBLAS, NULL, NULL);
+    run_case(ALGO_FLAME_M, COMPAT_CONSISTENT, SIZE_HALFCHEETAH, KERNELS_FUSED, NULL, NULL);
+    run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_HALFCHEETAH, KERNELS_FUSED, tw_exact, " exact");
+    run_case(ALGO_FLAME_R, COMPAT_REFERENCE, SIZE_HALFCHEETAH, KERNELS_FUSED, NULL, NULL);
+    run_case(ALGO_SAC, COMPAT_REFERENCE, SIZE_HALFCHEETAH, KERNELS_FUSED, NULL, NULL);
+    run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_HUMANOID, KERNELS_FUSED, NULL, NULL);
+    run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_HUMANOID, KERNELS_CUBLAS, NULL, NULL);
+}
+
+int main(void) {
+    FLAME_REQUIRE_GPU();
+    RUN_TEST(test_stages_small);
+    RUN_TEST(test_stages_real_sizes);
+    return flame_test_report();
+}

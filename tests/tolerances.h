@@ -1,0 +1,90 @@
+/*
+ * tolerances.h: every (atol, rtol) pair the CPU-vs-CUDA tests use, with the reason for each.
+ * EXPECT_CLOSE passes when |got - ref| <= atol + rtol |ref| per element; FLAME_TOL_SCALE in the
+ * environment scales all of them (an unusual GPU). Gradient pairs (TOL_*_GRAD) are applied with
+ * atol multiplied by the largest |ref| of the tensor (gradients have no natural absolute scale).
+ *
+ * Sources of difference between the backends, everything else being the same code or the same
+ * float operations in the same order:
+ *   (a) GEMM summation order: OpenBLAS blocks the k-sum; cuBLAS and the fused kernel (16-wide
+ *       k-chunks, one running sum per output) sum in other orders. Error ~ k * 2^-24 * sum |terms|;
+ *       k is the layer's input width (23 .. 365 at the configured sizes, 256 hidden).
+ *   (b) device libm: expf/sinf/cosf/tanhf/log1pf are within 2 ulp of glibc, which changes mish and
+ *       the time embedding in the last bit; double log/sin/erfc in the Philox transforms are within
+ *       1-2 ulp, which reaches a float draw only when it sits on a rounding boundary.
+ *   (c) FMA contraction: nvcc contracts a*b+c in element-wise kernels (the CPU build does not);
+ *       Adam and Polyak use explicit _rn intrinsics and are the CPU's arithmetic bit for bit.
+ *   (d) reduction order of double sums (losses, metrics): block trees instead of a running sum.
+ *   (e) TF32 (backend.precision tf32): cuBLAS rounds GEMM inputs to a 10-bit mantissa,
+ *       relative error ~ 2^-11 per product, ~1e-3 per output after a 256-long sum.
+ * No --use_fast_math anywhere.
+ */
+#ifndef FLAME_TOLERANCES_H
+#define FLAME_TOLERANCES_H
+
+typedef struct {
+    double atol, rtol;
+} FlameTol;
+
+/* ---- level 1: device MLP vs src/nn/mlp.c (tests/gpu/test_mlp_cuda.cu) */
+/* forward outputs of 3 x 256 mish nets, O(1) values: (a) over k <= 365, (b) in mish */
+static const FlameTol TOL_MLP_FWD = {2e-5, 1e-4};
+/* JVP tangents: two GEMM chains (primal, tangent) and mish' at the primal: (a), (b) twice */
+static const FlameTol TOL_MLP_JVP = {5e-5, 2e-4};
+/* parameter / input gradients (atol x max|ref|): dW sums over the rows (up to 2048): (a) */
+static const FlameTol TOL_MLP_GRAD = {1e-5, 1e-3};
+/* TF32 forward and gradient (atol x max|ref| for gradients): (e) */
+static const FlameTol TOL_MLP_FWD_TF32 = {5e-3, 1e-2};
+static const FlameTol TOL_MLP_GRAD_TF32 = {5e-3, 2e-2};
+
+/* ---- level 2: stage ops from identical state, batch and draws (tests/gpu/test_stages_cuda.c) */
+/* Philox normals, uniforms and the noisy action / times built from them: same float formulas,
+   (b) only on rounding boundaries of the double transforms */
+static const FlameTol TOL_DRAWS = {1e-6, 1e-6};
+/* truncated-normal candidate draws: double inverse CDF in log space, (b) through log/exp/erfc
+   and four Newton steps; the float result moves by at most an ulp or two */
+static const FlameTol TOL_TRUNC = {2e-6, 1e-5};
+/* particle and candidate scores min(Q1, Q2): a critic forward, (a) + (b) */
+static const FlameTol TOL_SCORE = {5e-5, 2e-4};
+/* best-of-N actions (and a' = a* + noise): the policy after N sampling steps; FLAME-R's 20 Euler
+   steps accumulate (a) twenty times */
+static const FlameTol TOL_ACTION = {1e-4, 1e-4};
+static const FlameTol TOL_ACTION_R = {5e-4, 5e-4};
+/* entropy estimates H(s'): sums of up to D JVP traces (clipped at 10), O(10) values; the exact
+   estimator's log-determinant of I - J amplifies J's error by cond(I - J); FLAME-R's ode estimator
+   integrates 20 steps of traces and states */
+static const FlameTol TOL_ENTROPY = {2e-3, 2e-4};
+static const FlameTol TOL_ENTROPY_ODE = {2e-2, 2e-3};
+/* TD targets y (O(1)): target critics on a' plus alpha H: (a) + entropy error times gamma alpha */
+static const FlameTol TOL_TARGET = {2e-3, 2e-4};
+/* softmax weights over K candidates: relative error of a weight ~ |dq| / T with T >= e^0 */
+static const FlameTol TOL_WEIGHTS = {1e-6, 5e-4};
+/* weighted tangent v-bar (O(1)) and effective sample size: weighted sums of the above */
+static const FlameTol TOL_VBAR = {5e-5, 5e-4};
+static const FlameTol TOL_ESS = {1e-3, 5e-4};
+/* gradients of one stage (atol x max|ref|): critic loss over B rows, MeanFlow JVP + backward,
+   -Q term through the target critics: (a) in forward, tangent and backward GEMMs */
+static const FlameTol TOL_STAGE_GRAD = {5e-5, 2e-3};
+/* scalar losses of one stage (double sums of fp32 terms): (a) in every term, (d) */
+static const FlameTol TOL_STAGE_LOSS = {1e-5, 5e-4};
+/* one Adam / Polyak / alpha step applied to the same gradient: (c) says bit-identical; the bias
+   corrections 1 - beta^t come from device pow (1 ulp in double, seldom visible in float) */
+static const FlameTol TOL_ADAM = {1e-8, 1e-6};
+
+/* ---- level 3: whole updates from the same state (tests/gpu/test_update_cuda.c) */
+/* losses at every one of 10 updates: each update's differences feed the next through Adam */
+static const FlameTol TOL_UPDATE_LOSS = {1e-4, 2e-3};
+/* parameters after 10 updates with Adam eps = 1e-3 (continuous in the gradient): per-step
+   differences of ~1e-6 * lr / eps accumulate over 10 steps, well below lr = 3e-4 */
+static const FlameTol TOL_UPDATE_PARAMS = {3e-5, 1e-3};
+/* With the default eps = 1e-8 Adam's first steps are sign(g) * lr: a gradient element below the
+   summation-order noise (a) may take the other sign on the two backends and move by 2 lr. So
+   parameters are compared by their displacement: ||(p_gpu - p0) - (p_cpu - p0)|| over
+   ||p_cpu - p0|| per network must stay under this (a handful of flipped elements in 1e5 give
+   ~1e-2; a wrong operation gives O(1)). */
+static const double TOL_UPDATE_DISPLACEMENT = 0.05;
+/* TF32 whole updates: (e) in every GEMM, compared by displacement and losses only */
+static const double TOL_UPDATE_DISPLACEMENT_TF32 = 0.25;
+static const FlameTol TOL_UPDATE_LOSS_TF32 = {5e-3, 5e-2};
+
+#endif
