@@ -1,11 +1,62 @@
-/* bench_kernels.cu: placeholder entry of `flame bench kernels` (replaced by the bench labs). */
-#include "common.cuh"
+/*
+ * bench_kernels.cu: `flame bench kernels` (flame_cuda_bench_kernels): the kernel labs of bench/
+ * compiled into the backend library, run in one process with one harness (bench_common.cuh):
+ * the ceilings of this run first, then every lab (or --lab NAME), every version (or --version N).
+ *
+ *   mlp_fwd   twin-critic forward over the B*K candidates (bench/bench_mlp_fwd.cu)
+ *   mlp_jvp   velocity-network forward + JVP (bench/bench_mlp_jvp.cu)
+ */
+#include "../bench/bench_common.cuh"
+#include "../bench/bench_mlp_fwd.cu"
+#include "../bench/bench_mlp_jvp.cu"
+
+typedef struct {
+    const char *name;
+    BenchLabFn fn;
+} BenchLabEntry;
+
+static const BenchLabEntry LABS[] = {
+    {"mlp_fwd", bench_mlp_fwd_lab},
+    {"mlp_jvp", bench_mlp_jvp_lab},
+};
 
 extern "C" int flame_cuda_bench_kernels(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
+    BenchCtx b;
+    int rc = bench_parse(&b, argc, argv);
+    if (rc) {
+        return rc;
+    }
+    int nl = (int)(sizeof LABS / sizeof LABS[0]);
+    if (b.help) {
+        printf("usage: flame bench kernels [--json FILE] [--quick] [--tiny] [--lab NAME] "
+               "[--version N] [--repeats R]\nlabs:");
+        for (int i = 0; i < nl; i++) {
+            printf(" %s", LABS[i].name);
+        }
+        printf("\n");
+        return 0;
+    }
+    bool known = b.lab == NULL;
+    for (int i = 0; i < nl && !known; i++) {
+        known = !strcmp(LABS[i].name, b.lab);
+    }
+    if (!known) {
+        fprintf(stderr, "flame bench kernels: unknown lab '%s' (try --help)\n", b.lab);
+        return 2;
+    }
     if (flame_cuda_device_count() == 0) {
+        printf("flame bench kernels: skipped: no CUDA device\n");
         return 77;
     }
-    return 0;
+    bench_setup(&b);
+    bench_ceilings(&b);
+    for (int i = 0; i < nl; i++) {
+        if (!b.lab || !strcmp(b.lab, LABS[i].name)) {
+            printf("---- lab %s\n", LABS[i].name);
+            LABS[i].fn(&b);
+        }
+    }
+    printf("flame bench kernels: %d measurement(s), %d failed validation\n", b.records, b.failures);
+    bench_teardown(&b);
+    return b.failures ? 1 : 0;
 }
