@@ -5,6 +5,7 @@
  * the Q-reweighted objective converges to exp(Q/alpha) without critic learning).
  *
  * defines: CpuDebugView backend_cpu_debug backend_cpu_set_analytic_critic AnalyticQ
+ *          backend_cpu_actor_loss backend_cpu_policy_params
  */
 #ifndef FLAME_BACKEND_CPU_H
 #define FLAME_BACKEND_CPU_H
@@ -30,6 +31,14 @@ void backend_cpu_debug(Backend *b, CpuDebugView *v);
 /* q(s, a) for `rows` rows (S and D from the backend); writes rows values. */
 typedef void (*AnalyticQ)(const float *s, const float *a, int rows, int S, int D, float *q,
                           void *ctx);
+
+/* The actor loss at the last update's batch and draws with the current parameters (after
+   replay_sample, critic_target and qweight have run), and its gradient with respect to the policy
+   parameters in `grads` (pol.n floats; NULL: the state's gradient array). For verification. */
+double backend_cpu_actor_loss(Backend *b, float *grads);
+
+/* Writable policy parameters (pol.n floats), for finite-difference checks. */
+float *backend_cpu_policy_params(Backend *b);
 
 /* Replaces both critics (online and target) by q; NULL restores the networks. */
 void backend_cpu_set_analytic_critic(Backend *b, AnalyticQ q, void *ctx);

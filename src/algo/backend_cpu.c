@@ -781,24 +781,36 @@ static double sac_actor(Backend *b, float *G) {
     return (alpha * lp_sum - qsum) / B;
 }
 
-static void cpu_policy_step(Backend *b, const UpdateCtx *u) {
+/* The actor loss of the current batch and draws; its gradient is written to G (zeroed first). */
+static double actor_loss(Backend *b, float *G) {
     const FlameConfig *cfg = b->base.cfg;
-    ParamBlob *pb = &b->st.pol;
-    memset(pb->grads, 0, pb->n * sizeof(float));
+    memset(G, 0, b->st.pol.n * sizeof(float));
     double fm = 0, qt = 0;
     if (cfg->algo == ALGO_SAC) {
-        fm = sac_actor(b, pb->grads);
+        fm = sac_actor(b, G);
     } else if (cfg->algo == ALGO_FLAME_R) {
-        fm = fm_loss_rectified(b, pb->grads);
+        fm = fm_loss_rectified(b, G);
     } else {
-        fm = fm_loss_meanflow(b, pb->grads, cfg->quirks.time_convention == QUIRK_CONSISTENT);
+        fm = fm_loss_meanflow(b, G, cfg->quirks.time_convention == QUIRK_CONSISTENT);
         if (cfg->flow.actor_q_weight > 0) {
-            qt = q_term(b, pb->grads, (float)cfg->flow.actor_q_weight);
+            qt = q_term(b, G, (float)cfg->flow.actor_q_weight);
         }
     }
     b->base.metrics.fm_loss = fm;
     b->base.metrics.qterm_loss = qt;
     b->base.metrics.actor_loss = fm + qt;
+    return fm + qt;
+}
+
+double backend_cpu_actor_loss(Backend *b, float *grads) {
+    float *G = grads ? grads : b->st.pol.grads;
+    return actor_loss(b, G);
+}
+
+static void cpu_policy_step(Backend *b, const UpdateCtx *u) {
+    const FlameConfig *cfg = b->base.cfg;
+    ParamBlob *pb = &b->st.pol;
+    actor_loss(b, pb->grads);
     adam_step(pb->params, pb->grads, pb->m, pb->v, pb->n, u->actor_lr, cfg->optim.beta1,
               cfg->optim.beta2, cfg->optim.eps, b->base.counters.actor_steps + 1);
 }
@@ -911,6 +923,10 @@ void backend_cpu_debug(Backend *b, CpuDebugView *v) {
     v->x = b->x, v->r = b->r, v->t = b->t, v->w = b->w, v->vbar = b->vbar;
     v->noise = &b->nz;
     v->state = &b->st;
+}
+
+float *backend_cpu_policy_params(Backend *b) {
+    return b->st.pol.params;
 }
 
 void backend_cpu_set_analytic_critic(Backend *b, AnalyticQ q, void *ctx) {
