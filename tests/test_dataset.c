@@ -344,7 +344,7 @@ static void check_d4rl(const char *path, const EnvSpec *spec, int nq, int nv,
     /* qpos/qvel are the state before the step: set it, check the observation, replay the action
        and check next observation and reward (fresh mjData: contact warm start differs slightly).
        Observations that read kinematics (xpos) lag qpos by one substep after a step
-       (gym-envs.md 0.1), so only a reset row (row 0) or a qpos/qvel-only observation (Hopper)
+      , so only a reset row (row 0) or a qpos/qvel-only observation (Hopper)
        is recomputed exactly from the stored state. */
     mjModel *m = NULL;
     FLAME_CHECK(env_model_load(spec, NULL, &m) == FLAME_OK, "%s", flame_last_error());

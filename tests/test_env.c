@@ -1,5 +1,5 @@
 /*
- * test_env.c: the environments on their own: model facts (gym-envs.md section 1), observation
+ * test_env.c: the environments on their own: model facts (Gymnasium's model files, MuJoCo 2.2.2), observation
  * sizes per version, reset noise, action scaling without clipping, the MuJoCo hooks and bad input.
  */
 #include <math.h>
@@ -13,7 +13,7 @@
 #include "flame/rng.h"
 #include "flame_test.h"
 
-/* gym-envs.md section 1, one row per family */
+/* facts of Gymnasium's models, one row per family */
 typedef struct {
     const char *family;
     double timestep;
@@ -81,7 +81,7 @@ FLAME_TEST(registry_has_every_id) {
     EXPECT(env_spec_find("HalfCheetah-v3") == NULL);
     EXPECT(env_spec_find(NULL) == NULL);
     EXPECT(env_spec_at(-1) == NULL && env_spec_at(env_spec_count()) == NULL);
-    /* time limits and thresholds of the registry (gym-envs.md 0.3) */
+    /* time limits and thresholds of the registry */
     EXPECT(env_spec_find("Reacher-v5")->max_episode_steps == 50);
     EXPECT(env_spec_find("Pusher-v4")->max_episode_steps == 100);
     EXPECT(env_spec_find("Ant-v5")->max_episode_steps == 1000);
@@ -127,7 +127,7 @@ FLAME_TEST(model_facts_match_gymnasium) {
         env_free(e);
         mj_deleteModel(m);
     }
-    /* solver settings that matter (gym-envs.md section 1) */
+    /* solver settings that matter (Gymnasium's model files, MuJoCo 2.2.2) */
     mjModel *m = NULL;
     EXPECT(env_model_load(env_spec_find("Humanoid-v5"), NULL, &m) == FLAME_OK);
     EXPECT(m->opt.solver == mjSOL_PGS && m->opt.iterations == 50);

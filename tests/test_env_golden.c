@@ -6,7 +6,7 @@
  * compare the observation where the file keeps one, then env_step_ctrl with the recorded float32
  * action in env units and compare obs, reward and terminated.
  *
- * Tolerances (gym-envs.md 4.3: a reference built with MuJoCo 2.3.x-3.4.x agrees with 2.2.2 to
+ * Tolerances (a reference built with MuJoCo 2.3.x-3.4.x agrees with 2.2.2 to
  * about 1e-10 on one step, occasionally 2e-7 near joint limits):
  *   - obs and reward: 1e-6 + 1e-6 |ref|, terminated exact; the reward's control cost is summed in
  *     float32 by Gymnasium (about 1e-7 relative), well inside that;
@@ -18,7 +18,7 @@
  * 1e-6|ref| cfrc_ext (contact forces themselves, up to ~1e3):                            2 +
  * 1e-2|ref| reward (forward term uses the lagged COM; v5 contact cost from cfrc_ext):    1e-2 +
  * 1e-3|ref| and terminated exactly (height of the root, a qpos element). The loose entries are what
- *     gym-envs.md 4.3 asks for a reference from any MuJoCo 3.x; with this file (3.3.5, below the
+ *     a loose bound admits a reference from any MuJoCo 3.x; with this file (3.3.5, below the
  *     3.3.6 warm-start change, and mj_resetData before set_state on both sides) Humanoid agrees to
  *     round-off in every block, as every other env does.
  * The measured worst use of each allowance is printed on every run.

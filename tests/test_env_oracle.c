@@ -6,7 +6,7 @@
  *   1. the compiled models agree on every physics array (bodies, joints, dofs, geoms, sites,
  *      actuators, tendons, qpos0) and on mjOption; names and visual-only fields are not compared;
  *   2. dynamics: from identical states and identical random actions, 50 env steps on each model
- *      agree on qpos/qvel, observation and reward within 1e-6 + 1e-6|ref| (gym-envs.md 4.3/4.4:
+ *      agree on qpos/qvel, observation and reward within 1e-6 + 1e-6|ref| (
  *      trajectories are meaningful for about 50 steps at about 1e-6; identical compiled models give
  *      identical numbers, so any difference here is a model difference).
  */

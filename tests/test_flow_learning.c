@@ -10,7 +10,7 @@
  *    actions uniform on the box) drives one-step samples to the density proportional to exp(Q/alpha)
  *    on [-1, 1]^D: per dimension a normal N(mu_d, alpha / (2 c_d)) truncated to [-1, 1].
  *    The same run in reference mode is reported (not asserted: its time convention trains the
- *    network on a different path, see flame-algorithm.md §14-A).
+ *    network on a different path, its training path differs from the sampler's).
  */
 #include <math.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@ For every env id (v4 and v5) this script:
      and states right before termination;
   2. picks a few dozen of those states: the steps that terminated (with the action that made them
      terminate) and states spread evenly over the rest (with a fresh random float32 action);
-  3. for each picked state runs the documented validation sequence (gym-envs.md section 4.1):
+  3. for each picked state runs the documented validation sequence:
      reset(seed), mj_resetData, set_state(qpos, qvel) (which runs mj_forward), step(action), and
      records obs, reward and terminated. The extra mj_resetData makes the reference start from the
      exact sequence the C side runs (mj_resetData, write state, mj_forward): without it the

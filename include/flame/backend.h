@@ -2,7 +2,7 @@
  * backend.h: the boundary between the orchestration of an update (written once, src/algo/update.c)
  * and its two implementations: the CPU reference (src/algo/backend_cpu.c) and CUDA (kernels/).
  *
- * Stage operations (flame-algorithm.md §9 order, design.md §4):
+ * Stage operations, in the order of one update:
  *   act            best-of-N one-step MeanFlow sampling (EMA policy), scored by min twin-Q
  *   replay_push    append transitions to the backend's replay ring
  *   replay_sample  draw the minibatch of update n

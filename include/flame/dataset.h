@@ -1,6 +1,6 @@
 /*
  * dataset.h: offline-RL datasets written in the layouts other code already reads
- * (/work/shared/docs/gym-envs.md section 5, tools/DATASETS.md):
+ * (tools/DATASETS.md):
  *   - D4RL: one flat HDF5 file of transitions, row i = (s_i, a_i, r_i, s_{i+1}), episodes back to
  *     back: observations, actions, rewards (float32), terminals, timeouts (bool),
  *     next_observations (float32), infos/qpos, infos/qvel (float64, state before the step),

@@ -5,7 +5,7 @@
  * are double, rewards double, actions come either in env units (env_step_ctrl, exactly what
  * Gymnasium's step() receives) or as agent actions in [-1, 1]^D (env_step: ctrl = center +
  * a * half_range of ctrlrange, never clipped; MuJoCo clamps ctrl internally and control costs use
- * the unclipped value, as in Gymnasium). The specification is /work/shared/docs/gym-envs.md:
+ * the unclipped value, as in Gymnasium). Gymnasium's behaviour, reproduced:
  *   - one step = frame_skip x mj_step, then one mj_rnePostConstraint; kinematic quantities (xpos,
  *     xipos, site_xpos, cinert, cvel, cfrc_ext, qfrc_constraint) are read as they are after that,
  *     one substep behind qpos, exactly like Gymnasium;

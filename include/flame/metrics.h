@@ -1,5 +1,5 @@
 /*
- * metrics.h: runs/<name>/metrics.h5, the machine-readable record of a run (design.md §9).
+ * metrics.h: runs/<name>/metrics.h5, the machine-readable record of a run.
  *
  * Groups hold extendible, chunked 1-D datasets of equal length, declared once below:
  *   /train     one row every run.metrics_every env steps after the warm-up (update diagnostics)

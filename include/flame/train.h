@@ -1,5 +1,5 @@
 /*
- * train.h: the training loop (design.md §2, flame-algorithm.md §10):
+ * train.h: the training loop, as the authors' code runs it:
  *
  *   envpool step -> replay push -> update(s) -> metrics, with a uniform-random warm-up,
  *   evaluation of the deterministic EMA policy every run.eval_every env steps on separate envs,

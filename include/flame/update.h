@@ -1,6 +1,6 @@
 /*
  * update.h: one gradient update, orchestrated once against the backend table
- * (flame-algorithm.md §9; the same sequence serves FLAME-M, FLAME-R and SAC, their differences
+ * (README: "The algorithm as implemented"; the same sequence serves FLAME-M, FLAME-R and SAC, their differences
  * being switches resolved from the config).
  *
  * defines: update_context update_step

@@ -1,5 +1,5 @@
 /*
- * update.c: the order of one update, written once for every backend (flame-algorithm.md §9).
+ * update.c: the order of one update, written once for every backend (README: "The algorithm as implemented").
  *
  *   1-4  critic_target: a' from best-of-N particles, H(s'), y = s r + gamma (1-d)(min Q'(s',a') -/+ alpha H)
  *   5    critic_step:   twin-critic gradient and Adam step #1

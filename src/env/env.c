@@ -47,7 +47,7 @@ typedef enum {
     FAM_COUNT
 } EnvFamilyId;
 
-/* model facts a loaded model must have (gym-envs.md section 1) and the step's frame skip */
+/* model facts a loaded model must have (Gymnasium's model files) and the step's frame skip */
 typedef struct {
     const char *name;
     int frame_skip;

@@ -1,5 +1,5 @@
 /*
- * eval.c: evaluation of a policy on its own env pool (flame-algorithm.md §5): `episodes` complete
+ * eval.c: evaluation of a policy on its own env pool: `episodes` complete
  * episodes, deterministic (EMA policy, best-of-N, no exploration noise) unless stochastic.
  * Env i of the pool runs episodes i, i + E, i + 2E, ... so the result does not depend on threads.
  */

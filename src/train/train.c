@@ -1,5 +1,5 @@
 /*
- * train.c: the training loop. It reads like the data flow of design.md §2:
+ * train.c: the training loop. It reads like the data flow of the README:
  *
  *     act (warm-up: uniform random) -> envpool step -> replay push -> update(s) -> metrics
  *
