@@ -9,7 +9,10 @@
  *   10   critic_step:   re-apply the same critic gradient (FLAME-M reference quirk)
  *   9,12 alpha_step:    temperature step (every alpha.delay updates)
  *   13   polyak:        target critics and EMA policy (every target_delay updates)
- * The actor gradient is computed only on updates that apply it: it has no other effect.
+ * The actor gradient and the candidate weights it uses are computed only on updates that apply
+ * it (the reference code computes both every update and discards them on the others): they have
+ * no other effect, and their random draws are addressed by the update index, so no other draw
+ * moves. The ESS diagnostics are then those of the last actor update.
  */
 #include "flame/update.h"
 
@@ -35,12 +38,17 @@ void update_step(const BackendOps *ops, Backend *b) {
 
     ops->replay_sample(b, &u);
     ops->critic_target(b, &u);
+    /* the candidate weights feed only the actor step: skipped on updates without one */
     if (cfg->quirks.weights_after_critic_step == TRI_YES) {
         ops->critic_step(b, &u, CRITIC_GRAD_AND_STEP);
         c->critic_steps++;
-        ops->qweight(b, &u);
+        if (u.do_actor) {
+            ops->qweight(b, &u);
+        }
     } else {
-        ops->qweight(b, &u);
+        if (u.do_actor) {
+            ops->qweight(b, &u);
+        }
         ops->critic_step(b, &u, CRITIC_GRAD_AND_STEP);
         c->critic_steps++;
     }
