@@ -8,9 +8,9 @@
  *   /timing    cumulative seconds per phase of the loop, one row with every /train row
  * A trailing underscore of a field name (return_) is not part of its dataset name.
  * Root attributes: config (resolved YAML), version, commit, backend, device, env_id, algo.
- * Rows are buffered in memory and appended at metrics_flush(), which ends with H5Fflush: between
- * flushes the library touches nothing, so a killed run leaves a readable file holding every row up
- * to the last flush. On resume, rows newer than the checkpoint are dropped (metrics_truncate).
+ * Rows are buffered in memory and appended at metrics_flush(), which opens the file, appends and
+ * closes it: between flushes the file is closed, so other programs can read it during training and
+ * a killed run leaves a readable file holding every row up to the last flush. On resume, rows newer than the checkpoint are dropped (metrics_truncate).
  *
  * defines: FLAME_METRICS_TRAIN FLAME_METRICS_EPISODES FLAME_METRICS_EVAL FLAME_METRICS_TIMING
  *          MetricsTrainRow MetricsEpisodeRow MetricsEvalRow MetricsTimingRow MetricsFile

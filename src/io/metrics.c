@@ -2,6 +2,7 @@
 #include "flame/metrics.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,10 +46,25 @@ static const Column timing_cols[] = {FLAME_METRICS_TIMING(COL_TIMING)};
 enum { T_TRAIN, T_EPISODES, T_EVAL, T_TIMING, T_COUNT };
 
 struct MetricsFile {
-    hid_t file;
+    hid_t file; /* open only inside create/truncate/flush: readers can open it at any other time */
     char path[1024];
     Table t[T_COUNT];
 };
+
+static int reopen(MetricsFile *m) {
+    m->file = H5Fopen(m->path, H5F_ACC_RDWR, H5P_DEFAULT);
+    if (m->file < 0) {
+        return flame_errorf(FLAME_ERUNTIME, "%s: cannot reopen the metrics file to append", m->path);
+    }
+    return FLAME_OK;
+}
+
+static void release(MetricsFile *m) {
+    if (m->file >= 0) {
+        H5Fclose(m->file);
+        m->file = -1;
+    }
+}
 
 static void tables_init(MetricsFile *m) {
     m->t[T_TRAIN] = (Table){"train", train_cols, NCOLS(train_cols), sizeof(MetricsTrainRow), 0, 0, 0};
@@ -118,8 +134,9 @@ int metrics_create(const char *path, const FlameConfig *cfg, const char *backend
         }
         H5Gclose(g);
     }
+    release(m);
     *out = m;
-    return metrics_flush(m);
+    return FLAME_OK;
 }
 
 int metrics_open_append(const char *path, MetricsFile **out) {
@@ -146,6 +163,7 @@ int metrics_open_append(const char *path, MetricsFile **out) {
             }
         }
     }
+    release(m);
     *out = m;
     return FLAME_OK;
 }
@@ -158,6 +176,10 @@ static hsize_t group_len(MetricsFile *m, const Table *t) {
 }
 
 int metrics_truncate(MetricsFile *m, int64_t max_step) {
+    int rc0 = reopen(m);
+    if (rc0 != FLAME_OK) {
+        return rc0;
+    }
     for (int k = 0; k < T_COUNT; k++) {
         Table *t = &m->t[k];
         hsize_t n = group_len(m, t);
@@ -170,6 +192,7 @@ int metrics_truncate(MetricsFile *m, int64_t max_step) {
         int rc = h5_read(m->file, name, H5T_NATIVE_INT64, 1, &n, steps, m->path);
         if (rc != FLAME_OK) {
             flame_free(steps);
+            release(m);
             return rc;
         }
         hsize_t keep = 0;
@@ -185,7 +208,7 @@ int metrics_truncate(MetricsFile *m, int64_t max_step) {
             H5Dclose(ds);
         }
     }
-    H5Fflush(m->file, H5F_SCOPE_GLOBAL);
+    release(m);
     return FLAME_OK;
 }
 
@@ -220,6 +243,17 @@ int metrics_flush(MetricsFile *m) {
     if (!m) {
         return FLAME_OK;
     }
+    bool any = false;
+    for (int k = 0; k < T_COUNT; k++) {
+        any = any || m->t[k].nrows > 0;
+    }
+    if (!any) {
+        return FLAME_OK;
+    }
+    int rc0 = reopen(m);
+    if (rc0 != FLAME_OK) {
+        return rc0;
+    }
     for (int k = 0; k < T_COUNT; k++) {
         Table *t = &m->t[k];
         if (t->nrows == 0) {
@@ -246,15 +280,19 @@ int metrics_flush(MetricsFile *m) {
             H5Dclose(ds);
             if (e < 0) {
                 flame_free(col);
+                release(m);
                 return flame_errorf(FLAME_ERUNTIME, "%s: cannot append to %s", m->path, name);
             }
         }
         flame_free(col);
         t->nrows = 0;
     }
-    if (H5Fflush(m->file, H5F_SCOPE_GLOBAL) < 0) {
-        return flame_errorf(FLAME_ERUNTIME, "%s: cannot flush the metrics file", m->path);
+    /* closing writes everything and releases the file lock */
+    if (H5Fclose(m->file) < 0) {
+        m->file = -1;
+        return flame_errorf(FLAME_ERUNTIME, "%s: cannot write the metrics file", m->path);
     }
+    m->file = -1;
     return FLAME_OK;
 }
 
@@ -263,7 +301,7 @@ int metrics_close(MetricsFile *m) {
         return FLAME_OK;
     }
     int rc = metrics_flush(m);
-    H5Fclose(m->file);
+    release(m);
     for (int k = 0; k < T_COUNT; k++) {
         flame_free(m->t[k].rows);
     }
