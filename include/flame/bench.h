@@ -116,8 +116,8 @@ typedef struct {
     double qweight;            /* 2 B K candidate rows through both critics */
     double policy_step;        /* flow loss (collapsed or B*K rows), -Q term */
     double all_stages;         /* every stage once (§13 "total") */
-    double per_update;         /* as update_step runs them: policy_step every policy_delay */
-    double per_update_min;     /* §13's floor: qweight and policy_step only on actor updates */
+    double per_update;         /* averaged over update_step's schedule: qweight and policy_step
+                                  on actor updates only (every policy_delay), §13's last row */
 } UpdateFlops;
 
 void bench_update_flops(const FlameConfig *cfg, int obs_dim, int act_dim, UpdateFlops *f);

@@ -96,8 +96,8 @@ void bench_update_flops(const FlameConfig *cfg, int obs_dim, int act_dim, Update
     f->policy_step = ps;
     double pd = cfg->update.policy_delay;
     f->all_stages = f->critic_target + f->critic_step + f->qweight + f->policy_step;
-    f->per_update = f->critic_target + f->critic_step + f->qweight + f->policy_step / pd;
-    f->per_update_min = f->critic_target + f->critic_step + (f->qweight + f->policy_step) / pd;
+    /* update_step computes the candidate weights only for the actor step that uses them */
+    f->per_update = f->critic_target + f->critic_step + (f->qweight + f->policy_step) / pd;
 }
 
 /* ------------------------------------------------------------------ sgemm */
@@ -526,21 +526,17 @@ static int write_variant_json(const UpdateVariant *v, const UpdateResult *r, con
     bench_json_int(&j, "updates_per_repeat", r->per_repeat);
     bench_json_int(&j, "warmup_updates", r->warmup);
     bench_json_num(&j, "flops_per_update", fl->per_update);
-    bench_json_num(&j, "flops_per_update_min", fl->per_update_min);
     bench_json_num(&j, "flops_all_stages", fl->all_stages);
     double gfs = fl->per_update / (r->ms.median * 1e-3) * 1e-9;
     bench_json_num(&j, "gflops_per_s", gfs);
     if (!v->cuda && big && shaped) {
         double floor_ms = fl->per_update / (shaped->gflops_median * 1e9) * 1e3;
-        double floor_min_ms = fl->per_update_min / (shaped->gflops_median * 1e9) * 1e3;
         bench_json_num(&j, "sgemm_gflops_large", big->gflops_median);
         bench_json_num(&j, "sgemm_gflops_update_shape", shaped->gflops_median);
         bench_json_num(&j, "ratio_to_sgemm_large", gfs / big->gflops_median);
         bench_json_num(&j, "floor_ms", floor_ms);
         bench_json_num(&j, "floor_ratio", floor_ms / r->ms.median);
-        bench_json_num(&j, "floor_min_ms", floor_min_ms);
-        bench_json_num(&j, "floor_min_ratio", floor_min_ms / r->ms.median);
-        bench_json_num(&j, "x_floor_min", r->ms.median / floor_min_ms);
+        bench_json_num(&j, "x_floor", r->ms.median / floor_ms);
     }
     if (r->parity_checked) {
         bench_json_num(&j, "parity_rel_err", r->parity_err);
@@ -667,10 +663,10 @@ int bench_update(const BenchOptions *o) {
     printf("flame bench update: %s (S=%d, D=%d)\n", spec->id, S, D);
     printf("config: %s\nhost:   %s; blas %s; load average %.2f\n", summary, host, blas_info(),
            bench_load_avg());
-    printf("flops:  %.3f GF per update as update_step runs it (critic_target %.3f, critic_step "
-           "%.3f, qweight %.3f, policy_step %.3f every %d); §13 floor %.3f GF\n",
+    printf("flops:  %.3f GF per update, flame-algorithm.md §13 (critic_target %.3f, critic_step "
+           "%.3f; qweight %.3f and policy_step %.3f every %d)\n",
            fl.per_update * 1e-9, fl.critic_target * 1e-9, fl.critic_step * 1e-9, fl.qweight * 1e-9,
-           fl.policy_step * 1e-9, cfg.update.policy_delay, fl.per_update_min * 1e-9);
+           fl.policy_step * 1e-9, cfg.update.policy_delay);
     if (skip) {
         printf("cuda:   skipped (%s); the CUDA variants need a GPU\n", skip);
         BenchJson j;
@@ -714,7 +710,7 @@ int bench_update(const BenchOptions *o) {
 
     if (nv > 0) {
         printf("\n  %-22s %10s %10s %10s %9s %9s %9s %9s   %s\n", "update", "updates/s",
-               "ms median", "ms min", "GFLOP/s", "x sgemm", "floor", "floor13", "valid");
+               "ms median", "ms min", "GFLOP/s", "x sgemm", "floor", "x floor", "valid");
     }
     UpdateResult *res = flame_calloc((size_t)(nv > 0 ? nv : 1), sizeof(UpdateResult));
     for (int i = 0; i < nv; i++) {
@@ -725,9 +721,8 @@ int bench_update(const BenchOptions *o) {
                r->ms.median > 0 ? 1e3 / r->ms.median : 0.0, r->ms.median, r->ms.min, gfs);
         if (!variants[i].cuda && have_cpu) {
             double floor_ms = fl.per_update / (shaped.gflops_median * 1e9) * 1e3;
-            double floor13 = fl.per_update_min / (shaped.gflops_median * 1e9) * 1e3;
-            printf(" %9.3f %9.3f %9.3f", gfs / big.gflops_median, floor_ms / r->ms.median,
-                   floor13 / r->ms.median);
+            printf(" %9.3f %9.3f %9.2f", gfs / big.gflops_median, floor_ms / r->ms.median,
+                   r->ms.median / floor_ms);
         } else {
             printf(" %9s %9s %9s", "-", "-", "-");
         }
@@ -748,8 +743,8 @@ int bench_update(const BenchOptions *o) {
     }
     if (have_cpu) {
         printf("  (x sgemm: achieved GFLOP/s / large sgemm GFLOP/s; floor: time of the update's "
-               "FLOPs at the sgemm speed of its GEMM shape / measured time; floor13: the same for "
-               "§13's minimum FLOPs, where 0.5 means within 2x of the GEMM floor)\n");
+               "FLOPs at the sgemm speed of its GEMM shape / measured time; x floor: measured "
+               "time / that floor, 2 or less is the CPU target)\n");
     }
     for (int i = 0; i < nv; i++) {
         if (res[i].stage_updates > 0) {
