@@ -55,6 +55,24 @@ static void *dalloc(size_t bytes) {
     return p;
 }
 
+/* Copies ordered on the backend's stream (a non-blocking stream does not wait for the legacy
+   default stream that plain cudaMemcpy uses), complete when they return. */
+static void copy_sync(Backend *b, void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+    if (bytes == 0) {
+        return;
+    }
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, b->ctx.stream));
+    CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
+}
+
+static void d2h(Backend *b, void *dst, const void *src, size_t bytes) {
+    copy_sync(b, dst, src, bytes, cudaMemcpyDeviceToHost);
+}
+
+static void h2d(Backend *b, void *dst, const void *src, size_t bytes) {
+    copy_sync(b, dst, src, bytes, cudaMemcpyHostToDevice);
+}
+
 static void dfree(void *p) {
     if (p) {
         CUDA_CHECK(cudaFree(p));
@@ -129,6 +147,7 @@ static int cuda_create(const FlameConfig *cfg, int obs_dim, int act_dim, Backend
     b->sc = (DevScalars *)dalloc(sizeof(DevScalars));
     b->met = (UpdateMetrics *)dalloc(sizeof(UpdateMetrics));
     b->acc = (double *)dalloc(8 * sizeof(double));
+    CUDA_CHECK(cudaDeviceSynchronize()); /* the zeroing (legacy stream) precedes the upload */
     backend_cuda_ops.set_state(b, &st);
     agent_state_free(&st);
 
@@ -201,7 +220,7 @@ static int cuda_create(const FlameConfig *cfg, int obs_dim, int act_dim, Backend
 
     size_t dbg = B * (2 * S + 5 * D + 8) + B * K * (D + 2) + B * Np + 2 * D;
     b->h_dbg = (float *)flame_calloc(dbg, sizeof(float));
-    CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
+    CUDA_CHECK(cudaDeviceSynchronize()); /* the zeroing of every allocation is done */
     *out = b;
     return FLAME_OK;
 }
@@ -273,6 +292,7 @@ static void cuda_act(Backend *b, const float *obs, int n, ActMode mode, uint32_t
         b->d_ascore = (float *)dalloc(cap * (size_t)b->Np * sizeof(float));
         b->d_abest = (int *)dalloc(cap * sizeof(int));
         b->act_cap = cap;
+        CUDA_CHECK(cudaDeviceSynchronize());
     }
     memcpy(b->h_aobs, obs, (size_t)n * S * sizeof(float));
     CUDA_CHECK(cudaMemcpyAsync(b->d_aobs, b->h_aobs, (size_t)n * S * sizeof(float),
@@ -471,14 +491,14 @@ static void cuda_get_state(Backend *b, AgentState *dst) {
     FLAME_CHECK(dst->L.pol_table.total == b->np && dst->L.q_table.total == b->nq,
                 "get_state into a state of another layout");
     CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
-    CUDA_CHECK(cudaMemcpy(dst->pol.base, b->pol, 4 * b->np * sizeof(float), cudaMemcpyDeviceToHost));
-    CUDA_CHECK(cudaMemcpy(dst->q1.base, b->q1, 4 * b->nq * sizeof(float), cudaMemcpyDeviceToHost));
-    CUDA_CHECK(cudaMemcpy(dst->q2.base, b->q2, 4 * b->nq * sizeof(float), cudaMemcpyDeviceToHost));
-    CUDA_CHECK(cudaMemcpy(dst->pol_ema, b->pol_ema, b->np * sizeof(float), cudaMemcpyDeviceToHost));
-    CUDA_CHECK(cudaMemcpy(dst->q1_targ, b->q1_targ, b->nq * sizeof(float), cudaMemcpyDeviceToHost));
-    CUDA_CHECK(cudaMemcpy(dst->q2_targ, b->q2_targ, b->nq * sizeof(float), cudaMemcpyDeviceToHost));
+    d2h(b, dst->pol.base, b->pol, 4 * b->np * sizeof(float));
+    d2h(b, dst->q1.base, b->q1, 4 * b->nq * sizeof(float));
+    d2h(b, dst->q2.base, b->q2, 4 * b->nq * sizeof(float));
+    d2h(b, dst->pol_ema, b->pol_ema, b->np * sizeof(float));
+    d2h(b, dst->q1_targ, b->q1_targ, b->nq * sizeof(float));
+    d2h(b, dst->q2_targ, b->q2_targ, b->nq * sizeof(float));
     float a3[3];
-    CUDA_CHECK(cudaMemcpy(a3, b->alpha3, sizeof a3, cudaMemcpyDeviceToHost));
+    d2h(b, a3, b->alpha3, sizeof a3);
     dst->log_alpha = a3[0];
     dst->alpha_m = a3[1];
     dst->alpha_v = a3[2];
@@ -493,14 +513,14 @@ static void cuda_set_state(Backend *b, const AgentState *src) {
     FLAME_CHECK(src->L.pol_table.total == b->np && src->L.q_table.total == b->nq,
                 "set_state from a state of another layout");
     CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
-    CUDA_CHECK(cudaMemcpy(b->pol, src->pol.base, 4 * b->np * sizeof(float), cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(b->q1, src->q1.base, 4 * b->nq * sizeof(float), cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(b->q2, src->q2.base, 4 * b->nq * sizeof(float), cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(b->pol_ema, src->pol_ema, b->np * sizeof(float), cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(b->q1_targ, src->q1_targ, b->nq * sizeof(float), cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(b->q2_targ, src->q2_targ, b->nq * sizeof(float), cudaMemcpyHostToDevice));
+    h2d(b, b->pol, src->pol.base, 4 * b->np * sizeof(float));
+    h2d(b, b->q1, src->q1.base, 4 * b->nq * sizeof(float));
+    h2d(b, b->q2, src->q2.base, 4 * b->nq * sizeof(float));
+    h2d(b, b->pol_ema, src->pol_ema, b->np * sizeof(float));
+    h2d(b, b->q1_targ, src->q1_targ, b->nq * sizeof(float));
+    h2d(b, b->q2_targ, src->q2_targ, b->nq * sizeof(float));
     float a3[3] = {src->log_alpha, src->alpha_m, src->alpha_v};
-    CUDA_CHECK(cudaMemcpy(b->alpha3, a3, sizeof a3, cudaMemcpyHostToDevice));
+    h2d(b, b->alpha3, a3, sizeof a3);
     b->base.counters.updates = src->updates;
     b->base.counters.actor_steps = src->actor_steps;
     b->base.counters.critic_steps = src->critic_steps;
@@ -512,11 +532,11 @@ static void cuda_get_replay(Backend *b, Replay *dst) {
                 "replay shapes differ");
     CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
     size_t c = (size_t)b->cap, S = (size_t)b->S, D = (size_t)b->D;
-    CUDA_CHECK(cudaMemcpy(dst->obs, b->r_obs, c * S * sizeof(float), cudaMemcpyDeviceToHost));
-    CUDA_CHECK(cudaMemcpy(dst->next_obs, b->r_next, c * S * sizeof(float), cudaMemcpyDeviceToHost));
-    CUDA_CHECK(cudaMemcpy(dst->act, b->r_act, c * D * sizeof(float), cudaMemcpyDeviceToHost));
-    CUDA_CHECK(cudaMemcpy(dst->rew, b->r_rew, c * sizeof(float), cudaMemcpyDeviceToHost));
-    CUDA_CHECK(cudaMemcpy(dst->done, b->r_done, c, cudaMemcpyDeviceToHost));
+    d2h(b, dst->obs, b->r_obs, c * S * sizeof(float));
+    d2h(b, dst->next_obs, b->r_next, c * S * sizeof(float));
+    d2h(b, dst->act, b->r_act, c * D * sizeof(float));
+    d2h(b, dst->rew, b->r_rew, c * sizeof(float));
+    d2h(b, dst->done, b->r_done, c);
     dst->size = b->size;
     dst->head = b->head;
 }
@@ -527,20 +547,20 @@ static void cuda_set_replay(Backend *b, const Replay *src) {
                 "replay shapes differ");
     CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
     size_t c = (size_t)b->cap, S = (size_t)b->S, D = (size_t)b->D;
-    CUDA_CHECK(cudaMemcpy(b->r_obs, src->obs, c * S * sizeof(float), cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(b->r_next, src->next_obs, c * S * sizeof(float), cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(b->r_act, src->act, c * D * sizeof(float), cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(b->r_rew, src->rew, c * sizeof(float), cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(b->r_done, src->done, c, cudaMemcpyHostToDevice));
+    h2d(b, b->r_obs, src->obs, c * S * sizeof(float));
+    h2d(b, b->r_next, src->next_obs, c * S * sizeof(float));
+    h2d(b, b->r_act, src->act, c * D * sizeof(float));
+    h2d(b, b->r_rew, src->rew, c * sizeof(float));
+    h2d(b, b->r_done, src->done, c);
     b->size = src->size;
     b->head = src->head;
 }
 
 static void cuda_get_metrics(Backend *b, UpdateMetrics *m) {
     CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
-    CUDA_CHECK(cudaMemcpy(m, b->met, sizeof *m, cudaMemcpyDeviceToHost));
+    d2h(b, m, b->met, sizeof *m);
     float la = 0;
-    CUDA_CHECK(cudaMemcpy(&la, b->alpha3, sizeof la, cudaMemcpyDeviceToHost));
+    d2h(b, &la, b->alpha3, sizeof la);
     m->alpha = expf(la);
 }
 
@@ -566,7 +586,7 @@ void backend_cuda_debug(Backend *b, CudaDebugView *v) {
         {&v->vbar, b->vbar, B * D},   {&v->ess, b->ess, B},
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
-        CUDA_CHECK(cudaMemcpy(p, f[i].src, f[i].n * sizeof(float), cudaMemcpyDeviceToHost));
+        d2h(b, p, f[i].src, f[i].n * sizeof(float));
         *f[i].dst = p;
         p += f[i].n;
     }
@@ -574,19 +594,17 @@ void backend_cuda_debug(Backend *b, CudaDebugView *v) {
     size_t ni = B + an;
     flame_free(b->h_dbg_i);
     b->h_dbg_i = (int *)flame_calloc(ni + 1, sizeof(int));
-    CUDA_CHECK(cudaMemcpy(b->h_dbg_i, b->pbest, B * sizeof(int), cudaMemcpyDeviceToHost));
+    d2h(b, b->h_dbg_i, b->pbest, B * sizeof(int));
     v->pbest = b->h_dbg_i;
     v->act_n = (int)an;
     v->act_score = NULL;
     v->act_best = NULL;
     if (an) {
-        CUDA_CHECK(cudaMemcpy(b->h_dbg_i + B, b->d_abest, an * sizeof(int),
-                              cudaMemcpyDeviceToHost));
+        d2h(b, b->h_dbg_i + B, b->d_abest, an * sizeof(int));
         v->act_best = b->h_dbg_i + B;
         flame_free(b->h_dbg_as);
         b->h_dbg_as = (float *)flame_calloc(an * Np, sizeof(float));
-        CUDA_CHECK(cudaMemcpy(b->h_dbg_as, b->d_ascore, an * Np * sizeof(float),
-                              cudaMemcpyDeviceToHost));
+        d2h(b, b->h_dbg_as, b->d_ascore, an * Np * sizeof(float));
         v->act_score = b->h_dbg_as;
     }
     v->B = b->B, v->S = b->S, v->D = b->D, v->K = b->K, v->Np = b->Np;
@@ -610,7 +628,7 @@ void backend_cuda_debug_set(Backend *b, CudaDebugField f, const float *host) {
     }
     FLAME_CHECK(dst != NULL, "unknown debug field %d", (int)f);
     CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
-    CUDA_CHECK(cudaMemcpy(dst, host, n * sizeof(float), cudaMemcpyHostToDevice));
+    h2d(b, dst, host, n * sizeof(float));
 }
 
 int backend_cuda_graph_count(Backend *b) {

@@ -55,8 +55,9 @@ static const FlameTol TOL_ACTION_R = {5e-4, 5e-4};
    integrates 20 steps of traces and states */
 static const FlameTol TOL_ENTROPY = {2e-3, 2e-4};
 static const FlameTol TOL_ENTROPY_ODE = {2e-2, 2e-3};
-/* TD targets y (O(1)): target critics on a' plus alpha H: (a) + entropy error times gamma alpha */
-static const FlameTol TOL_TARGET = {2e-3, 2e-4};
+/* TD targets y (O(1)): the target critics on a' (a) (b); the test adds gamma alpha times the
+   entropy tolerance of the estimator for the alpha H term */
+static const FlameTol TOL_TARGET = {2e-4, 2e-4};
 /* softmax weights over K candidates: relative error of a weight ~ |dq| / T with T >= e^0 */
 static const FlameTol TOL_WEIGHTS = {1e-6, 5e-4};
 /* weighted tangent v-bar (O(1)) and effective sample size: weighted sums of the above */
@@ -65,6 +66,10 @@ static const FlameTol TOL_ESS = {1e-3, 5e-4};
 /* gradients of one stage (atol x max|ref|): critic loss over B rows, MeanFlow JVP + backward,
    -Q term through the target critics: (a) in forward, tangent and backward GEMMs */
 static const FlameTol TOL_STAGE_GRAD = {5e-5, 2e-3};
+/* A row whose twin-critic values are within 1e-4 of each other may take the other critic's
+   gradient in the -Q term (FLAME-M) or the SAC actor: its contribution changes by O(1/B), so with
+   such a near-tie the policy gradient is compared by relative norm instead, within this bound */
+static const double TOL_STAGE_GRAD_NORM_TIE = 3e-2;
 /* scalar losses of one stage (double sums of fp32 terms): (a) in every term, (d) */
 static const FlameTol TOL_STAGE_LOSS = {1e-5, 5e-4};
 /* one Adam / Polyak / alpha step applied to the same gradient: (c) says bit-identical; the bias

@@ -81,6 +81,69 @@ static void name_of(char *buf, size_t n, const Pair *p, const char *what) {
         EXPECT_NEAR_Q(nm_, got, ref, (tol).atol, (tol).rtol);                                      \
     } while (0)
 
+static FlameTol ent_tol(const FlameConfig *cfg) {
+    return cfg->entropy.estimator == ENT_ODE ? TOL_ENTROPY_ODE : TOL_ENTROPY;
+}
+
+/* Whether a row of the policy step's twin-critic minimum (FLAME-M -Q term: target critics at
+   clip(z - u(z, 0, 1)); SAC actor: online critics at the reparameterised sample) has
+   |Q1 - Q2| <= 1e-4 (1 + |Q1|), computed on the CPU from the state before the step. */
+static bool policy_min_near_tie(const Pair *p, const CpuDebugView *c) {
+    const FlameConfig *cfg = &p->cc;
+    const AgentLayout *L = &p->st.L;
+    int B = c->B, D = c->D;
+    if (cfg->algo == ALGO_FLAME_R || (cfg->algo == ALGO_FLAME_M && cfg->flow.actor_q_weight <= 0)) {
+        return false;
+    }
+    FlowWork fw;
+    QWork w1, w2;
+    flow_work_alloc(&fw, L, B);
+    qwork_alloc(&w1, L, B);
+    qwork_alloc(&w2, L, B);
+    float *a = (float *)malloc(sizeof(float) * (size_t)B * D);
+    const float *P1 = p->st.q1.params, *P2 = p->st.q2.params;
+    if (cfg->algo == ALGO_FLAME_M) {
+        float *z = (float *)malloc(sizeof(float) * (size_t)B * D);
+        float *rr = (float *)malloc(sizeof(float) * B), *tt = (float *)malloc(sizeof(float) * B);
+        for (int i = 0; i < B; i++) {
+            rr[i] = 0.0f;
+            tt[i] = 1.0f;
+        }
+        for (int i = 0; i < B * D; i++) {
+            z[i] = (float)cfg->flow.base_std * c->noise->qterm_z[i];
+        }
+        const float *u = flow_forward(L, p->st.pol.params, c->obs, z, rr, tt, B, &fw);
+        for (int i = 0; i < B * D; i++) {
+            float v = z[i] - u[i];
+            a[i] = v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
+        }
+        P1 = p->st.q1_targ;
+        P2 = p->st.q2_targ;
+        free(z), free(rr), free(tt);
+    } else {
+        const float *o = gauss_forward(L, p->st.pol.params, c->obs, B, &fw);
+        for (int i = 0; i < B; i++) {
+            for (int d = 0; d < D; d++) {
+                float ls = o[(size_t)i * 2 * D + D + d];
+                ls = ls < -20.0f ? -20.0f : (ls > 2.0f ? 2.0f : ls);
+                a[(size_t)i * D + d] =
+                    tanhf(o[(size_t)i * 2 * D + d] + expf(ls) * c->noise->sac_eps[(size_t)i * D + d]);
+            }
+        }
+    }
+    const float *q1 = critic_forward(L, P1, c->obs, a, B, &w1);
+    const float *q2 = critic_forward(L, P2, c->obs, a, B, &w2);
+    bool tie = false;
+    for (int i = 0; i < B; i++) {
+        tie = tie || fabsf(q1[i] - q2[i]) <= 1e-4f * (1.0f + fabsf(q1[i]));
+    }
+    free(a);
+    flow_work_free(&fw);
+    qwork_free(&w1);
+    qwork_free(&w2);
+    return tie;
+}
+
 /* ------------------------------------------------------------------ act */
 static void check_act(Pair *p, ActMode mode, int n) {
     const FlameConfig *cfg = &p->cc;
@@ -275,8 +338,18 @@ static void check_update(Pair *p) {
             tie[i] = g.pbest[i] != cb;
         }
         free(a), free(sc);
-        FlameTol et = cfg->entropy.estimator == ENT_ODE ? TOL_ENTROPY_ODE : TOL_ENTROPY;
-        CLOSE(p, "entropy H(s')", g.ent, c.ent, B, et);
+        /* the ode estimator integrates from a*: near-tie rows start elsewhere */
+        float *eg = (float *)malloc(sizeof(float) * B), *ec = (float *)malloc(sizeof(float) * B);
+        size_t ne = 0;
+        for (size_t i = 0; i < B; i++) {
+            if (!(tie[i] && cfg->entropy.estimator == ENT_ODE)) {
+                eg[ne] = g.ent[i];
+                ec[ne] = c.ent[i];
+                ne++;
+            }
+        }
+        CLOSE(p, "entropy H(s')", eg, ec, ne, ent_tol(cfg));
+        free(eg), free(ec);
     } else {
         CLOSE(p, "SAC next action", g.next_a, c.next_a, B * D, TOL_ACTION);
         CLOSE(p, "SAC -log pi(a'|s')", g.ent, c.ent, B, TOL_ENTROPY);
@@ -296,13 +369,15 @@ static void check_update(Pair *p) {
     }
     FlameTol at = cfg->algo == ALGO_FLAME_R ? TOL_ACTION_R : TOL_ACTION;
     CLOSE(p, "next action a'", am, acp, m * D, at);
-    CLOSE(p, "TD target y", ym, yc, m, TOL_TARGET);
+    FlameTol yt = TOL_TARGET;
+    yt.atol += cfg->update.gamma * exp(p->st.log_alpha) * ent_tol(cfg).atol;
+    CLOSE(p, "TD target y", ym, yc, m, yt);
     free(ym), free(yc), free(am), free(acp), free(tie);
     UpdateMetrics mc, mg;
     CPU->get_metrics(p->cpu, &mc);
     GPU->get_metrics(p->gpu, &mg);
-    NEAR(p, "metric entropy", mg.entropy, mc.entropy, TOL_ENTROPY);
-    NEAR(p, "metric target mean", mg.target_mean, mc.target_mean, TOL_TARGET);
+    NEAR(p, "metric entropy", mg.entropy, mc.entropy, ent_tol(cfg));
+    NEAR(p, "metric target mean", mg.target_mean, mc.target_mean, yt);
     NEAR(p, "metric alpha", mg.alpha, mc.alpha, TOL_ADAM);
     backend_cuda_debug_set(p->gpu, CUDA_DBG_Y, c.y);
     backend_cuda_debug_set(p->gpu, CUDA_DBG_ENT, c.ent);
@@ -321,6 +396,8 @@ static void check_update(Pair *p) {
     {
         size_t np = p->st.pol.n;
         CPU->get_state(p->cpu, &p->st);
+        backend_cpu_debug(p->cpu, &c);
+        bool near_tie = policy_min_near_tie(p, &c);
         int64_t t = bc->counters.actor_steps + 1;
         CPU->policy_step(p->cpu, &u);
         GPU->policy_step(p->gpu, &u);
@@ -332,16 +409,34 @@ static void check_update(Pair *p) {
         GPU->get_state(p->gpu, &p->sg);
         char nm[256];
         name_of(nm, sizeof nm, p, "policy gradient");
-        EXPECT_GRAD_CLOSE(nm, p->sg.pol.grads, after.pol.grads, np, TOL_STAGE_GRAD);
+        if (!near_tie) {
+            EXPECT_GRAD_CLOSE(nm, p->sg.pol.grads, after.pol.grads, np, TOL_STAGE_GRAD);
+        } else {
+            double num = 0, den = 0;
+            for (size_t i = 0; i < np; i++) {
+                double d = (double)p->sg.pol.grads[i] - after.pol.grads[i];
+                num += d * d;
+                den += (double)after.pol.grads[i] * after.pol.grads[i];
+            }
+            double e = den > 0 ? sqrt(num / den) : 0;
+            printf("       %s: twin-critic near-tie in the policy loss, relative error %.3g\n", nm,
+                   e);
+            EXPECT_MSG(e <= TOL_STAGE_GRAD_NORM_TIE * flame_tol_scale(), "%s: relative error %.3g",
+                       nm, e);
+        }
         EXPECT_MSG(gpu_absmax(after.pol.grads, np) > 0, "%s: zero policy gradient", p->tag);
         name_of(nm, sizeof nm, p, "policy Adam step");
         gpu_expect_adam(nm, p->st.pol.params, p->st.pol.m, p->st.pol.v, p->sg.pol.grads, np,
                         u.actor_lr, cfg, t, p->sg.pol.params, p->sg.pol.m, p->sg.pol.v);
         CPU->get_metrics(p->cpu, &mc);
         GPU->get_metrics(p->gpu, &mg);
-        NEAR(p, "actor loss", mg.actor_loss, mc.actor_loss, TOL_STAGE_LOSS);
+        FlameTol lt = TOL_STAGE_LOSS;
+        if (near_tie) { /* the min takes the other critic's value on that row */
+            lt.atol += 2e-3 / c.B;
+        }
+        NEAR(p, "actor loss", mg.actor_loss, mc.actor_loss, lt);
         NEAR(p, "flow-matching loss", mg.fm_loss, mc.fm_loss, TOL_STAGE_LOSS);
-        NEAR(p, "-Q term", mg.qterm_loss, mc.qterm_loss, TOL_STAGE_LOSS);
+        NEAR(p, "-Q term", mg.qterm_loss, mc.qterm_loss, lt);
         if (cfg->algo == ALGO_FLAME_M) {
             NEAR(p, "max |du|", mg.jvp_max, mc.jvp_max, TOL_MLP_JVP);
         }
