@@ -23,4 +23,4 @@ echo "$BUILD" > "$BUILD/.flame_build_dir"
     $(for b in "${BINS[@]}"; do echo ".${b#$BUILD}"; done))
 bash "$ROOT/tools/fetch_runtime_libs.sh" "${BINS[@]}"
 echo "carry: .deps/gpu ($(du -sh "$ROOT/.deps/gpu" | cut -f1)); device command:"
-echo '  run(command="bash tests/gpu/run_gpu_checks.sh", carry=[".deps/gpu"], timeout_s=560)'
+echo '  run(command="bash tests/gpu/run_gpu_checks.sh", carry=[".deps/gpu"], timeout_s=600)'
