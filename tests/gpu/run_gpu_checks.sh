@@ -86,7 +86,7 @@ ENVLOG="$OUT/env.log"
     "$BUILD/flame" info || true
     command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer
 } > "$ENVLOG" 2>&1
-if grep -q "not found" "$ENVLOG"; then
+if grep -q "=> not found" "$ENVLOG"; then
     echo "environment: unresolved libraries (see env.log)" | tee -a "$SUMMARY"
     FAILED=1
 fi
@@ -99,8 +99,8 @@ step "ctest -L gpu" 210 "$OUT/ctest_gpu.log" \
 # ---- 3. benchmarks
 step "flame bench kernels --quick" 70 "$OUT/bench.log" \
     "$BUILD/flame" bench kernels --quick --json "$OUT/bench_kernels.jsonl"
-step "ctest -L bench (smoke)" 25 "$OUT/bench.log" \
-    ctest --test-dir "$BUILD" -L bench --output-on-failure --timeout 20
+step "ctest -L bench (lab smoke runs)" 25 "$OUT/bench.log" \
+    ctest --test-dir "$BUILD" -L bench -R "_smoke$" --output-on-failure --timeout 20
 step "flame bench update --backend cuda" 75 "$OUT/bench.log" \
     "$BUILD/flame" bench update --backend cuda --json "$OUT/bench_update.jsonl"
 
