@@ -107,6 +107,7 @@ typedef enum { NEXTPOL_AUTO, NEXTPOL_ONLINE, NEXTPOL_EMA } FlameNextPolicy;
     X(flow, r_eq_t_frac, FLOAT, "0.0", 0, 1, none, "fraction of flow-loss rows with r = t")      \
     X(flow, collapse_k, BOOL, "true", 0, 0, none, "one JVP with the weight-averaged tangent (exact gradient); false: the B*K-row form") \
     X(flow, actor_q_weight, FLOAT, "1.0", 0, 1e6, none, "weight of the -Q actor term (flame-m)") \
+    X(flow, fm_weight, FLOAT, "1.0", 0, 1e6, none, "weight of the flow-matching actor loss (flame-m; ablations)") \
     X(flow, noise_scale, FLOAT, "1.0", 0, 1e3, none, "exploration noise std = alpha * noise_scale")
 
 #define FLAME_CFG_OPTIM(X)                                                                         \

@@ -582,12 +582,13 @@ static float cand(const Backend *b, bool consistent, int i, int k, int d) {
 /* ------------------------------------------------------------------ policy step */
 
 /* FLAME-M flow-matching loss; accumulates its gradient into G, returns the loss */
-static double fm_loss_meanflow(Backend *b, float *G, bool consistent) {
+static double fm_loss_meanflow(Backend *b, float *G, bool consistent, float weight) {
     const FlameConfig *cfg = b->base.cfg;
     const AgentLayout *L = &b->st.L;
     const float *P = b->st.pol.params;
     int B = b->B, D = b->D, K = b->K, S = b->S;
     double scale = 1.0 / ((double)B * D), loss = 0, jmax = 0;
+    double gscale = 2.0 * scale * weight; /* d(weight * loss)/du = 2 weight (u - y) / (B D) */
     if (cfg->flow.collapse_k) {
         /* one JVP per row with tangent (v-bar, 0, 1): y-bar = v-bar - (t - r) du */
         for (int i = 0; i < B; i++) {
@@ -603,7 +604,7 @@ static double fm_loss_meanflow(Backend *b, float *G, bool consistent) {
                 float ybar = b->vbar[j] - h * du[j];
                 float e = uu[j] - ybar;
                 loss += (double)e * e;
-                b->g_rep[j] = (float)(2.0 * scale) * e;
+                b->g_rep[j] = (float)gscale * e;
                 jmax = fmax(jmax, fabsf(du[j]));
             }
         }
@@ -643,7 +644,7 @@ static double fm_loss_meanflow(Backend *b, float *G, bool consistent) {
                         float yk = b->tan_rep[j] - h * du[j];
                         float e = uu[j] - yk;
                         loss += (double)wk * e * e;
-                        b->g_rep[j] = (float)(2.0 * scale) * wk * e;
+                        b->g_rep[j] = (float)gscale * wk * e;
                         jmax = fmax(jmax, fabsf(du[j]));
                     }
                 }
@@ -652,7 +653,7 @@ static double fm_loss_meanflow(Backend *b, float *G, bool consistent) {
         }
     }
     b->base.metrics.jvp_max = jmax;
-    return loss * scale;
+    return weight * loss * scale;
 }
 
 /* FLAME-R: weighted regression of v(x, t) on u_k = a-hat_k - eps_k, mean over B*K*D */
@@ -791,7 +792,10 @@ static double actor_loss(Backend *b, float *G) {
     } else if (cfg->algo == ALGO_FLAME_R) {
         fm = fm_loss_rectified(b, G);
     } else {
-        fm = fm_loss_meanflow(b, G, cfg->quirks.time_convention == QUIRK_CONSISTENT);
+        if (cfg->flow.fm_weight > 0) {
+            fm = fm_loss_meanflow(b, G, cfg->quirks.time_convention == QUIRK_CONSISTENT,
+                                  (float)cfg->flow.fm_weight);
+        }
         if (cfg->flow.actor_q_weight > 0) {
             qt = q_term(b, G, (float)cfg->flow.actor_q_weight);
         }

@@ -270,7 +270,8 @@ static void metrics_rows(Loop *L) {
     };
     metrics_add_train(L->metrics, &r);
     TrainSummary *s = L->sum;
-    MetricsTimingRow tr = {L->tc.env_steps, s->env_s, s->act_s, s->update_s, s->eval_s, s->io_s};
+    MetricsTimingRow tr = {L->tc.env_steps, s->env_s,  s->act_s, s->update_s + s->push_s,
+                           s->eval_s,       s->io_s};
     metrics_add_timing(L->metrics, &tr);
     L->last_row_t = now_s();
     L->last_row_steps = L->tc.env_steps;
@@ -390,7 +391,7 @@ static void collect(Loop *L) {
         }
     }
     memcpy(L->obs, L->next_obs, (size_t)N * S * sizeof(double));
-    L->sum->update_s += now_s() - t2;
+    L->sum->push_s += now_s() - t2;
 }
 
 /* The first origin + k * every (k >= 1) above `now`. */
