@@ -602,7 +602,7 @@ void cuda_stage_qweight(Backend *b) {
 /* ------------------------------------------------------------------ policy step */
 /* collapsed MeanFlow loss: y-bar = v-bar - (t - r) du; g = 2 scale (u - y-bar); acc += loss, max */
 __global__ void fm_collapsed_kernel(const float *u, const float *du, const float *vbar,
-                                    const float *r, const float *t, int B, int D, double scale,
+                                    const float *r, const float *t, int B, int D, double gscale,
                                     float *g, double *acc) {
     __shared__ double sh[32];
     double loss = 0, jmax = 0;
@@ -613,7 +613,7 @@ __global__ void fm_collapsed_kernel(const float *u, const float *du, const float
         float ybar = vbar[j] - h * du[j];
         float e = u[j] - ybar;
         loss += (double)e * e;
-        g[j] = (float)(2.0 * scale) * e;
+        g[j] = (float)gscale * e;
         jmax = fmax(jmax, (double)fabsf(du[j]));
     }
     loss = block_sum_d(loss, sh);
@@ -660,7 +660,7 @@ __global__ void fm_expand_kernel(const float *x, const float *r, const float *t,
 
 __global__ void fm_bk_kernel(const float *u, const float *du, const float *tan, const float *w,
                              const float *r, const float *t, int s0, int ns, int K, int D,
-                             double scale, float *g, double *acc) {
+                             double gscale, float *g, double *acc) {
     __shared__ double sh[32];
     double loss = 0, jmax = 0;
     long long n = (long long)ns * K * D;
@@ -672,7 +672,7 @@ __global__ void fm_bk_kernel(const float *u, const float *du, const float *tan, 
         float yk = tan[j] - h * du[j];
         float e = u[j] - yk;
         loss += (double)wk * e * e;
-        g[j] = (float)(2.0 * scale) * wk * e;
+        g[j] = (float)gscale * wk * e;
         jmax = fmax(jmax, (double)fabsf(du[j]));
     }
     loss = block_sum_d(loss, sh);
@@ -683,19 +683,20 @@ __global__ void fm_bk_kernel(const float *u, const float *du, const float *tan, 
     }
 }
 
-__global__ void fm_finish_kernel(const double *acc, double scale, int with_jmax,
+__global__ void fm_finish_kernel(const double *acc, float weight, double scale, int with_jmax,
                                  UpdateMetrics *met) {
-    met->fm_loss = acc[0] * scale;
+    met->fm_loss = weight * acc[0] * scale;
     if (with_jmax) {
         met->jvp_max = acc[1];
     }
 }
 
-static void fm_loss_meanflow(Backend *b, float *G, bool consistent) {
+static void fm_loss_meanflow(Backend *b, float *G, bool consistent, float weight) {
     const FlameConfig *cfg = CFG(b);
     const float *P = blob_params(b->pol, b->np);
     int B = b->B, D = b->D, K = b->K, S = b->S;
     double scale = 1.0 / ((double)B * D);
+    double gscale = 2.0 * scale * weight; /* d(weight * loss)/du = 2 weight (u - y) / (B D) */
     float sd0 = consistent ? (float)cfg->flow.base_std : 1.0f;
     cudaStream_t st = b->ctx.stream;
     CUDA_CHECK(cudaMemsetAsync(b->acc, 0, 2 * sizeof(double), st));
@@ -705,8 +706,8 @@ static void fm_loss_meanflow(Backend *b, float *G, bool consistent) {
         const float *uu = dflow_jvp(&b->ctx, &b->L, P, dseg(b->obs, S, S, 1), dseg(b->x, D, D, 1),
                                     dtime_rows(b->r), dtime_rows(b->t), dseg(b->vbar, D, D, 1),
                                     &one, B, &b->fw, true, &du);
-        fm_collapsed_kernel<<<1, 256, 0, st>>>(uu, du, b->vbar, b->r, b->t, B, D, scale, b->g_rep,
-                                               b->acc);
+        fm_collapsed_kernel<<<1, 256, 0, st>>>(uu, du, b->vbar, b->r, b->t, B, D, gscale,
+                                               b->g_rep, b->acc);
         CUDA_CHECK_LAUNCH();
         dflow_backward(&b->ctx, &b->L, P, G, &b->fw, b->g_rep, B, NULL);
     } else {
@@ -723,12 +724,12 @@ static void fm_loss_meanflow(Backend *b, float *G, bool consistent) {
                           dseg(b->xr, D, D, 1), dtime_rows(b->rr), dtime_rows(b->tr),
                           dseg(b->tan_rep, D, D, 1), &one, rows, &b->fw, true, &du);
             fm_bk_kernel<<<1, 256, 0, st>>>(uu, du, b->tan_rep, b->w, b->r, b->t, s0, ns, K, D,
-                                            scale, b->g_rep, b->acc);
+                                            gscale, b->g_rep, b->acc);
             CUDA_CHECK_LAUNCH();
             dflow_backward(&b->ctx, &b->L, P, G, &b->fw, b->g_rep, rows, NULL);
         }
     }
-    fm_finish_kernel<<<1, 1, 0, st>>>(b->acc, scale, 1, b->met);
+    fm_finish_kernel<<<1, 1, 0, st>>>(b->acc, weight, scale, 1, b->met);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -777,7 +778,7 @@ static void fm_loss_rectified(Backend *b, float *G) {
                                               b->acc);
     CUDA_CHECK_LAUNCH();
     dflow_backward(&b->ctx, &b->L, P, G, &b->fw, b->g_rep, B, NULL);
-    fm_finish_kernel<<<1, 1, 0, b->ctx.stream>>>(b->acc, scale, 0, b->met);
+    fm_finish_kernel<<<1, 1, 0, b->ctx.stream>>>(b->acc, 1.0f, scale, 0, b->met);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -942,7 +943,10 @@ static void sac_actor(Backend *b, float *G) {
     CUDA_CHECK_LAUNCH();
 }
 
-__global__ void actor_metrics_kernel(int with_qterm, UpdateMetrics *met) {
+__global__ void actor_metrics_kernel(int with_fm, int with_qterm, UpdateMetrics *met) {
+    if (!with_fm) {
+        met->fm_loss = 0.0;
+    }
     if (!with_qterm) {
         met->qterm_loss = 0.0;
     }
@@ -954,19 +958,23 @@ void cuda_stage_policy_step(Backend *b, int t_offset) {
     float *G = blob_grads(b->pol, b->np);
     cudaStream_t st = b->ctx.stream;
     CUDA_CHECK(cudaMemsetAsync(G, 0, b->np * sizeof(float), st));
-    int with_qterm = 0;
+    int with_fm = 1, with_qterm = 0;
     if (cfg->algo == ALGO_SAC) {
         sac_actor(b, G);
     } else if (cfg->algo == ALGO_FLAME_R) {
         fm_loss_rectified(b, G);
     } else {
-        fm_loss_meanflow(b, G, cfg->quirks.time_convention == QUIRK_CONSISTENT);
+        with_fm = cfg->flow.fm_weight > 0;
+        if (with_fm) {
+            fm_loss_meanflow(b, G, cfg->quirks.time_convention == QUIRK_CONSISTENT,
+                             (float)cfg->flow.fm_weight);
+        }
         if (cfg->flow.actor_q_weight > 0) {
             q_term(b, G, (float)cfg->flow.actor_q_weight);
             with_qterm = 1;
         }
     }
-    actor_metrics_kernel<<<1, 1, 0, st>>>(with_qterm, b->met);
+    actor_metrics_kernel<<<1, 1, 0, st>>>(with_fm, with_qterm, b->met);
     CUDA_CHECK_LAUNCH();
     cuda_adam(b, blob_params(b->pol, b->np), G, blob_m(b->pol, b->np), blob_v(b->pol, b->np),
               b->np, 0.0, &b->sc->actor_lr, &b->sc->actor_steps0, t_offset);

@@ -441,7 +441,7 @@ static void check_update(Pair *p) {
         NEAR(p, "actor loss", mg.actor_loss, mc.actor_loss, lt);
         NEAR(p, "flow-matching loss", mg.fm_loss, mc.fm_loss, TOL_STAGE_LOSS);
         NEAR(p, "-Q term", mg.qterm_loss, mc.qterm_loss, lt);
-        if (cfg->algo == ALGO_FLAME_M) {
+        if (cfg->algo == ALGO_FLAME_M && cfg->flow.fm_weight > 0) {
             NEAR(p, "max |du|", mg.jvp_max, mc.jvp_max, TOL_MLP_JVP);
         }
         if (cfg->algo == ALGO_SAC) {
@@ -512,6 +512,13 @@ static void tw_exact(FlameConfig *c) {
 static void tw_no_collapse(FlameConfig *c) {
     c->flow.collapse_k = false;
 }
+static void tw_fm_weight(FlameConfig *c) {
+    c->flow.fm_weight = 0.5;
+    c->flow.actor_q_weight = 2.0;
+}
+static void tw_q_only(FlameConfig *c) {
+    c->flow.fm_weight = 0.0;
+}
 static void tw_ema_next(FlameConfig *c) {
     c->quirks.next_action_policy = NEXTPOL_EMA;
     c->flow.sample_steps = 2;
@@ -545,6 +552,8 @@ FLAME_TEST(test_stages_small) {
         run_case(ALGO_FLAME_M, COMPAT_CONSISTENT, SIZE_ODD, kern, tw_no_collapse, " B*K rows");
         run_case(ALGO_FLAME_R, COMPAT_REFERENCE, SIZE_ODD, kern, tw_no_collapse, " B*K rows");
         run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_ODD, kern, tw_ema_next, " ema/2 steps");
+        run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_ODD, kern, tw_fm_weight, " weights 0.5/2");
+        run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_ODD, kern, tw_q_only, " -Q term only");
     }
     run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_WIDE, KERNELS_FUSED, NULL, NULL);
     run_case(ALGO_FLAME_R, COMPAT_REFERENCE, SIZE_WIDE, KERNELS_FUSED, NULL, NULL);
