@@ -8,6 +8,7 @@
  * one thread per row.
  */
 #include "backend_impl.cuh"
+#include "flame/flow_math.h"
 
 
 static int egrid(long long n) {
@@ -117,37 +118,6 @@ __global__ void jac_col_kernel(const float *du, int B, int D, int dsel, float *J
     }
 }
 
-/* logdet_lu of src/algo/entropy.c, on a row-major n x n double matrix (overwritten) */
-__device__ double logdet_lu_d(double *A, int n) {
-    double ld = 0;
-    for (int k = 0; k < n; k++) {
-        int piv = k;
-        for (int i = k + 1; i < n; i++) {
-            if (fabs(A[i * n + k]) > fabs(A[piv * n + k])) {
-                piv = i;
-            }
-        }
-        if (piv != k) {
-            for (int j = 0; j < n; j++) {
-                double t = A[k * n + j];
-                A[k * n + j] = A[piv * n + j];
-                A[piv * n + j] = t;
-            }
-        }
-        double p = A[k * n + k];
-        if (p == 0) {
-            return -INFINITY;
-        }
-        ld += log(fabs(p));
-        for (int i = k + 1; i < n; i++) {
-            double f = A[i * n + k] / p;
-            for (int j = k + 1; j < n; j++) {
-                A[i * n + j] -= f * A[k * n + j];
-            }
-        }
-    }
-    return ld;
-}
 
 __global__ void ent_exact_final_kernel(const float *zk, const float *J, double *Awork, int B, int D,
                                        double sd, double l2pi, float *H) {
@@ -165,7 +135,7 @@ __global__ void ent_exact_final_kernel(const float *zk, const float *J, double *
         }
     }
     lognz -= D * log(sd) + 0.5 * D * l2pi;
-    H[i] = (float)-(lognz - logdet_lu_d(A, D));
+    H[i] = (float)-(lognz - flow_logdet_lu(A, D));
 }
 
 void cuda_entropy_estimate(Backend *b, const float *P, const float *s, const float *a_star,

@@ -10,6 +10,7 @@
  * from a graph.
  */
 #include "backend_impl.cuh"
+#include "flame/flow_math.h"
 
 #define SAC_LOG_STD_MIN (-20.0f)
 #define SAC_LOG_STD_MAX 2.0f
@@ -438,7 +439,7 @@ __global__ void times_x_kernel(const float *act, int B, int D, uint64_t seed, co
     for (int d = 0; d < D; d++) {
         float a = act[(size_t)i * D + d];
         float e0 = rng_normal(seed, RNG_STREAM_EPS0, step, (uint32_t)i, (uint32_t)d);
-        float xv = consistent ? (1.0f - ti) * a + ti * (sd0 * e0) : ti * a + (1.0f - ti) * e0;
+        float xv = flow_noisy_action(a, e0, ti, sd0, consistent);
         x[(size_t)i * D + d] = clip_x ? clipf_d(xv, -1.0f, 1.0f) : xv;
     }
 }
@@ -452,14 +453,8 @@ __global__ void cand_eps_kernel(const float *x, const float *t, int B, int K, in
         int d = (int)(idx % D);
         long long ik = idx / D;
         int k = (int)(ik % K), i = (int)(ik / K);
-        double tt = t[i], xx = x[(size_t)i * D + d], lo, hi;
-        if (consistent) {
-            lo = (xx - (1.0 - tt)) / (tt * sd0);
-            hi = (xx + (1.0 - tt)) / (tt * sd0);
-        } else {
-            lo = (xx - tt) / (1.0 - tt);
-            hi = (xx + tt) / (1.0 - tt);
-        }
+        double lo, hi;
+        flow_posterior_bounds(x[(size_t)i * D + d], t[i], sd0, consistent, &lo, &hi);
         eps_post[idx] = (float)rng_trunc_normal(seed, RNG_STREAM_TRUNC, step, (uint32_t)i,
                                                 (uint32_t)(k * D + d), lo, hi);
     }
@@ -469,9 +464,8 @@ __global__ void cand_eps_kernel(const float *x, const float *t, int B, int K, in
 __device__ __forceinline__ float cand_score_a(const float *x, const float *t, const float *eps_post,
                                               int K, int D, int i, int k, int d, int consistent,
                                               float sd0) {
-    float xv = x[(size_t)i * D + d], tv = t[i];
-    float e = eps_post[((size_t)i * K + k) * D + d];
-    return consistent ? (xv - tv * sd0 * e) / (1.0f - tv) : (xv - (1.0f - tv) * e) / tv;
+    return flow_candidate(x[(size_t)i * D + d], t[i], eps_post[((size_t)i * K + k) * D + d], sd0,
+                          consistent);
 }
 
 /* a-hat rows of states [s0, s0 + ns) */

@@ -16,6 +16,7 @@
 #include "flame/check.h"
 #include "flame/entropy.h"
 #include "flame/flow.h"
+#include "flame/flow_math.h"
 #include "flame/noise.h"
 #include "flame/rng.h"
 
@@ -475,7 +476,7 @@ static void cpu_qweight(Backend *b, const UpdateCtx *u) {
         float t = b->t[i];
         for (int d = 0; d < D; d++) {
             float a = b->act[(size_t)i * D + d], e0 = b->nz.eps0[(size_t)i * D + d];
-            float x = consistent ? (1.0f - t) * a + t * (sd0 * e0) : t * a + (1.0f - t) * e0;
+            float x = flow_noisy_action(a, e0, t, sd0, consistent);
             b->x[(size_t)i * D + d] = clip_x ? clipf(x, -1.0f, 1.0f) : x;
         }
     }
@@ -486,14 +487,8 @@ static void cpu_qweight(Backend *b, const UpdateCtx *u) {
             double t = b->t[i];
             for (int k = 0; k < K; k++) {
                 for (int d = 0; d < D; d++) {
-                    double x = b->x[(size_t)i * D + d], lo, hi;
-                    if (consistent) {
-                        lo = (x - (1.0 - t)) / (t * sd0);
-                        hi = (x + (1.0 - t)) / (t * sd0);
-                    } else {
-                        lo = (x - t) / (1.0 - t);
-                        hi = (x + t) / (1.0 - t);
-                    }
+                    double lo, hi;
+                    flow_posterior_bounds(b->x[(size_t)i * D + d], t, sd0, consistent, &lo, &hi);
                     b->nz.eps_post[((size_t)i * K + k) * D + d] =
                         (float)rng_trunc_normal(seed, RNG_STREAM_TRUNC, (uint32_t)u->n, (uint32_t)i,
                                                 (uint32_t)(k * D + d), lo, hi);
@@ -521,10 +516,9 @@ static void cpu_qweight(Backend *b, const UpdateCtx *u) {
                 size_t row = (size_t)i * K + k;
                 memcpy(b->s_rep + row * S, b->obs + (size_t)bi * S, (size_t)S * sizeof(float));
                 for (int d = 0; d < D; d++) {
-                    float x = b->x[(size_t)bi * D + d];
-                    float e = b->nz.eps_post[((size_t)bi * K + k) * D + d];
                     b->a_rep[row * D + d] =
-                        consistent ? (x - t * sd0 * e) / (1.0f - t) : (x - (1.0f - t) * e) / t;
+                        flow_candidate(b->x[(size_t)bi * D + d], t,
+                                       b->nz.eps_post[((size_t)bi * K + k) * D + d], sd0, consistent);
                 }
             }
         }
@@ -574,9 +568,9 @@ static float cand_noise(const Backend *b, bool consistent, int i, int k, int d) 
 
 /* a-hat of candidate k of batch row i (from x, t and eps_post) */
 static float cand(const Backend *b, bool consistent, int i, int k, int d) {
-    float x = b->x[(size_t)i * b->D + d], t = b->t[i];
-    float e = cand_noise(b, consistent, i, k, d);
-    return consistent ? (x - t * e) / (1.0f - t) : (x - (1.0f - t) * e) / t;
+    float sd0 = consistent ? (float)b->base.cfg->flow.base_std : 1.0f;
+    return flow_candidate(b->x[(size_t)i * b->D + d], b->t[i],
+                          b->nz.eps_post[((size_t)i * b->K + k) * b->D + d], sd0, consistent);
 }
 
 /* ------------------------------------------------------------------ policy step */

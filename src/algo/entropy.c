@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "flame/check.h"
+#include "flame/flow_math.h"
 
 size_t entropy_scratch_floats(const AgentLayout *L, int rows) {
     size_t D = (size_t)L->act_dim;
@@ -13,34 +14,7 @@ size_t entropy_scratch_floats(const AgentLayout *L, int rows) {
 }
 
 double logdet_lu(double *A, int n) {
-    double ld = 0;
-    for (int k = 0; k < n; k++) {
-        int piv = k;
-        for (int i = k + 1; i < n; i++) {
-            if (fabs(A[i * n + k]) > fabs(A[piv * n + k])) {
-                piv = i;
-            }
-        }
-        if (piv != k) {
-            for (int j = 0; j < n; j++) {
-                double t = A[k * n + j];
-                A[k * n + j] = A[piv * n + j];
-                A[piv * n + j] = t;
-            }
-        }
-        double p = A[k * n + k];
-        if (p == 0) {
-            return -INFINITY;
-        }
-        ld += log(fabs(p));
-        for (int i = k + 1; i < n; i++) {
-            double f = A[i * n + k] / p;
-            for (int j = k + 1; j < n; j++) {
-                A[i * n + j] -= f * A[k * n + j];
-            }
-        }
-    }
-    return ld;
+    return flow_logdet_lu(A, n);
 }
 
 static double base_entropy(int D, double sd) {
