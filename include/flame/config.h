@@ -65,6 +65,7 @@ typedef enum { NEXTPOL_AUTO, NEXTPOL_ONLINE, NEXTPOL_EMA } FlameNextPolicy;
     X(run, start_steps, I64, "30000", 0, 1e12, none, "warm-up env steps with uniform random actions, no updates") \
     X(run, eval_every, I64, "25000", 1, 1e12, none, "env steps between evaluations")            \
     X(run, eval_episodes, INT, "20", 0, 100000, none, "episodes per evaluation (0: no evaluation)") \
+    X(run, stop_return, AFLOAT, "auto", -1e30, 1e30, none, "stop when an evaluation's mean return reaches this (auto: never)") \
     X(run, ckpt_every, I64, "100000", 1, 1e12, none, "env steps between checkpoints (and one at the end)") \
     X(run, keep_ckpts, INT, "3", 0, 1000000, none, "checkpoints kept (older ones are deleted; 0: keep all)") \
     X(run, log_every, FLOAT, "2.0", 0.05, 3600, none, "seconds between progress lines")           \

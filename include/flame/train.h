@@ -34,6 +34,7 @@ typedef struct {
     double total_s, env_s, act_s, push_s, update_s, eval_s, io_s;
     int64_t env_steps, updates, episodes;
     double last_eval_return; /* NAN when no evaluation ran */
+    double best_eval_return; /* NAN when no evaluation ran */
     const char *backend;
     int exit_code; /* 0, or 130/143 after SIGINT/SIGTERM */
 } TrainSummary;

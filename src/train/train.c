@@ -323,6 +323,9 @@ static int evaluate(Loop *L) {
     }
     L->tc.eval_rounds++;
     L->eval_return = er.return_mean;
+    if (isnan(L->sum->best_eval_return) || er.return_mean > L->sum->best_eval_return) {
+        L->sum->best_eval_return = er.return_mean;
+    }
     if (L->metrics) {
         MetricsEvalRow r = {L->tc.env_steps, er.return_mean, er.return_std, er.return_min,
                             er.return_max, er.length_mean};
@@ -410,6 +413,7 @@ static bool finite_metrics(const UpdateMetrics *m) {
 int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *sum) {
     memset(sum, 0, sizeof *sum);
     sum->last_eval_return = NAN;
+    sum->best_eval_return = NAN;
     const EnvSpec *spec = env_spec_find(cfg->env.id);
     if (!spec) {
         return flame_errorf(FLAME_EINPUT, "unknown env id '%s'; `flame envs` lists them",
@@ -568,6 +572,7 @@ int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *sum
     int64_t next_row = next_multiple(L.tc.env_steps, 0, cfg->run.metrics_every);
     int64_t next_flush = next_multiple(L.tc.env_steps, 0, cfg->run.flush_every);
     int64_t last_row_step = -1, last_eval_step = -1;
+    bool stopped_at_target = false;
     double tstart = now_s();
 
     while (rc == FLAME_OK && L.tc.env_steps < L.end_steps && !g_signal) {
@@ -606,10 +611,13 @@ int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *sum
             }
             next_row = next_multiple(L.tc.env_steps, 0, cfg->run.metrics_every);
         }
+        bool target_reached = false;
         if (L.tc.env_steps >= L.tc.next_eval) {
             rc = evaluate(&L);
             last_eval_step = L.tc.env_steps;
             L.tc.next_eval = next_multiple(L.tc.env_steps, L.start_steps, cfg->run.eval_every);
+            target_reached = rc == FLAME_OK && !isnan(cfg->run.stop_return) &&
+                             L.eval_return >= cfg->run.stop_return;
         }
         double tio = now_s();
         if (rc == FLAME_OK && L.metrics && L.tc.env_steps >= next_flush) {
@@ -624,10 +632,18 @@ int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *sum
         if (!opt->quiet) {
             progress(&L, false);
         }
+        if (target_reached) {
+            if (!opt->quiet) {
+                printf("flame train: evaluation return %.2f reached run.stop_return %.2f\n",
+                       L.eval_return, cfg->run.stop_return);
+            }
+            stopped_at_target = true;
+            break;
+        }
     }
 
     /* the end: final evaluation (when the last one is not at this step), metrics, checkpoint */
-    bool finished = rc == FLAME_OK && L.tc.env_steps >= L.end_steps;
+    bool finished = rc == FLAME_OK && (L.tc.env_steps >= L.end_steps || stopped_at_target);
     if (finished && cfg->run.eval_episodes > 0 && last_eval_step != L.tc.env_steps) {
         rc = evaluate(&L);
     }
