@@ -46,10 +46,20 @@ struct EnvPool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv_start, cv_done;
-    uint64_t generation;
-    int done;
-    int stop;
+    atomic_uint_fast64_t generation; /* bumped once per job */
+    atomic_int done;                 /* workers finished with the current job */
+    atomic_int stop;
 };
+
+/* Waits are short (one env step): spin this many pause iterations (tens of microseconds) before
+   sleeping on the condition variable, so a step costs no wake-up latency. */
+#define ENVPOOL_SPIN 20000
+
+static inline void envpool_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 // ---------------------------------------------------------------------------------- work
 
@@ -119,24 +129,31 @@ static void *envpool_worker(void *arg) {
     EnvPool *p = arg;
     uint64_t seen = 0;
     for (;;) {
-        pthread_mutex_lock(&p->mu);
-        while (!p->stop && p->generation == seen) {
-            pthread_cond_wait(&p->cv_start, &p->mu);
+        /* wait for the next job: spin briefly, then sleep */
+        for (int k = 0; k < ENVPOOL_SPIN && atomic_load(&p->generation) == seen &&
+                        !atomic_load(&p->stop);
+             k++) {
+            envpool_relax();
         }
-        if (p->stop) {
+        if (atomic_load(&p->generation) == seen && !atomic_load(&p->stop)) {
+            pthread_mutex_lock(&p->mu);
+            while (!atomic_load(&p->stop) && atomic_load(&p->generation) == seen) {
+                pthread_cond_wait(&p->cv_start, &p->mu);
+            }
             pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->stop)) {
             return NULL;
         }
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
+        seen = atomic_load(&p->generation);
 
         envpool_work(p);
 
-        pthread_mutex_lock(&p->mu);
-        if (++p->done == p->nthreads - 1) {
+        if (atomic_fetch_add(&p->done, 1) + 1 == p->nthreads - 1) {
+            pthread_mutex_lock(&p->mu); /* the caller may be asleep on cv_done */
             pthread_cond_signal(&p->cv_done);
+            pthread_mutex_unlock(&p->mu);
         }
-        pthread_mutex_unlock(&p->mu);
     }
 }
 
@@ -147,19 +164,24 @@ static void envpool_run(EnvPool *p) {
         envpool_work(p);
         return;
     }
+    atomic_store(&p->done, 0);
     pthread_mutex_lock(&p->mu);
-    p->done = 0;
-    p->generation++;
+    atomic_fetch_add(&p->generation, 1);
     pthread_cond_broadcast(&p->cv_start);
     pthread_mutex_unlock(&p->mu);
 
     envpool_work(p);
 
-    pthread_mutex_lock(&p->mu);
-    while (p->done < p->nthreads - 1) {
-        pthread_cond_wait(&p->cv_done, &p->mu);
+    for (int k = 0; k < ENVPOOL_SPIN && atomic_load(&p->done) < p->nthreads - 1; k++) {
+        envpool_relax();
     }
-    pthread_mutex_unlock(&p->mu);
+    if (atomic_load(&p->done) < p->nthreads - 1) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->done) < p->nthreads - 1) {
+            pthread_cond_wait(&p->cv_done, &p->mu);
+        }
+        pthread_mutex_unlock(&p->mu);
+    }
 }
 
 // ------------------------------------------------------------------------------ lifecycle
