@@ -8,6 +8,7 @@
  * [0, size) by a 32x(size) multiply-shift, identically on every backend.
  *
  * defines: Replay replay_init replay_free replay_push replay_sample_index replay_gather replay_clear
+ *          replay_copy
  */
 #ifndef FLAME_REPLAY_H
 #define FLAME_REPLAY_H
@@ -41,6 +42,9 @@ FLAME_HD static inline int64_t replay_sample_index(uint64_t seed, uint32_t step,
     uint32_t w2 = rng_u32(seed, RNG_STREAM_REPLAY, step, b, 1);
     return (int64_t)((((uint64_t)w << 32) | w2) % (uint64_t)size);
 }
+
+/* Copies every slot, size and head (the buffers must have the same capacity and dimensions). */
+void replay_copy(Replay *dst, const Replay *src);
 
 /* Gathers B sampled rows into the batch arrays (done as float 0/1). */
 void replay_gather(const Replay *r, uint64_t seed, uint32_t step, int B, float *obs, float *act,

@@ -880,33 +880,11 @@ static void cpu_set_state(Backend *b, const AgentState *src) {
 }
 
 static void cpu_get_replay(Backend *b, Replay *dst) {
-    const Replay *r = &b->replay;
-    FLAME_CHECK(dst->capacity == r->capacity && dst->obs_dim == r->obs_dim &&
-                    dst->act_dim == r->act_dim,
-                "replay shapes differ");
-    size_t c = (size_t)r->capacity, S = (size_t)r->obs_dim, D = (size_t)r->act_dim;
-    memcpy(dst->obs, r->obs, c * S * sizeof(float));
-    memcpy(dst->next_obs, r->next_obs, c * S * sizeof(float));
-    memcpy(dst->act, r->act, c * D * sizeof(float));
-    memcpy(dst->rew, r->rew, c * sizeof(float));
-    memcpy(dst->done, r->done, c);
-    dst->size = r->size;
-    dst->head = r->head;
+    replay_copy(dst, &b->replay);
 }
 
 static void cpu_set_replay(Backend *b, const Replay *src) {
-    Replay *r = &b->replay;
-    FLAME_CHECK(src->capacity == r->capacity && src->obs_dim == r->obs_dim &&
-                    src->act_dim == r->act_dim,
-                "replay shapes differ");
-    size_t c = (size_t)r->capacity, S = (size_t)r->obs_dim, D = (size_t)r->act_dim;
-    memcpy(r->obs, src->obs, c * S * sizeof(float));
-    memcpy(r->next_obs, src->next_obs, c * S * sizeof(float));
-    memcpy(r->act, src->act, c * D * sizeof(float));
-    memcpy(r->rew, src->rew, c * sizeof(float));
-    memcpy(r->done, src->done, c);
-    r->size = src->size;
-    r->head = src->head;
+    replay_copy(&b->replay, src);
 }
 
 static void cpu_get_metrics(Backend *b, UpdateMetrics *m) {

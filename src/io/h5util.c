@@ -37,12 +37,13 @@ hid_t h5_group(hid_t loc, const char *path) {
     return g;
 }
 
-int h5_write(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims,
-             const void *data) {
+/* creates dataset `name` (intermediate groups too) with creation properties dcpl and writes it */
+static int write_dataset(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims,
+                         const void *data, hid_t dcpl) {
     hid_t space = rank == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(rank, dims, NULL);
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     H5Pset_create_intermediate_group(lcpl, 1);
-    hid_t ds = H5Dcreate2(loc, name, type, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t ds = H5Dcreate2(loc, name, type, space, lcpl, dcpl, H5P_DEFAULT);
     H5Pclose(lcpl);
     int rc = FLAME_OK;
     if (ds < 0 || H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
@@ -53,6 +54,11 @@ int h5_write(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *d
     }
     H5Sclose(space);
     return rc;
+}
+
+int h5_write(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims,
+             const void *data) {
+    return write_dataset(loc, name, type, rank, dims, data, H5P_DEFAULT);
 }
 
 int h5_write_gz(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims,
@@ -71,23 +77,11 @@ int h5_write_gz(hid_t loc, const char *name, hid_t type, int rank, const hsize_t
     }
     hsize_t rows = (hsize_t)((1u << 20) / (row ? row : 1));
     chunk[0] = rows < 1 ? 1 : (rows < dims[0] ? rows : dims[0]);
-    hid_t space = H5Screate_simple(rank, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_chunk(dcpl, rank, chunk);
     H5Pset_deflate(dcpl, (unsigned)level);
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    H5Pset_create_intermediate_group(lcpl, 1);
-    hid_t ds = H5Dcreate2(loc, name, type, space, lcpl, dcpl, H5P_DEFAULT);
-    H5Pclose(lcpl);
+    int rc = write_dataset(loc, name, type, rank, dims, data, dcpl);
     H5Pclose(dcpl);
-    int rc = FLAME_OK;
-    if (ds < 0 || H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
-        rc = flame_errorf(FLAME_ERUNTIME, "cannot write HDF5 dataset '%s'", name);
-    }
-    if (ds >= 0) {
-        H5Dclose(ds);
-    }
-    H5Sclose(space);
     return rc;
 }
 

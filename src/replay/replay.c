@@ -50,6 +50,22 @@ void replay_push(Replay *r, const float *obs, const float *act, const float *rew
     }
 }
 
+void replay_copy(Replay *dst, const Replay *src) {
+    FLAME_CHECK(dst->capacity == src->capacity && dst->obs_dim == src->obs_dim &&
+                    dst->act_dim == src->act_dim,
+                "replay buffers of different shapes: %lld x (%d, %d) and %lld x (%d, %d)",
+                (long long)dst->capacity, dst->obs_dim, dst->act_dim, (long long)src->capacity,
+                src->obs_dim, src->act_dim);
+    size_t c = (size_t)src->capacity, S = (size_t)src->obs_dim, D = (size_t)src->act_dim;
+    memcpy(dst->obs, src->obs, c * S * sizeof(float));
+    memcpy(dst->next_obs, src->next_obs, c * S * sizeof(float));
+    memcpy(dst->act, src->act, c * D * sizeof(float));
+    memcpy(dst->rew, src->rew, c * sizeof(float));
+    memcpy(dst->done, src->done, c);
+    dst->size = src->size;
+    dst->head = src->head;
+}
+
 void replay_gather(const Replay *r, uint64_t seed, uint32_t step, int B, float *obs, float *act,
                    float *rew, float *next_obs, float *done) {
     FLAME_CHECK(r->size > 0, "sampling from an empty replay buffer");
