@@ -169,6 +169,9 @@ typedef struct {
     float *obs_f, *next_f, *act, *rew_f;
     const char *run_dir;
     double t0, last_log, last_row_t;
+    int64_t log_steps, log_updates; /* counters at the previous progress line */
+    double session_t0;               /* start of this session, and its counters */
+    int64_t session_steps, session_updates;
     int64_t last_row_steps, last_row_updates;
     TrainSummary *sum;
     double eval_return;
@@ -284,11 +287,18 @@ static void progress(Loop *L, bool force) {
     if (!force && now - L->last_log < cfg->run.log_every) {
         return;
     }
-    double t = elapsed(L);
-    int64_t after = L->tc.env_steps - L->start_steps;
+    /* rates over the window since the previous line (the warm-up is far faster than training) */
     int64_t updates = backend_base(L->b)->counters.updates;
-    double sps = t > 0 ? (double)L->tc.env_steps / t : 0;
-    double ups = t > 0 ? (double)updates / t : 0;
+    double dt = now - L->last_log;
+    int64_t dsteps = L->tc.env_steps - L->log_steps, dupd = updates - L->log_updates;
+    if (dt < 0.5) {
+        /* too short a window (the line at the end): this session's averages */
+        dt = now - L->session_t0;
+        dsteps = L->tc.env_steps - L->session_steps;
+        dupd = updates - L->session_updates;
+    }
+    double sps = dt > 0 ? (double)dsteps / dt : 0;
+    double ups = dt > 0 ? (double)dupd / dt : 0;
     double eta = (sps > 0 && L->end_steps > L->tc.env_steps)
                      ? (double)(L->end_steps - L->tc.env_steps) / sps
                      : 0;
@@ -296,7 +306,7 @@ static void progress(Loop *L, bool force) {
     if (!isnan(L->eval_return)) {
         snprintf(ev, sizeof ev, "%.1f", L->eval_return);
     }
-    const char *phase = after < 0 ? " warm-up" : "";
+    const char *phase = L->tc.env_steps < L->start_steps ? " warm-up" : "";
     if (cli_is_tty()) {
         printf("\r[%s] step %lld/%lld%s | %.0f steps/s | %.1f updates/s | eval %s | ETA %.0fs   ",
                cfg->env.id, (long long)L->tc.env_steps, (long long)L->end_steps, phase, sps, ups,
@@ -307,6 +317,8 @@ static void progress(Loop *L, bool force) {
     }
     fflush(stdout);
     L->last_log = now;
+    L->log_steps = L->tc.env_steps;
+    L->log_updates = updates;
 }
 
 static int evaluate(Loop *L) {
@@ -565,6 +577,9 @@ int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *sum
     g_signal = 0;
 
     L.t0 = now_s();
+    L.last_log = L.session_t0 = L.t0;
+    L.log_steps = L.session_steps = L.tc.env_steps;
+    L.log_updates = L.session_updates = backend_base(L.b)->counters.updates;
     L.last_row_t = L.t0;
     L.last_row_steps = L.tc.env_steps;
     L.last_row_updates = backend_base(L.b)->counters.updates;
