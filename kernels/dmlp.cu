@@ -253,6 +253,23 @@ typedef struct {
     float *cz[2][MLP_MAX_LAYERS]; /* saved pre-activations of hidden layers */
 } FmArgs;
 
+/* the optional outputs of one element of a layer: pre-activation, activation, tangent */
+__device__ __forceinline__ void store_outputs(float *oz, float *ox, float *otz, int i, int rows,
+                                              int j, int dout, float z, float xv, float tz) {
+    if (i >= rows) {
+        return;
+    }
+    if (oz) {
+        oz[(size_t)i * dout + j] = z;
+    }
+    if (ox) {
+        ox[(size_t)i * dout + j] = xv;
+    }
+    if (otz) {
+        otz[(size_t)i * dout + j] = tz;
+    }
+}
+
 /* One layer of width > 32 for the tile: every thread owns RM rows x 16 columns
    (rows ty*RM.., columns tx*4 + 64c + e). */
 template <int TR, bool JVP>
@@ -345,17 +362,7 @@ __device__ __forceinline__ void fm_layer_tile(float *xs, float *ts, float *ws,
                 } else if (JVP) {
                     tz = tacc[JVP ? q : 0][c];
                 }
-                if (i < rows) {
-                    if (oz) {
-                        oz[(size_t)i * dout + j] = z;
-                    }
-                    if (ox) {
-                        ox[(size_t)i * dout + j] = xv;
-                    }
-                    if (otz) {
-                        otz[(size_t)i * dout + j] = tz;
-                    }
-                }
+                store_outputs(oz, ox, otz, i, rows, j, dout, z, xv, tz);
             }
             if (!last) {
                 xs[j * TR + r] = xv;
@@ -414,17 +421,7 @@ __device__ __forceinline__ void fm_layer_dot(float *xs, float *ts, const float *
             } else if (JVP) {
                 tz = tres[q];
             }
-            if (i < rows) {
-                if (oz) {
-                    oz[(size_t)i * dout + j] = z;
-                }
-                if (ox) {
-                    ox[(size_t)i * dout + j] = xv;
-                }
-                if (otz) {
-                    otz[(size_t)i * dout + j] = tz;
-                }
-            }
+            store_outputs(oz, ox, otz, i, rows, j, dout, z, xv, tz);
         }
     }
     if (!last) {
