@@ -43,6 +43,26 @@ static int write_blob(hid_t f, const char *name, const ParamBlob *b, const Param
     return rc;
 }
 
+/* The integer counters of a checkpoint, written and read through one table. */
+typedef struct {
+    const char *name;
+    int64_t *value;
+} CounterRef;
+
+static int counter_refs(AgentState *st, TrainCounters *tc, CounterRef *r) {
+    CounterRef refs[] = {
+        {"updates", &st->updates},         {"actor_steps", &st->actor_steps},
+        {"critic_steps", &st->critic_steps}, {"alpha_steps", &st->alpha_steps},
+        {"env_steps", &tc->env_steps},     {"act_calls", &tc->act_calls},
+        {"episodes", &tc->episodes},       {"eval_rounds", &tc->eval_rounds},
+        {"next_eval", &tc->next_eval},     {"next_ckpt", &tc->next_ckpt},
+        {"instabilities", &tc->instabilities},
+    };
+    int n = (int)(sizeof refs / sizeof refs[0]);
+    memcpy(r, refs, sizeof refs);
+    return n;
+}
+
 int ckpt_write(const char *path, const FlameConfig *cfg, const AgentState *st,
                const TrainCounters *tc, const Replay *replay, const void *env_state,
                size_t env_state_size, const char *backend) {
@@ -78,17 +98,12 @@ int ckpt_write(const char *path, const FlameConfig *cfg, const AgentState *st,
     H5Gclose(g);
 
     g = h5_group(f, "counters");
-    h5_attr_i64(g, "updates", st->updates);
-    h5_attr_i64(g, "actor_steps", st->actor_steps);
-    h5_attr_i64(g, "critic_steps", st->critic_steps);
-    h5_attr_i64(g, "alpha_steps", st->alpha_steps);
-    h5_attr_i64(g, "env_steps", tc->env_steps);
-    h5_attr_i64(g, "act_calls", tc->act_calls);
-    h5_attr_i64(g, "episodes", tc->episodes);
-    h5_attr_i64(g, "eval_rounds", tc->eval_rounds);
-    h5_attr_i64(g, "next_eval", tc->next_eval);
-    h5_attr_i64(g, "next_ckpt", tc->next_ckpt);
-    h5_attr_i64(g, "instabilities", tc->instabilities);
+    CounterRef refs[16];
+    /* the table takes writable pointers; writing only reads through them */
+    int nref = counter_refs((AgentState *)st, (TrainCounters *)tc, refs);
+    for (int i = 0; i < nref; i++) {
+        h5_attr_i64(g, refs[i].name, *refs[i].value);
+    }
     h5_attr_f64(g, "wall_seconds", tc->wall_seconds);
     H5Gclose(g);
 
@@ -213,19 +228,12 @@ int ckpt_read(const char *path, Checkpoint *ck, bool with_replay) {
         if (g < 0) {
             rc = flame_errorf(FLAME_EINPUT, "%s: checkpoint has no counters group", path);
         } else {
-            AgentState *st = &ck->st;
             TrainCounters *tc = &ck->tc;
-            rc = attr_i64(g, "updates", &st->updates, path);
-            rc = rc ? rc : attr_i64(g, "actor_steps", &st->actor_steps, path);
-            rc = rc ? rc : attr_i64(g, "critic_steps", &st->critic_steps, path);
-            rc = rc ? rc : attr_i64(g, "alpha_steps", &st->alpha_steps, path);
-            rc = rc ? rc : attr_i64(g, "env_steps", &tc->env_steps, path);
-            rc = rc ? rc : attr_i64(g, "act_calls", &tc->act_calls, path);
-            rc = rc ? rc : attr_i64(g, "episodes", &tc->episodes, path);
-            rc = rc ? rc : attr_i64(g, "eval_rounds", &tc->eval_rounds, path);
-            rc = rc ? rc : attr_i64(g, "next_eval", &tc->next_eval, path);
-            rc = rc ? rc : attr_i64(g, "next_ckpt", &tc->next_ckpt, path);
-            rc = rc ? rc : attr_i64(g, "instabilities", &tc->instabilities, path);
+            CounterRef refs[16];
+            int nref = counter_refs(&ck->st, tc, refs);
+            for (int i = 0; i < nref && rc == FLAME_OK; i++) {
+                rc = attr_i64(g, refs[i].name, refs[i].value, path);
+            }
             if (rc == FLAME_OK && H5Aexists(g, "wall_seconds") > 0) {
                 hid_t a = H5Aopen(g, "wall_seconds", H5P_DEFAULT);
                 H5Aread(a, H5T_NATIVE_DOUBLE, &tc->wall_seconds);
