@@ -7,10 +7,14 @@
  *   export-replay  a run's replay buffer as a D4RL-layout dataset
  *   bench          kernel, update, act, env and end-to-end benchmarks
  *   envs, info     what is available on this build and machine
+ *
+ * Before anything else, blas_core_select() may re-execute the program once with OPENBLAS_CORETYPE
+ * set, when OpenBLAS picked kernels narrower than this CPU's SIMD (include/flame/blas_core.h).
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "flame/blas_core.h"
 #include "flame/build_info.h"
 #include "flame/check.h"
 #include "flame/cli.h"
@@ -29,7 +33,7 @@ static const Command commands[] = {
     {"export-replay", cmd_export_replay, "write a run's replay buffer as a D4RL dataset"},
     {"bench", cmd_bench, "benchmarks: kernels, update, act, env, e2e"},
     {"envs", cmd_envs, "list the environment ids with their dimensions"},
-    {"info", cmd_info, "version, commit, backends, CUDA devices, BLAS"},
+    {"info", cmd_info, "version, commit, backends, CUDA devices, CPU, BLAS and its core"},
 };
 #define NCOMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
@@ -46,6 +50,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    blas_core_select(argv); /* may re-execute with a better OpenBLAS core: before anything else */
     h5_silence();
     if (argc < 2) {
         usage(stderr);

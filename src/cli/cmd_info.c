@@ -1,11 +1,14 @@
 /* cmd_info.c: `flame info` (build and machine) and `flame envs` (environment ids). */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "flame/blas_core.h"
 #include "flame/build_info.h"
 #include "flame/check.h"
 #include "flame/cli.h"
 #include "flame/env.h"
+#include "flame/host.h"
 #include "flame/mlp.h"
 #ifdef FLAME_HAVE_CUDA
 #include "flame/cuda_api.h"
@@ -31,7 +34,8 @@ static int reject_args(const char *cmd, int argc, char **argv) {
 int cmd_info(int argc, char **argv) {
     if (wants_help(argc, argv)) {
         printf("usage: flame info\n\nPrints the version, git commit, compiled backends, the CUDA "
-               "devices found and the BLAS library of the CPU backend.\n");
+               "devices found, the CPU (SIMD width, FMA peak per core) and the BLAS library of the "
+               "CPU backend with the kernel set (core) it runs.\n");
         return FLAME_OK;
     }
     int rc = reject_args("info", argc, argv);
@@ -61,7 +65,19 @@ int cmd_info(int argc, char **argv) {
     printf("backends:  cpu (built without CUDA)\n");
     printf("cuda:      no CUDA device (not compiled in)\n");
 #endif
+    const HostCpu *cpu = host_cpu();
+    printf("cpu:       %s, %d cores, %s, ", cpu->model, cpu->cores, host_simd_name(cpu->simd));
+    if (isnan(cpu->peak_gflops)) {
+        printf("FMA peak unknown\n");
+    } else {
+        printf("FMA peak %.1f GFLOP/s per core (%d fp32 lanes x %d FMA units x 2 x %.2f GHz, %s)\n",
+               cpu->peak_gflops, cpu->fp32_lanes, cpu->fma_units, cpu->clock_ghz,
+               cpu->clock_source);
+    }
+    char core[256];
+    blas_core_describe(core, sizeof core);
     printf("blas:      %s\n", blas_info());
+    printf("blas core: %s\n", core);
     printf("mujoco:    %s\n", mj_versionString());
     return FLAME_OK;
 }
