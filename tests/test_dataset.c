@@ -25,11 +25,37 @@
 #include "flame/dataset.h"
 #include "flame/env.h"
 #include "flame/h5util.h"
+#include "flame/rollout.h"
 #include "flame_test.h"
 
 static char tmpdir[256];
 
 // ---------------------------------------------------------------------------- fixtures
+
+/* a rollout through the engine's dataset sink (rollout.h) at the rollout command's env rows */
+typedef struct {
+    bool random;
+    const BackendOps *ops;
+    Backend *backend;
+    bool deterministic;
+    const EnvSpec *spec;
+    int episodes, num_envs, num_threads;
+    uint64_t seed;
+} TestRollout;
+
+static int test_rollout(const TestRollout *o, DatasetWriter *w, RolloutResult *st) {
+    RolloutEnvs e = {.spec = o->spec,
+                     .num_envs = o->num_envs,
+                     .num_threads = o->num_threads,
+                     .seed = o->seed,
+                     .env_offset = ROLLOUT_ENV_OFFSET};
+    RolloutPolicy p =
+        o->random ? rollout_policy_random(o->seed)
+                  : rollout_policy_agent(o->ops, o->backend,
+                                         o->deterministic ? ACT_DETERMINISTIC : ACT_EXPLORE);
+    RolloutRun run = {.episodes = o->episodes};
+    return rollout_dataset(&e, &p, &run, w, st);
+}
 
 static void small_config(FlameConfig *cfg, const char *env, const char *algo) {
     config_defaults(cfg);
@@ -266,7 +292,7 @@ static int64_t read_meta_i64(hid_t f, const char *name) {
 /* every structural and row-level property of a D4RL rollout file; returns per-episode returns
    recomputed from the float32 rewards (episodes split at terminals | timeouts) */
 static void check_d4rl(const char *path, const EnvSpec *spec, int nq, int nv,
-                       const RolloutStats *st, bool expect_logp, const double *low,
+                       const RolloutResult *st, bool expect_logp, const double *low,
                        const double *high) {
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     EXPECT_MSG(f >= 0, "cannot open %s", path);
@@ -405,14 +431,14 @@ FLAME_TEST(test_d4rl_random_policy) {
     tmp_path(path, sizeof path, "hopper_random.hdf5");
     DatasetWriter *w = NULL;
     EXPECT(dataset_open(&w, path, DATASET_D4RL, &in, false) == FLAME_OK);
-    RolloutOptions o = {.policy = ROLLOUT_POLICY_RANDOM,
+    TestRollout o = {.random = true,
                         .spec = spec,
                         .episodes = 6,
                         .num_envs = 4,
                         .num_threads = 2,
                         .seed = 11};
-    RolloutStats st;
-    EXPECT(dataset_rollout(&o, w, &st) == FLAME_OK);
+    RolloutResult st;
+    EXPECT(test_rollout(&o, w, &st) == FLAME_OK);
     EXPECT(st.episodes == 6 && st.steps > 6);
     EXPECT(dataset_close(w) == FLAME_OK);
     EXPECT(dir_entries(tmpdir) == 1); /* the file, no temporary left */
@@ -436,7 +462,7 @@ FLAME_TEST(test_d4rl_random_policy) {
     EXPECT(read_meta_i64(f, "metadata/iteration") == 5);
     free(alg), free(env), free(term);
     H5Fclose(f);
-    dataset_rollout_stats_free(&st);
+    rollout_result_free(&st);
     remove(path);
 }
 
@@ -455,7 +481,7 @@ FLAME_TEST(test_d4rl_agent_timeouts) {
     tmp_path(path, sizeof path, "reacher.hdf5");
     DatasetWriter *w = NULL;
     EXPECT(dataset_open(&w, path, DATASET_D4RL, &in, false) == FLAME_OK);
-    RolloutOptions o = {.policy = ROLLOUT_POLICY_AGENT,
+    TestRollout o = {.random = false,
                         .ops = a.ops,
                         .backend = a.b,
                         .deterministic = true,
@@ -464,8 +490,8 @@ FLAME_TEST(test_d4rl_agent_timeouts) {
                         .num_envs = 2,
                         .num_threads = 2,
                         .seed = 3};
-    RolloutStats st;
-    EXPECT(dataset_rollout(&o, w, &st) == FLAME_OK);
+    RolloutResult st;
+    EXPECT(test_rollout(&o, w, &st) == FLAME_OK);
     EXPECT(dataset_close(w) == FLAME_OK);
     EXPECT(st.steps == 150);
     check_d4rl(path, spec, nq, nv, &st, false, low, high);
@@ -482,7 +508,7 @@ FLAME_TEST(test_d4rl_agent_timeouts) {
     EXPECT(nt == 0 && nto == 3);
     free(term), free(tout);
     H5Fclose(f);
-    dataset_rollout_stats_free(&st);
+    rollout_result_free(&st);
     agent_free(&a);
     remove(path);
     remove(ck);
@@ -497,7 +523,7 @@ FLAME_TEST(test_rollout_deterministic_and_thread_independent) {
     Agent a;
     agent_load(&a, ck);
     const EnvSpec *spec = env_spec_find("InvertedPendulum-v5");
-    RolloutOptions o = {.policy = ROLLOUT_POLICY_AGENT,
+    TestRollout o = {.random = false,
                         .ops = a.ops,
                         .backend = a.b,
                         .deterministic = true,
@@ -506,25 +532,25 @@ FLAME_TEST(test_rollout_deterministic_and_thread_independent) {
                         .num_envs = 4,
                         .num_threads = 1,
                         .seed = 5};
-    RolloutStats s1, s3, s_seed, s_stoch;
-    EXPECT(dataset_rollout(&o, NULL, &s1) == FLAME_OK);
+    RolloutResult s1, s3, s_seed, s_stoch;
+    EXPECT(test_rollout(&o, NULL, &s1) == FLAME_OK);
     o.num_threads = 3;
-    EXPECT(dataset_rollout(&o, NULL, &s3) == FLAME_OK);
+    EXPECT(test_rollout(&o, NULL, &s3) == FLAME_OK);
     EXPECT(s1.episodes == 7 && s3.episodes == 7);
     EXPECT(s1.steps == s3.steps);
     EXPECT(!memcmp(s1.returns, s3.returns, 7 * sizeof(double)));
     EXPECT(!memcmp(s1.lengths, s3.lengths, 7 * sizeof(int)));
     o.seed = 6;
-    EXPECT(dataset_rollout(&o, NULL, &s_seed) == FLAME_OK);
+    EXPECT(test_rollout(&o, NULL, &s_seed) == FLAME_OK);
     EXPECT(memcmp(s1.returns, s_seed.returns, 7 * sizeof(double)) != 0);
     o.seed = 5;
     o.deterministic = false;
-    EXPECT(dataset_rollout(&o, NULL, &s_stoch) == FLAME_OK);
+    EXPECT(test_rollout(&o, NULL, &s_stoch) == FLAME_OK);
     EXPECT(memcmp(s1.returns, s_stoch.returns, 7 * sizeof(double)) != 0);
-    dataset_rollout_stats_free(&s1), dataset_rollout_stats_free(&s3);
-    dataset_rollout_stats_free(&s_seed), dataset_rollout_stats_free(&s_stoch);
+    rollout_result_free(&s1), rollout_result_free(&s3);
+    rollout_result_free(&s_seed), rollout_result_free(&s_stoch);
     o.episodes = 0;
-    EXPECT(dataset_rollout(&o, NULL, &s1) == FLAME_EINPUT);
+    EXPECT(test_rollout(&o, NULL, &s1) == FLAME_EINPUT);
     agent_free(&a);
     remove(ck);
 }
@@ -556,7 +582,7 @@ FLAME_TEST(test_minari_layout) {
     in.algorithm = "flame-m";
     tmp_path(dir, sizeof dir, "pendulum-v0");
     tmp_path(d4, sizeof d4, "pendulum.hdf5");
-    RolloutOptions o = {.policy = ROLLOUT_POLICY_AGENT,
+    TestRollout o = {.random = false,
                         .ops = a.ops,
                         .backend = a.b,
                         .deterministic = true,
@@ -566,12 +592,12 @@ FLAME_TEST(test_minari_layout) {
                         .num_threads = 2,
                         .seed = 9};
     DatasetWriter *w = NULL;
-    RolloutStats st, st4;
+    RolloutResult st, st4;
     EXPECT(dataset_open(&w, dir, DATASET_MINARI, &in, false) == FLAME_OK);
-    EXPECT(dataset_rollout(&o, w, &st) == FLAME_OK);
+    EXPECT(test_rollout(&o, w, &st) == FLAME_OK);
     EXPECT(dataset_close(w) == FLAME_OK);
     EXPECT(dataset_open(&w, d4, DATASET_D4RL, &in, false) == FLAME_OK);
-    EXPECT(dataset_rollout(&o, w, &st4) == FLAME_OK);
+    EXPECT(test_rollout(&o, w, &st4) == FLAME_OK);
     EXPECT(dataset_close(w) == FLAME_OK);
 
     char p[640];
@@ -697,13 +723,13 @@ FLAME_TEST(test_minari_layout) {
     EXPECT(dataset_open(&w, dir, DATASET_MINARI, &in, false) == FLAME_EINPUT);
     EXPECT(strstr(flame_last_error(), "already exists") != NULL);
     o.episodes = 2;
-    dataset_rollout_stats_free(&st4);
+    rollout_result_free(&st4);
     EXPECT(dataset_open(&w, dir, DATASET_MINARI, &in, true) == FLAME_OK);
-    EXPECT(dataset_rollout(&o, w, &st4) == FLAME_OK);
+    EXPECT(test_rollout(&o, w, &st4) == FLAME_OK);
     EXPECT(dataset_close(w) == FLAME_OK);
     EXPECT(file_contains(p, "\"total_episodes\": 2,"));
     EXPECT(dir_entries(tmpdir) == 3); /* ckpt, dataset directory, D4RL file */
-    dataset_rollout_stats_free(&st), dataset_rollout_stats_free(&st4);
+    rollout_result_free(&st), rollout_result_free(&st4);
     agent_free(&a);
     remove(d4);
     remove(ck);
@@ -745,21 +771,21 @@ FLAME_TEST(test_writer_refusals_and_abort) {
     EXPECT(dataset_open(&w, other, DATASET_MINARI, &in, true) == FLAME_EINPUT);
     EXPECT(dataset_open(&w, other, DATASET_D4RL, &in, true) == FLAME_EINPUT);
     EXPECT(dataset_open(&w, path, DATASET_D4RL, &in, true) == FLAME_OK);
-    RolloutOptions o = {.policy = ROLLOUT_POLICY_RANDOM,
+    TestRollout o = {.random = true,
                         .spec = spec,
                         .episodes = 1,
                         .num_envs = 1,
                         .num_threads = 1,
                         .seed = 1};
-    RolloutStats st;
-    EXPECT(dataset_rollout(&o, w, &st) == FLAME_OK);
+    RolloutResult st;
+    EXPECT(test_rollout(&o, w, &st) == FLAME_OK);
     EXPECT(st.steps == 1000); /* swimmer never terminates */
     EXPECT(dataset_close(w) == FLAME_OK);
     hid_t h = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     EXPECT(h >= 0);
     H5Fclose(h);
     EXPECT(dir_entries(tmpdir) == 2);
-    dataset_rollout_stats_free(&st);
+    rollout_result_free(&st);
     remove(path);
     rmdir(other);
 }

@@ -4,15 +4,27 @@
  * Every command returns its exit status: 0 success, 1 runtime failure, 2 bad usage / config /
  * input. Errors go to stderr as one line "flame <cmd>: <problem>; <fix>".
  *
+ * Shared pieces: config loading; a checkpoint's policy ready to act (CliPolicy: `flame eval` and
+ * `flame rollout` create it the same way, so the same checkpoint and seed give the same actions);
+ * the env and policy description of a dataset (CliDatasetInfo: `flame rollout`,
+ * `flame export-replay`).
+ *
  * defines: cmd_train cmd_eval cmd_rollout cmd_export_replay cmd_bench cmd_envs cmd_info
- *          cli_fail cli_fail_last cli_load_config cli_resolve_threads cli_is_tty
+ *          cli_fail cli_fail_last cli_load_config cli_parse_backend CliPolicy cli_policy_open
+ *          cli_policy_close CliDatasetInfo cli_dataset_info_init cli_dataset_info_checkpoint
+ *          cli_dataset_info_free
  */
 #ifndef FLAME_CLI_H
 #define FLAME_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
+#include "flame/backend.h"
+#include "flame/ckpt.h"
 #include "flame/config.h"
+#include "flame/dataset.h"
+#include "flame/env.h"
 
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
@@ -32,10 +44,43 @@ int cli_fail_last(const char *cmd, int code);
    validates. Returns FLAME_OK or FLAME_EINPUT (message set). */
 int cli_load_config(FlameConfig *cfg, const char *path, char **sets, int nsets);
 
-/* env.threads resolved: 0 means all cores but one (at least 1), never more than num_envs. */
-int cli_resolve_threads(int requested, int num_envs);
+/* "auto", "cpu" or "cuda" -> FlameBackendKind; otherwise prints the error for `cmd` and returns
+   FLAME_EINPUT. */
+int cli_parse_backend(const char *cmd, const char *name, int *kind);
 
-/* Whether stdout is a terminal (progress line vs periodic plain lines). */
-bool cli_is_tty(void);
+/* A checkpoint's EMA policy on a backend created for acting only (no replay buffer, a batch of 1,
+   no noise bundle), with the seed of its draws set. */
+typedef struct {
+    Checkpoint ck;       /* the checkpoint (state, counters, config) */
+    FlameConfig cfg;     /* the checkpoint's config as the backend runs it */
+    const EnvSpec *spec; /* its env */
+    const BackendOps *ops;
+    Backend *b;
+} CliPolicy;
+
+/* Reads and checks the checkpoint (readable, a known env matching env_id when given, matching
+   dimensions), picks the backend (backend_kind < 0: the checkpoint's backend.type), sets run.seed to
+   `seed` (< 0: the checkpoint's; p->cfg.run.seed holds the one used) and loads the state. The
+   backend keeps a pointer to p->cfg: p must not move until cli_policy_close. On failure prints the
+   error for `cmd`, frees everything and returns the exit status (2 for bad input). */
+int cli_policy_open(const char *cmd, CliPolicy *p, const char *ckpt_path, const char *env_id,
+                    int backend_kind, int64_t seed);
+void cli_policy_close(CliPolicy *p);
+
+/* A dataset's description (dataset.h) with the memory it points to. */
+typedef struct {
+    DatasetInfo info;
+    double *low, *high; /* (act_dim) the model's action box */
+    char *config_yaml;
+} CliDatasetInfo;
+
+/* spec, nq, nv and the action box from the env's model (model_xml NULL or "": embedded), and the
+   source ("rollout" or "replay"); FLAME_EINPUT with a message when the model does not load. */
+int cli_dataset_info_init(CliDatasetInfo *d, const EnvSpec *spec, const char *model_xml,
+                          const char *source);
+
+/* algorithm, policy (= path), resolved config, iteration and env steps of a checkpoint. */
+void cli_dataset_info_checkpoint(CliDatasetInfo *d, const Checkpoint *ck, const char *path);
+void cli_dataset_info_free(CliDatasetInfo *d);
 
 #endif

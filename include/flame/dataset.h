@@ -20,25 +20,19 @@
  *     Minari dataset (data/metadata.json), so --force never deletes unrelated files;
  *   - actions are stored in env units (what the env received: center + a * half_range of the
  *     agent action a, unclipped).
- * Rollouts (dataset_rollout) run N envs of an env pool, each finishing whole episodes from a fixed
- * quota, and pass exactly `episodes` complete episodes to the writer in completion order (step,
- * then env index): the result depends on the seed and N, never on the number of threads.
- * Episodes that MuJoCo ended as unstable are not physical: they are dropped and replaced.
+ * Rollouts of a policy into a writer: rollout_dataset (include/flame/rollout.h).
  *
  * defines: DatasetFormat DatasetInfo DatasetEpisode DatasetWriter dataset_format_parse
  *          dataset_format_name dataset_open dataset_add_episode dataset_add_transitions
- *          dataset_close dataset_abort dataset_minari_id RolloutPolicy RolloutOptions
- *          RolloutStats dataset_rollout dataset_rollout_stats_free DATASET_ROLLOUT_ENV_OFFSET
+ *          dataset_close dataset_abort dataset_minari_id
  */
 #ifndef FLAME_DATASET_H
 #define FLAME_DATASET_H
 
-#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "flame/backend.h"
 #include "flame/env.h"
 
 typedef enum { DATASET_D4RL, DATASET_MINARI } DatasetFormat;
@@ -113,42 +107,5 @@ void dataset_abort(DatasetWriter *w);
    base name; "-v0" is appended when no version is given. FLAME_EINPUT when the result is not of
    the form (namespace/)name-vN with name characters [-_A-Za-z0-9]. */
 int dataset_minari_id(const char *path, const char *id, char *out, size_t out_len);
-
-/* ------------------------------------------------------------------ rollouts */
-
-/* Env rows of rollout pools (rng.h reset addresses): far from training and evaluation pools. */
-#define DATASET_ROLLOUT_ENV_OFFSET 0x01000000u
-
-typedef enum { ROLLOUT_POLICY_AGENT, ROLLOUT_POLICY_RANDOM } RolloutPolicy;
-
-typedef struct {
-    RolloutPolicy policy;
-    const BackendOps *ops; /* agent policy: backend and its created state */
-    Backend *backend;
-    bool deterministic; /* ACT_DETERMINISTIC, else ACT_EXPLORE */
-    const EnvSpec *spec;
-    const char *model_xml; /* NULL or "": embedded model */
-    int episodes;          /* >= 1 */
-    int num_envs;          /* >= 1; clamped to episodes */
-    int num_threads;       /* >= 1 */
-    uint64_t seed;
-    bool progress;               /* periodic progress lines on stdout */
-    volatile sig_atomic_t *stop; /* non-NULL: non-zero stops the rollout (FLAME_ERUNTIME) */
-} RolloutOptions;
-
-typedef struct {
-    int episodes;
-    int64_t steps;
-    double *returns;  /* (episodes) in dataset order; free with dataset_rollout_stats_free */
-    int *lengths;     /* (episodes) */
-    int64_t unstable; /* episodes dropped because MuJoCo went unstable */
-    double seconds;
-} RolloutStats;
-
-/* Runs the rollout and passes each finished episode to `w` (w may be NULL: statistics only).
-   Returns FLAME_OK, FLAME_EINPUT (bad options, message set) or FLAME_ERUNTIME (writer failure,
-   stop request, or more unstable episodes than requested ones). */
-int dataset_rollout(const RolloutOptions *o, DatasetWriter *w, RolloutStats *stats);
-void dataset_rollout_stats_free(RolloutStats *s);
 
 #endif

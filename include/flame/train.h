@@ -9,7 +9,17 @@
  * Step counting: `step` in outputs is environment transitions collected, warm-up included;
  * run.total_steps counts transitions after the warm-up (as the reference implementation does).
  *
- * defines: TrainOptions TrainSummary train_run eval_policy EvalResult
+ * The loop (src/train/train.c) is the picture of the README: the rollout engine (rollout.h) acts
+ * and steps the training envs into the replay, updates run, metrics, evaluations (rollout.h on
+ * their own envs) and checkpoints (run_dir.h) follow at their cadences, and the progress display
+ * (progress.h) reports. Unstable episodes follow rollout.h's policy: their last step is not pushed,
+ * they are counted as `instabilities`, not as episodes.
+ *
+ * Checkpoints of a run (src/train/checkpoint.c): written every run.ckpt_every steps after the
+ * warm-up, at the end and after SIGINT/SIGTERM, the newest run.keep_ckpts kept (run_dir.h).
+ *
+ * defines: TrainOptions TrainSummary train_run train_checkpoint_save train_checkpoint_check
+ *          train_checkpoint_restore
  */
 #ifndef FLAME_TRAIN_H
 #define FLAME_TRAIN_H
@@ -18,7 +28,9 @@
 #include <stdint.h>
 
 #include "flame/backend.h"
+#include "flame/ckpt.h"
 #include "flame/config.h"
+#include "flame/envpool.h"
 
 typedef struct {
     const char *run_dir;    /* output directory (created; must not exist unless resume/force) */
@@ -43,17 +55,18 @@ typedef struct {
    FLAME_ERUNTIME; summary->exit_code carries 130/143 when interrupted. */
 int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *summary);
 
-typedef struct {
-    int episodes;
-    double return_mean, return_std, return_min, return_max;
-    double length_mean;
-    double *returns; /* episodes values (caller frees with free()) */
-    int *lengths;
-} EvalResult;
+/* Writes <run_dir>/ckpt/step_<tc->env_steps>.h5: the backend's state (and replay buffer when
+   run.save_replay), every env's state and the counters; then keeps the newest run.keep_ckpts. */
+int train_checkpoint_save(const char *run_dir, const FlameConfig *cfg, const BackendOps *ops,
+                          Backend *b, EnvPool *pool, const TrainCounters *tc);
 
-/* Runs `episodes` episodes of the policy on fresh envs (env index offset 1 << 20, seeds from
-   cfg->run.seed and `round`), deterministic (EMA policy, no exploration noise) unless stochastic. */
-int eval_policy(const BackendOps *ops, Backend *b, const FlameConfig *cfg, int episodes,
-                bool stochastic, uint32_t round, EvalResult *out);
+/* FLAME_EINPUT with a message unless the checkpoint at `path` belongs to cfg's env, algorithm and
+   network, and holds a replay buffer when run.save_replay asks for one. */
+int train_checkpoint_check(const Checkpoint *ck, const FlameConfig *cfg, const char *path);
+
+/* Restores the agent, its replay buffer (capacity must be update.replay_size) and every env's
+   state; the caller takes the counters (ck->tc). */
+int train_checkpoint_restore(const Checkpoint *ck, const FlameConfig *cfg, const BackendOps *ops,
+                             Backend *b, EnvPool *pool, const char *path);
 
 #endif

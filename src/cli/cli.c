@@ -3,7 +3,8 @@
 
 #include <stdarg.h>
 #include <stdio.h>
-#include <unistd.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "flame/check.h"
 
@@ -40,18 +41,123 @@ int cli_load_config(FlameConfig *cfg, const char *path, char **sets, int nsets) 
     return config_validate(cfg);
 }
 
-int cli_resolve_threads(int requested, int num_envs) {
-    int n = requested;
-    if (n <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cores > 1 ? (int)cores - 1 : 1;
+int cli_parse_backend(const char *cmd, const char *name, int *kind) {
+    const char *names[3] = {"auto", "cpu", "cuda"};
+    const int kinds[3] = {BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA};
+    for (int k = 0; k < 3; k++) {
+        if (!strcmp(name, names[k])) {
+            *kind = kinds[k];
+            return FLAME_OK;
+        }
     }
-    if (n > num_envs) {
-        n = num_envs;
-    }
-    return n < 1 ? 1 : n;
+    return cli_fail(cmd, FLAME_EINPUT, "unknown --backend '%s'; use auto, cpu or cuda", name);
 }
 
-bool cli_is_tty(void) {
-    return isatty(STDOUT_FILENO) != 0;
+/* ------------------------------------------------------------------ a checkpoint's policy */
+
+/* the checkpoint's env is known, matches --env, and has the checkpoint's dimensions */
+static int policy_check_env(const char *cmd, const CliPolicy *p, const char *path,
+                            const char *env_id) {
+    const Checkpoint *ck = &p->ck;
+    if (!p->spec) {
+        return cli_fail(cmd, FLAME_EINPUT, "%s: checkpoint env '%s' is not a known env id", path,
+                        ck->env_id);
+    }
+    if (env_id && env_spec_find(env_id) != p->spec) {
+        return cli_fail(cmd, FLAME_EINPUT,
+                        "%s was trained on %s, not on --env %s; drop --env or pass a checkpoint "
+                        "of %s",
+                        path, ck->env_id, env_id, env_id);
+    }
+    if (ck->obs_dim != p->spec->obs_dim || ck->act_dim != p->spec->act_dim) {
+        return cli_fail(cmd, FLAME_EINPUT,
+                        "%s: checkpoint dimensions (obs %d, act %d) differ from %s (obs %d, act "
+                        "%d)",
+                        path, ck->obs_dim, ck->act_dim, ck->env_id, p->spec->obs_dim,
+                        p->spec->act_dim);
+    }
+    return FLAME_OK;
+}
+
+int cli_policy_open(const char *cmd, CliPolicy *p, const char *ckpt_path, const char *env_id,
+                    int backend_kind, int64_t seed) {
+    memset(p, 0, sizeof *p);
+    if (ckpt_read(ckpt_path, &p->ck, false) != FLAME_OK) {
+        return cli_fail(cmd, FLAME_EINPUT, "%s; pass a checkpoint written by `flame train`",
+                        flame_last_error());
+    }
+    p->spec = env_spec_find(p->ck.env_id);
+    int rc = policy_check_env(cmd, p, ckpt_path, env_id);
+    if (rc != FLAME_OK) {
+        cli_policy_close(p);
+        return rc;
+    }
+    /* acting needs no replay buffer, no minibatch and no noise bundle */
+    p->cfg = p->ck.cfg;
+    p->cfg.backend.type = backend_kind >= 0 ? backend_kind : p->cfg.backend.type;
+    p->cfg.run.seed = seed >= 0 ? seed : p->cfg.run.seed;
+    p->cfg.update.replay_size = 1;
+    p->cfg.update.batch_size = 1;
+    p->cfg.backend.noise_file[0] = '\0';
+    p->ops = backend_select(&p->cfg);
+    if (!p->ops) {
+        rc = cli_fail_last(cmd, FLAME_EINPUT);
+    } else if (p->ops->create(&p->cfg, p->ck.obs_dim, p->ck.act_dim, &p->b) != FLAME_OK) {
+        p->b = NULL;
+        rc = cli_fail_last(cmd, FLAME_ERUNTIME);
+    }
+    if (rc != FLAME_OK) {
+        cli_policy_close(p);
+        return rc;
+    }
+    p->ops->set_state(p->b, &p->ck.st);
+    return FLAME_OK;
+}
+
+void cli_policy_close(CliPolicy *p) {
+    if (p->b) {
+        p->ops->destroy(p->b);
+    }
+    ckpt_free(&p->ck);
+    memset(p, 0, sizeof *p);
+}
+
+/* ------------------------------------------------------------------ dataset descriptions */
+int cli_dataset_info_init(CliDatasetInfo *d, const EnvSpec *spec, const char *model_xml,
+                          const char *source) {
+    memset(d, 0, sizeof *d);
+    mjModel *m = NULL;
+    if (env_model_load(spec, model_xml, &m) != FLAME_OK) {
+        return FLAME_EINPUT;
+    }
+    Env *probe = env_create(spec, m);
+    d->low = flame_malloc((size_t)spec->act_dim * sizeof(double));
+    d->high = flame_malloc((size_t)spec->act_dim * sizeof(double));
+    env_action_bounds(probe, d->low, d->high);
+    d->info.spec = spec;
+    d->info.nq = env_nq(probe);
+    d->info.nv = env_nv(probe);
+    d->info.act_low = d->low;
+    d->info.act_high = d->high;
+    d->info.source = source;
+    env_free(probe);
+    mj_deleteModel(m);
+    return FLAME_OK;
+}
+
+void cli_dataset_info_checkpoint(CliDatasetInfo *d, const Checkpoint *ck, const char *path) {
+    free(d->config_yaml);
+    d->config_yaml = config_to_yaml(&ck->cfg);
+    d->info.algorithm = config_algo_name(ck->cfg.algo);
+    d->info.policy = path;
+    d->info.config_yaml = d->config_yaml;
+    d->info.iteration = ck->st.updates;
+    d->info.env_steps = ck->tc.env_steps;
+}
+
+void cli_dataset_info_free(CliDatasetInfo *d) {
+    flame_free(d->low);
+    flame_free(d->high);
+    free(d->config_yaml);
+    memset(d, 0, sizeof *d);
 }

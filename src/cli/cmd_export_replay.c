@@ -7,7 +7,6 @@
  * timeouts are all false, and with several training envs consecutive rows interleave the envs:
  * next_observations, not observations[i + 1], is the successor of row i.
  */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include "flame/dataset.h"
 #include "flame/env.h"
 #include "flame/h5util.h"
+#include "flame/run_dir.h"
 
 #define CMD "export-replay"
 #define EXPORT_BATCH_ROWS 65536
@@ -48,54 +48,31 @@ static bool has_replay_group(const char *path) {
     return yes;
 }
 
-static int cmp_desc(const void *a, const void *b) {
-    long long x = *(const long long *)a, y = *(const long long *)b;
-    return x < y ? 1 : (x > y ? -1 : 0);
-}
-
 /* the checkpoint with the largest step in DIR/ckpt that holds a replay buffer */
 static int latest_with_replay(const char *run, char *out, size_t out_len) {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/ckpt", run);
-    DIR *d = opendir(dir);
-    if (!d) {
+    int64_t *steps = NULL;
+    size_t n = 0;
+    if (run_dir_checkpoints(run, &steps, &n) != FLAME_OK) {
         return cli_fail(CMD, FLAME_EINPUT,
-                        "--run %s: no checkpoint directory %s; pass a run "
-                        "directory (runs/<name>) or --ckpt FILE",
-                        run, dir);
+                        "--run %s: no checkpoint directory %s/ckpt; pass a run directory "
+                        "(runs/<name>) or --ckpt FILE",
+                        run, run);
     }
-    long long *steps = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        long long step;
-        char tail[8];
-        if (sscanf(e->d_name, "step_%lld.h%7s", &step, tail) == 2 && !strcmp(tail, "5")) {
-            if (n == cap) {
-                cap = cap ? 2 * cap : 16;
-                steps = realloc(steps, cap * sizeof *steps);
-                FLAME_CHECK(steps, "out of memory listing %s", dir);
-            }
-            steps[n++] = step;
-        }
-    }
-    closedir(d);
     if (n == 0) {
-        free(steps);
-        return cli_fail(CMD, FLAME_EINPUT, "--run %s: no step_<N>.h5 checkpoint in %s", run, dir);
+        return cli_fail(CMD, FLAME_EINPUT, "--run %s: no step_<N>.h5 checkpoint in %s/ckpt", run,
+                        run);
     }
-    qsort(steps, n, sizeof *steps, cmp_desc);
     bool found = false;
     for (size_t i = 0; i < n && !found; i++) {
-        snprintf(out, out_len, "%s/step_%lld.h5", dir, steps[i]);
+        run_dir_ckpt_path(out, out_len, run, steps[i]);
         found = has_replay_group(out);
     }
     free(steps);
     if (!found) {
         return cli_fail(CMD, FLAME_EINPUT,
-                        "--run %s: none of the %zu checkpoints in %s holds a replay buffer; train "
-                        "with run.save_replay=true",
-                        run, n, dir);
+                        "--run %s: none of the %zu checkpoints in %s/ckpt holds a replay buffer; "
+                        "train with run.save_replay=true",
+                        run, n, run);
     }
     return FLAME_OK;
 }
@@ -122,163 +99,158 @@ static int write_rows(DatasetWriter *w, const Replay *r, int64_t start, int64_t 
     return FLAME_OK;
 }
 
-int cmd_export_replay(int argc, char **argv) {
-    const char *run = NULL, *ckpt = NULL, *out = NULL, *format = "d4rl", *env = NULL;
-    bool force = false;
+typedef struct {
+    const char *run, *ckpt, *out, *format, *env;
+    bool force;
+} ExportArgs;
+
+/* FLAME_OK, an exit status, or -1 after --help */
+static int parse_args(int argc, char **argv, ExportArgs *a) {
+    memset(a, 0, sizeof *a);
+    a->format = "d4rl";
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
             export_usage();
-            return FLAME_OK;
+            return -1;
         }
         if (!strcmp(o, "--force")) {
-            force = true;
+            a->force = true;
             continue;
         }
-        const char **dst = !strcmp(o, "--run")      ? &run
-                           : !strcmp(o, "--ckpt")   ? &ckpt
-                           : !strcmp(o, "--out")    ? &out
-                           : !strcmp(o, "--format") ? &format
-                           : !strcmp(o, "--env")    ? &env
+        const char **dst = !strcmp(o, "--run")      ? &a->run
+                           : !strcmp(o, "--ckpt")   ? &a->ckpt
+                           : !strcmp(o, "--out")    ? &a->out
+                           : !strcmp(o, "--format") ? &a->format
+                           : !strcmp(o, "--env")    ? &a->env
                                                     : NULL;
         if (!dst) {
-            return cli_fail(CMD, FLAME_EINPUT,
-                            "unknown option '%s'; see `flame export-replay "
-                            "--help`",
+            return cli_fail(CMD, FLAME_EINPUT, "unknown option '%s'; see `flame export-replay --help`",
                             o);
         }
         if (i + 1 >= argc) {
-            return cli_fail(CMD, FLAME_EINPUT,
-                            "%s needs a value; see `flame export-replay "
-                            "--help`",
+            return cli_fail(CMD, FLAME_EINPUT, "%s needs a value; see `flame export-replay --help`",
                             o);
         }
         *dst = argv[++i];
     }
     DatasetFormat fmt;
-    if (dataset_format_parse(format, &fmt) != FLAME_OK) {
+    if (dataset_format_parse(a->format, &fmt) != FLAME_OK) {
         return cli_fail_last(CMD, FLAME_EINPUT);
     }
     if (fmt != DATASET_D4RL) {
         return cli_fail(CMD, FLAME_EINPUT,
-                        "--format %s is not available here: the replay buffer "
-                        "keeps no episode boundaries at time limits; use "
-                        "--format d4rl",
-                        format);
+                        "--format %s is not available here: the replay buffer keeps no episode "
+                        "boundaries at time limits; use --format d4rl",
+                        a->format);
     }
-    if ((run != NULL) == (ckpt != NULL)) {
+    if ((a->run != NULL) == (a->ckpt != NULL)) {
         return cli_fail(CMD, FLAME_EINPUT, "give exactly one of --run DIR and --ckpt FILE");
     }
-    if (!out) {
+    if (!a->out) {
         return cli_fail(CMD, FLAME_EINPUT, "--out PATH is required");
     }
-    const EnvSpec *spec = NULL;
-    if (env && !(spec = env_spec_find(env))) {
-        return cli_fail(CMD, FLAME_EINPUT, "unknown env id '%s'; `flame envs` lists the ids", env);
+    if (a->env && !env_spec_find(a->env)) {
+        return cli_fail(CMD, FLAME_EINPUT, "unknown env id '%s'; `flame envs` lists the ids",
+                        a->env);
+    }
+    return FLAME_OK;
+}
+
+/* the checkpoint holds a non-empty replay buffer of a known env (--env when given) */
+static int check_checkpoint(const Checkpoint *ck, const char *path, const char *env) {
+    const EnvSpec *ck_spec = env_spec_find(ck->env_id);
+    if (!ck->has_replay) {
+        return cli_fail(CMD, FLAME_EINPUT,
+                        "%s holds no replay buffer (written with run.save_replay=false); export a "
+                        "checkpoint written with run.save_replay=true",
+                        path);
+    }
+    if (!ck_spec) {
+        return cli_fail(CMD, FLAME_EINPUT, "%s: checkpoint env '%s' is not a known env id", path,
+                        ck->env_id);
+    }
+    if (env && env_spec_find(env) != ck_spec) {
+        return cli_fail(CMD, FLAME_EINPUT,
+                        "%s was trained on %s, not on --env %s; drop --env or pass a checkpoint "
+                        "of %s",
+                        path, ck->env_id, env, env);
+    }
+    if (ck->obs_dim != ck_spec->obs_dim || ck->act_dim != ck_spec->act_dim) {
+        return cli_fail(CMD, FLAME_EINPUT, "%s: checkpoint dimensions (obs %d, act %d) differ from %s",
+                        path, ck->obs_dim, ck->act_dim, ck->env_id);
+    }
+    if (ck->replay.size == 0) {
+        return cli_fail(CMD, FLAME_EINPUT, "%s: the replay buffer is empty; nothing to export", path);
+    }
+    return FLAME_OK;
+}
+
+/* the ring, oldest first (slot head when it has wrapped, else slot 0), into a new D4RL file */
+static int export_ring(const ExportArgs *a, const Checkpoint *ck, const CliDatasetInfo *d,
+                       const char *path) {
+    DatasetWriter *w = NULL;
+    int rc = dataset_open(&w, a->out, DATASET_D4RL, &d->info, a->force);
+    if (rc != FLAME_OK) {
+        return cli_fail_last(CMD, rc);
+    }
+    const Replay *r = &ck->replay;
+    int64_t start = r->size < r->capacity ? 0 : r->head;
+    int64_t first = start + r->size <= r->capacity ? r->size : r->capacity - start;
+    float *act = flame_malloc((size_t)EXPORT_BATCH_ROWS * (size_t)r->act_dim * sizeof(float));
+    rc = write_rows(w, r, start, first, d->low, d->high, act);
+    rc = rc ? rc : write_rows(w, r, 0, r->size - first, d->low, d->high, act);
+    flame_free(act);
+    if (rc == FLAME_OK) {
+        rc = dataset_close(w);
+    } else {
+        dataset_abort(w);
+    }
+    if (rc != FLAME_OK) {
+        return cli_fail_last(CMD, rc);
+    }
+    printf("export-replay: wrote %lld transitions (oldest first) of %s (%s) from %s to %s (d4rl)\n",
+           (long long)r->size, ck->env_id, config_algo_name(ck->cfg.algo), path, a->out);
+    return FLAME_OK;
+}
+
+int cmd_export_replay(int argc, char **argv) {
+    ExportArgs a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc != FLAME_OK) {
+        return rc < 0 ? FLAME_OK : rc;
     }
     char path[4200];
-    if (run) {
-        int rc = latest_with_replay(run, path, sizeof path);
+    if (a.run) {
+        rc = latest_with_replay(a.run, path, sizeof path);
         if (rc != FLAME_OK) {
             return rc;
         }
     } else {
-        snprintf(path, sizeof path, "%s", ckpt);
+        snprintf(path, sizeof path, "%s", a.ckpt);
     }
-
-    /* the checkpoint and its buffer */
     Checkpoint ck;
     if (ckpt_read(path, &ck, true) != FLAME_OK) {
         return cli_fail(CMD, FLAME_EINPUT, "%s; pass a checkpoint written by `flame train`",
                         flame_last_error());
     }
-    int rc = FLAME_OK;
-    const EnvSpec *ck_spec = env_spec_find(ck.env_id);
-    if (!ck.has_replay) {
-        rc = cli_fail(CMD, FLAME_EINPUT,
-                      "%s holds no replay buffer (written with "
-                      "run.save_replay=false); export a checkpoint written with "
-                      "run.save_replay=true",
-                      path);
-    } else if (!ck_spec) {
-        rc = cli_fail(CMD, FLAME_EINPUT, "%s: checkpoint env '%s' is not a known env id", path,
-                      ck.env_id);
-    } else if (spec && spec != ck_spec) {
-        rc = cli_fail(CMD, FLAME_EINPUT,
-                      "%s was trained on %s, not on --env %s; drop --env or "
-                      "pass a checkpoint of %s",
-                      path, ck.env_id, env, env);
-    } else if (ck.obs_dim != ck_spec->obs_dim || ck.act_dim != ck_spec->act_dim) {
-        rc = cli_fail(CMD, FLAME_EINPUT,
-                      "%s: checkpoint dimensions (obs %d, act %d) differ from "
-                      "%s",
-                      path, ck.obs_dim, ck.act_dim, ck.env_id);
-    } else if (ck.replay.size == 0) {
-        rc = cli_fail(CMD, FLAME_EINPUT, "%s: the replay buffer is empty; nothing to export", path);
-    }
-    if (rc != FLAME_OK) {
-        ckpt_free(&ck);
-        return rc;
-    }
-    spec = ck_spec;
-
-    /* the action box of the checkpoint's model */
-    mjModel *m = NULL;
-    if (env_model_load(spec, ck.cfg.env.model_xml, &m) != FLAME_OK) {
+    CliDatasetInfo d;
+    memset(&d, 0, sizeof d);
+    rc = check_checkpoint(&ck, path, a.env);
+    if (rc == FLAME_OK &&
+        cli_dataset_info_init(&d, env_spec_find(ck.env_id), ck.cfg.env.model_xml, "replay") !=
+            FLAME_OK) {
         rc = cli_fail_last(CMD, FLAME_EINPUT);
-        ckpt_free(&ck);
-        return rc;
     }
-    Env *probe = env_create(spec, m);
-    double *low = flame_malloc((size_t)spec->act_dim * sizeof(double));
-    double *high = flame_malloc((size_t)spec->act_dim * sizeof(double));
-    env_action_bounds(probe, low, high);
-    DatasetInfo info = {.spec = spec,
-                        .nq = env_nq(probe),
-                        .nv = env_nv(probe),
-                        .act_low = low,
-                        .act_high = high,
-                        .source = "replay",
-                        .algorithm = config_algo_name(ck.cfg.algo),
-                        .policy = path,
-                        .backend = ck.backend,
-                        .iteration = ck.st.updates,
-                        .env_steps = ck.tc.env_steps,
-                        .seed = (uint64_t)ck.cfg.run.seed,
-                        .deterministic = false,
-                        .num_envs = ck.cfg.env.num_envs};
-    env_free(probe);
-    mj_deleteModel(m);
-    char *yaml = config_to_yaml(&ck.cfg);
-    info.config_yaml = yaml;
-
-    DatasetWriter *w = NULL;
-    rc = dataset_open(&w, out, fmt, &info, force);
     if (rc == FLAME_OK) {
-        /* oldest first: slot head when the ring has wrapped, else slot 0 */
-        const Replay *r = &ck.replay;
-        int64_t start = r->size < r->capacity ? 0 : r->head;
-        int64_t first = start + r->size <= r->capacity ? r->size : r->capacity - start;
-        float *act = flame_malloc((size_t)EXPORT_BATCH_ROWS * (size_t)r->act_dim * sizeof(float));
-        rc = write_rows(w, r, start, first, low, high, act);
-        rc = rc ? rc : write_rows(w, r, 0, r->size - first, low, high, act);
-        flame_free(act);
-        if (rc == FLAME_OK) {
-            rc = dataset_close(w);
-        } else {
-            dataset_abort(w);
-        }
-        if (rc == FLAME_OK) {
-            printf("export-replay: wrote %lld transitions (oldest first) of %s (%s) from %s to "
-                   "%s (d4rl)\n",
-                   (long long)r->size, spec->id, config_algo_name(ck.cfg.algo), path, out);
-        }
+        cli_dataset_info_checkpoint(&d, &ck, path);
+        d.info.backend = ck.backend;
+        d.info.seed = (uint64_t)ck.cfg.run.seed;
+        d.info.deterministic = false;
+        d.info.num_envs = ck.cfg.env.num_envs;
+        rc = export_ring(&a, &ck, &d, path);
     }
-    if (rc != FLAME_OK) {
-        rc = cli_fail_last(CMD, rc);
-    }
-    free(yaml);
-    flame_free(low), flame_free(high);
+    cli_dataset_info_free(&d);
     ckpt_free(&ck);
     return rc;
 }

@@ -7,21 +7,19 @@
  */
 #include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "flame/backend.h"
 #include "flame/check.h"
-#include "flame/ckpt.h"
 #include "flame/cli.h"
 #include "flame/dataset.h"
 #include "flame/env.h"
+#include "flame/host.h"
+#include "flame/rollout.h"
 
 #define CMD "rollout"
-#define ROLLOUT_DEFAULT_ENVS 16
 
 static volatile sig_atomic_t rollout_stop = 0;
 
@@ -150,42 +148,121 @@ static int parse_args(int argc, char **argv, RolloutArgs *a) {
     return FLAME_OK;
 }
 
-/* backend kind from --backend (or the checkpoint's when absent) */
-static int parse_backend(const char *name, int *kind) {
-    if (!name) {
-        return FLAME_OK;
+/* The options that need nothing else: format, episodes, output, policy, env id, backend. */
+static int check_args(const RolloutArgs *a, DatasetFormat *fmt, const EnvSpec **spec,
+                      int *backend_kind) {
+    if (dataset_format_parse(a->format, fmt) != FLAME_OK) {
+        return cli_fail_last(CMD, FLAME_EINPUT);
     }
-    const char *names[3] = {"auto", "cpu", "cuda"};
-    const int kinds[3] = {BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA};
-    for (int k = 0; k < 3; k++) {
-        if (!strcmp(name, names[k])) {
-            *kind = kinds[k];
-            return FLAME_OK;
-        }
+    if (a->episodes == -1) {
+        return cli_fail(CMD, FLAME_EINPUT, "--episodes N is required (N >= 1)");
     }
-    return cli_fail(CMD, FLAME_EINPUT, "unknown --backend '%s'; use auto, cpu or cuda", name);
+    if (a->episodes < 1 || a->episodes > INT_MAX) {
+        return cli_fail(CMD, FLAME_EINPUT, "--episodes must be at least 1 (got %lld)", a->episodes);
+    }
+    if (!a->out) {
+        return cli_fail(CMD, FLAME_EINPUT,
+                        "--out PATH is required (a file for d4rl, a directory for minari)");
+    }
+    if (a->policy && strcmp(a->policy, "random") != 0) {
+        return cli_fail(CMD, FLAME_EINPUT,
+                        "unknown --policy '%s'; use --policy random or --ckpt FILE", a->policy);
+    }
+    if ((a->policy != NULL) == (a->ckpt != NULL)) {
+        return cli_fail(CMD, FLAME_EINPUT, "give exactly one of --ckpt FILE and --policy random");
+    }
+    if (a->policy && !a->env) {
+        return cli_fail(CMD, FLAME_EINPUT, "--policy random needs --env ID (`flame envs` lists them)");
+    }
+    *spec = NULL;
+    if (a->env && !(*spec = env_spec_find(a->env))) {
+        return cli_fail(CMD, FLAME_EINPUT, "unknown env id '%s'; `flame envs` lists the ids",
+                        a->env);
+    }
+    *backend_kind = -1;
+    return a->backend ? cli_parse_backend(CMD, a->backend, backend_kind) : FLAME_OK;
 }
 
-static void print_summary(const RolloutStats *s, const char *out, DatasetFormat fmt) {
-    double sum = 0, mn = INFINITY, mx = -INFINITY, len = 0;
-    for (int i = 0; i < s->episodes; i++) {
-        sum += s->returns[i];
-        mn = s->returns[i] < mn ? s->returns[i] : mn;
-        mx = s->returns[i] > mx ? s->returns[i] : mx;
-        len += s->lengths[i];
-    }
-    double mean = sum / s->episodes, var = 0;
-    for (int i = 0; i < s->episodes; i++) {
-        var += (s->returns[i] - mean) * (s->returns[i] - mean);
-    }
+static void print_summary(const RolloutResult *s, const char *out, DatasetFormat fmt) {
     printf("rollout: %d episodes, %lld steps in %.1f s (%.0f steps/s)", s->episodes,
            (long long)s->steps, s->seconds, s->seconds > 0 ? (double)s->steps / s->seconds : 0.0);
     if (s->unstable > 0) {
         printf(", %lld unstable episodes dropped and replaced", (long long)s->unstable);
     }
-    printf("\nreturn %.6f +- %.6f (min %.6f, max %.6f), length %.1f\n", mean,
-           sqrt(var / s->episodes), mn, mx, len / s->episodes);
+    printf("\nreturn %.6f +- %.6f (min %.6f, max %.6f), length %.1f\n", s->return_mean,
+           s->return_std, s->return_min, s->return_max, s->length_mean);
     printf("wrote %s (%s)\n", out, dataset_format_name(fmt));
+}
+
+static void print_progress(void *ctx, int done, int total, int64_t steps, double seconds) {
+    (void)ctx;
+    printf("rollout: %d/%d episodes, %lld steps, %.0f steps/s\n", done, total, (long long)steps,
+           seconds > 0 ? (double)steps / seconds : 0.0);
+    fflush(stdout);
+}
+
+/* The dataset's description: env model, policy, rollout settings, Minari metadata. */
+static int describe(const RolloutArgs *a, const CliPolicy *pol, const EnvSpec *spec,
+                    const RolloutEnvs *e, const char *dataset_id, CliDatasetInfo *d) {
+    if (cli_dataset_info_init(d, spec, pol ? pol->cfg.env.model_xml : NULL, "rollout") !=
+        FLAME_OK) {
+        return cli_fail_last(CMD, FLAME_EINPUT);
+    }
+    if (pol) {
+        cli_dataset_info_checkpoint(d, &pol->ck, a->ckpt);
+    } else {
+        d->info.algorithm = "random";
+        d->info.policy = "random";
+    }
+    d->info.backend = pol ? pol->ops->name : "";
+    d->info.seed = e->seed;
+    d->info.deterministic = !a->stochastic && pol != NULL;
+    d->info.num_envs = e->num_envs;
+    d->info.dataset_id = dataset_id;
+    d->info.author = a->author;
+    d->info.author_email = a->author_email;
+    d->info.code_permalink = a->code_permalink;
+    return FLAME_OK;
+}
+
+/* Opens the writer, runs the rollout into it, closes (or removes) it; a signal stops the rollout
+   and leaves nothing. */
+static int write_dataset(const RolloutArgs *a, DatasetFormat fmt, const CliDatasetInfo *d,
+                         const RolloutEnvs *e, const RolloutPolicy *p) {
+    void (*old_int)(int) = signal(SIGINT, rollout_on_signal);
+    void (*old_term)(int) = signal(SIGTERM, rollout_on_signal);
+    DatasetWriter *w = NULL;
+    int rc = dataset_open(&w, a->out, fmt, &d->info, a->force);
+    if (rc != FLAME_OK) {
+        rc = cli_fail_last(CMD, rc);
+    } else {
+        printf("rollout: %s, %s policy%s, %d episodes on %d envs (%d thread%s), seed %llu -> %s "
+               "(%s)\n",
+               e->spec->id, d->info.algorithm,
+               p->kind == ROLLOUT_RANDOM ? "" : (a->stochastic ? " (stochastic)" : ""),
+               (int)a->episodes, e->num_envs, e->num_threads, e->num_threads == 1 ? "" : "s",
+               (unsigned long long)e->seed, a->out, dataset_format_name(fmt));
+        fflush(stdout);
+        RolloutRun run = {.episodes = (int)a->episodes,
+                          .stop = &rollout_stop,
+                          .progress = print_progress};
+        RolloutResult res;
+        rc = rollout_dataset(e, p, &run, w, &res);
+        if (rc == FLAME_OK) {
+            rc = dataset_close(w);
+        } else {
+            dataset_abort(w);
+        }
+        if (rc == FLAME_OK) {
+            print_summary(&res, a->out, fmt);
+        } else {
+            rc = cli_fail_last(CMD, rc);
+        }
+        rollout_result_free(&res);
+    }
+    signal(SIGINT, old_int);
+    signal(SIGTERM, old_term);
+    return rc;
 }
 
 int cmd_rollout(int argc, char **argv) {
@@ -196,209 +273,48 @@ int cmd_rollout(int argc, char **argv) {
         }
     }
     RolloutArgs a;
+    DatasetFormat fmt;
+    const EnvSpec *spec = NULL;
+    int backend_kind;
     int rc = parse_args(argc, argv, &a);
+    rc = rc ? rc : check_args(&a, &fmt, &spec, &backend_kind);
     if (rc != FLAME_OK) {
         return rc;
     }
-
-    /* options that need nothing else */
-    DatasetFormat fmt;
-    if (dataset_format_parse(a.format, &fmt) != FLAME_OK) {
-        return cli_fail_last(CMD, FLAME_EINPUT);
-    }
-    if (a.episodes == -1) {
-        return cli_fail(CMD, FLAME_EINPUT, "--episodes N is required (N >= 1)");
-    }
-    if (a.episodes < 1 || a.episodes > INT_MAX) {
-        return cli_fail(CMD, FLAME_EINPUT, "--episodes must be at least 1 (got %lld)", a.episodes);
-    }
-    if (!a.out) {
-        return cli_fail(CMD, FLAME_EINPUT,
-                        "--out PATH is required (a file for d4rl, a "
-                        "directory for minari)");
-    }
-    bool random_policy = false;
-    if (a.policy) {
-        if (strcmp(a.policy, "random") != 0) {
-            return cli_fail(CMD, FLAME_EINPUT,
-                            "unknown --policy '%s'; use --policy random or "
-                            "--ckpt FILE",
-                            a.policy);
-        }
-        random_policy = true;
-    }
-    if (random_policy == (a.ckpt != NULL)) {
-        return cli_fail(CMD, FLAME_EINPUT, "give exactly one of --ckpt FILE and --policy random");
-    }
-    if (random_policy && !a.env) {
-        return cli_fail(CMD, FLAME_EINPUT,
-                        "--policy random needs --env ID (`flame envs` lists "
-                        "them)");
-    }
-    const EnvSpec *spec = NULL;
-    if (a.env && !(spec = env_spec_find(a.env))) {
-        return cli_fail(CMD, FLAME_EINPUT, "unknown env id '%s'; `flame envs` lists the ids",
-                        a.env);
-    }
-    int backend_kind = BACKEND_AUTO;
-    if ((rc = parse_backend(a.backend, &backend_kind)) != FLAME_OK) {
-        return rc;
-    }
-
-    /* the checkpoint */
-    Checkpoint ck;
-    memset(&ck, 0, sizeof ck);
-    FlameConfig cfg;
+    /* the policy: a checkpoint's, or uniform random actions */
+    CliPolicy pol;
+    RolloutPolicy p;
     if (a.ckpt) {
-        if (ckpt_read(a.ckpt, &ck, false) != FLAME_OK) {
-            return cli_fail(CMD, FLAME_EINPUT, "%s; pass a checkpoint written by `flame train`",
-                            flame_last_error());
-        }
-        const EnvSpec *ck_spec = env_spec_find(ck.env_id);
-        if (!ck_spec) {
-            rc = cli_fail(CMD, FLAME_EINPUT, "%s: checkpoint env '%s' is not a known env id",
-                          a.ckpt, ck.env_id);
-        } else if (spec && spec != ck_spec) {
-            rc = cli_fail(CMD, FLAME_EINPUT,
-                          "%s was trained on %s, not on --env %s; drop --env "
-                          "or pass a checkpoint of %s",
-                          a.ckpt, ck.env_id, a.env, a.env);
-        } else if (ck.obs_dim != ck_spec->obs_dim || ck.act_dim != ck_spec->act_dim) {
-            rc = cli_fail(CMD, FLAME_EINPUT,
-                          "%s: checkpoint dimensions (obs %d, act %d) differ "
-                          "from %s (obs %d, act %d)",
-                          a.ckpt, ck.obs_dim, ck.act_dim, ck.env_id, ck_spec->obs_dim,
-                          ck_spec->act_dim);
-        }
+        rc = cli_policy_open(CMD, &pol, a.ckpt, a.env, backend_kind, a.have_seed ? a.seed : -1);
         if (rc != FLAME_OK) {
-            ckpt_free(&ck);
             return rc;
         }
-        spec = ck_spec;
-        cfg = ck.cfg;
+        spec = pol.spec;
+        p = rollout_policy_agent(pol.ops, pol.b, a.stochastic ? ACT_EXPLORE : ACT_DETERMINISTIC);
     } else {
-        config_defaults(&cfg);
+        p = rollout_policy_random(a.have_seed ? (uint64_t)a.seed : 1);
     }
-    uint64_t seed = a.have_seed ? (uint64_t)a.seed : (a.ckpt ? (uint64_t)cfg.run.seed : 1);
     int envs = a.envs > 0 ? (int)a.envs : ROLLOUT_DEFAULT_ENVS;
     envs = envs < a.episodes ? envs : (int)a.episodes;
-
+    RolloutEnvs e = {.spec = spec,
+                     .model_xml = a.ckpt ? pol.cfg.env.model_xml : NULL,
+                     .num_envs = envs,
+                     .num_threads = host_resolve_threads((int)a.threads, envs),
+                     .seed = a.ckpt ? (uint64_t)pol.cfg.run.seed : p.seed,
+                     .env_offset = ROLLOUT_ENV_OFFSET};
     /* the output location (checked now, written under a temporary name) */
     char dataset_id[1024] = "";
+    CliDatasetInfo d;
+    memset(&d, 0, sizeof d);
     if (fmt == DATASET_MINARI &&
         dataset_minari_id(a.out, a.dataset_id, dataset_id, sizeof dataset_id) != FLAME_OK) {
-        ckpt_free(&ck);
-        return cli_fail_last(CMD, FLAME_EINPUT);
-    }
-    const BackendOps *ops = NULL;
-    Backend *backend = NULL;
-    if (a.ckpt) {
-        cfg.backend.type = a.backend ? backend_kind : cfg.backend.type;
-        cfg.run.seed = (int64_t)seed;
-        /* acting needs no replay buffer and no minibatch */
-        cfg.update.replay_size = 1;
-        cfg.update.batch_size = 1;
-        ops = backend_select(&cfg);
-        if (!ops) {
-            ckpt_free(&ck);
-            return cli_fail_last(CMD, FLAME_EINPUT);
-        }
-    }
-    double *low = flame_malloc((size_t)spec->act_dim * sizeof(double));
-    double *high = flame_malloc((size_t)spec->act_dim * sizeof(double));
-    mjModel *m = NULL;
-    const char *model_xml = a.ckpt ? cfg.env.model_xml : NULL;
-    if (env_model_load(spec, model_xml, &m) != FLAME_OK) {
         rc = cli_fail_last(CMD, FLAME_EINPUT);
-        flame_free(low), flame_free(high);
-        ckpt_free(&ck);
-        return rc;
     }
-    Env *probe = env_create(spec, m);
-    env_action_bounds(probe, low, high);
-    DatasetInfo info = {.spec = spec,
-                        .nq = env_nq(probe),
-                        .nv = env_nv(probe),
-                        .act_low = low,
-                        .act_high = high,
-                        .source = "rollout",
-                        .algorithm = a.ckpt ? config_algo_name(cfg.algo) : "random",
-                        .policy = a.ckpt ? a.ckpt : "random",
-                        .backend = ops ? ops->name : "",
-                        .config_yaml = NULL,
-                        .iteration = a.ckpt ? ck.st.updates : 0,
-                        .env_steps = a.ckpt ? ck.tc.env_steps : 0,
-                        .seed = seed,
-                        .deterministic = !a.stochastic && !random_policy,
-                        .num_envs = envs,
-                        .dataset_id = dataset_id,
-                        .author = a.author,
-                        .author_email = a.author_email,
-                        .code_permalink = a.code_permalink};
-    env_free(probe);
-    mj_deleteModel(m);
-    char *yaml = a.ckpt ? config_to_yaml(&ck.cfg) : NULL;
-    info.config_yaml = yaml;
-    DatasetWriter *w = NULL;
-    /* from here on a signal stops the rollout and the temporary output is removed */
-    void (*old_int)(int) = signal(SIGINT, rollout_on_signal);
-    void (*old_term)(int) = signal(SIGTERM, rollout_on_signal);
-    rc = dataset_open(&w, a.out, fmt, &info, a.force);
-    if (rc != FLAME_OK) {
-        rc = cli_fail_last(CMD, rc);
-        goto done;
+    rc = rc ? rc : describe(&a, a.ckpt ? &pol : NULL, spec, &e, dataset_id, &d);
+    rc = rc ? rc : write_dataset(&a, fmt, &d, &e, &p);
+    cli_dataset_info_free(&d);
+    if (a.ckpt) {
+        cli_policy_close(&pol);
     }
-
-    /* the policy */
-    if (ops) {
-        if (ops->create(&cfg, spec->obs_dim, spec->act_dim, &backend) != FLAME_OK) {
-            rc = cli_fail_last(CMD, FLAME_ERUNTIME);
-            dataset_abort(w);
-            goto done;
-        }
-        ops->set_state(backend, &ck.st);
-    }
-
-    /* the rollout */
-    RolloutOptions ro = {.policy = random_policy ? ROLLOUT_POLICY_RANDOM : ROLLOUT_POLICY_AGENT,
-                         .ops = ops,
-                         .backend = backend,
-                         .deterministic = !a.stochastic,
-                         .spec = spec,
-                         .model_xml = model_xml,
-                         .episodes = (int)a.episodes,
-                         .num_envs = envs,
-                         .num_threads = cli_resolve_threads((int)a.threads, envs),
-                         .seed = seed,
-                         .progress = true,
-                         .stop = &rollout_stop};
-    printf("rollout: %s, %s policy%s, %d episodes on %d envs (%d thread%s), seed %llu -> %s "
-           "(%s)\n",
-           spec->id, info.algorithm, random_policy ? "" : (a.stochastic ? " (stochastic)" : ""),
-           ro.episodes, envs, ro.num_threads, ro.num_threads == 1 ? "" : "s",
-           (unsigned long long)seed, a.out, dataset_format_name(fmt));
-    fflush(stdout);
-    RolloutStats stats;
-    rc = dataset_rollout(&ro, w, &stats);
-    if (rc == FLAME_OK) {
-        rc = dataset_close(w);
-    } else {
-        dataset_abort(w);
-    }
-    if (rc == FLAME_OK) {
-        print_summary(&stats, a.out, fmt);
-    } else {
-        rc = cli_fail_last(CMD, rc);
-    }
-    dataset_rollout_stats_free(&stats);
-    if (backend) {
-        ops->destroy(backend);
-    }
-done:
-    signal(SIGINT, old_int);
-    signal(SIGTERM, old_term);
-    free(yaml);
-    flame_free(low), flame_free(high);
-    ckpt_free(&ck);
     return rc;
 }

@@ -1,4 +1,4 @@
-/* cmd_train.c: `flame train` and `flame eval`. */
+/* cmd_train.c: `flame train`: a new run from a config, or the continuation of a run. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +44,17 @@ static bool resumable_key(const char *assignment) {
            !strncmp(assignment, "env.threads=", 12);
 }
 
-int cmd_train(int argc, char **argv) {
+typedef struct {
+    const char *config_path, *resume, *backend, *name, *out;
+    char *sets[MAX_SETS + 3];
+    int nsets;
+    bool force, print_config, quiet;
+    /* --backend/--name/--out as --set assignments */
+    char bset[64], nset[FLAME_CFG_STR + 16], oset[FLAME_CFG_STR + 16];
+} TrainArgs;
+
+/* FLAME_OK, an exit status, or -1 when a help text was printed */
+static int parse_args(int argc, char **argv, TrainArgs *a) {
     static const struct option longopts[] = {
         {"config", required_argument, 0, 'c'}, {"set", required_argument, 0, 's'},
         {"backend", required_argument, 0, 'b'}, {"name", required_argument, 0, 'n'},
@@ -52,52 +62,49 @@ int cmd_train(int argc, char **argv) {
         {"force", no_argument, 0, 'f'},         {"print-config", no_argument, 0, 'p'},
         {"help-config", no_argument, 0, 'H'},   {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
-    const char *config_path = NULL, *resume = NULL, *backend = NULL, *name = NULL, *out = NULL;
-    char *sets[MAX_SETS + 3];
-    int nsets = 0;
-    bool force = false, print_config = false, quiet = false;
+    memset(a, 0, sizeof *a);
     optind = 1;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "hc:s:", longopts, NULL)) != -1) {
         switch (c) {
             case 'c':
-                config_path = optarg;
+                a->config_path = optarg;
                 break;
             case 's':
-                if (nsets >= MAX_SETS) {
+                if (a->nsets >= MAX_SETS) {
                     return cli_fail("train", FLAME_EINPUT, "too many --set options (max %d)",
                                     MAX_SETS);
                 }
-                sets[nsets++] = optarg;
+                a->sets[a->nsets++] = optarg;
                 break;
             case 'b':
-                backend = optarg;
+                a->backend = optarg;
                 break;
             case 'n':
-                name = optarg;
+                a->name = optarg;
                 break;
             case 'o':
-                out = optarg;
+                a->out = optarg;
                 break;
             case 'r':
-                resume = optarg;
+                a->resume = optarg;
                 break;
             case 'f':
-                force = true;
+                a->force = true;
                 break;
             case 'p':
-                print_config = true;
+                a->print_config = true;
                 break;
             case 'q':
-                quiet = true;
+                a->quiet = true;
                 break;
             case 'H':
                 config_print_help(stdout);
-                return FLAME_OK;
+                return -1;
             case 'h':
                 train_usage(stdout);
-                return FLAME_OK;
+                return -1;
             default:
                 return cli_fail("train", FLAME_EINPUT,
                                 "unknown or incomplete option '%s'; see `flame train --help`",
@@ -105,221 +112,123 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (optind < argc) {
-        if (config_path || optind + 1 < argc) {
+        if (a->config_path || optind + 1 < argc) {
             return cli_fail("train", FLAME_EINPUT,
                             "unexpected argument '%s'; give one config file (or --config F)",
-                            argv[optind + (config_path ? 0 : 1)]);
+                            argv[optind + (a->config_path ? 0 : 1)]);
         }
-        config_path = argv[optind];
+        a->config_path = argv[optind];
     }
-    /* --backend/--name/--out are --set shorthands */
-    char bset[64], nset[FLAME_CFG_STR + 16], oset[FLAME_CFG_STR + 16];
-    if (backend) {
-        snprintf(bset, sizeof bset, "backend.type=%s", backend);
-        sets[nsets++] = bset;
+    if (a->backend) {
+        snprintf(a->bset, sizeof a->bset, "backend.type=%s", a->backend);
+        a->sets[a->nsets++] = a->bset;
     }
-    if (name) {
-        snprintf(nset, sizeof nset, "run.name=%s", name);
-        sets[nsets++] = nset;
+    if (a->name) {
+        snprintf(a->nset, sizeof a->nset, "run.name=%s", a->name);
+        a->sets[a->nsets++] = a->nset;
     }
-    if (out) {
-        snprintf(oset, sizeof oset, "run.out_dir=%s", out);
-        sets[nsets++] = oset;
+    if (a->out) {
+        snprintf(a->oset, sizeof a->oset, "run.out_dir=%s", a->out);
+        a->sets[a->nsets++] = a->oset;
     }
+    return FLAME_OK;
+}
 
+/* A resumed run: the config stored in its latest checkpoint, a given config only as a check, and
+   --set limited to what a resume may change. */
+static int resume_config(const TrainArgs *a, FlameConfig *cfg, char *ckpt_path, size_t ckpt_len) {
+    if (ckpt_latest(a->resume, ckpt_path, ckpt_len) != FLAME_OK) {
+        return cli_fail_last("train", FLAME_EINPUT);
+    }
+    Checkpoint ck;
+    if (ckpt_read(ckpt_path, &ck, false) != FLAME_OK) {
+        return cli_fail_last("train", FLAME_EINPUT);
+    }
+    *cfg = ck.cfg;
+    ckpt_free(&ck);
+    if (a->config_path) {
+        FlameConfig given;
+        if (cli_load_config(&given, a->config_path, NULL, 0) != FLAME_OK) {
+            return cli_fail_last("train", FLAME_EINPUT);
+        }
+        if (strcmp(given.env.id, cfg->env.id) || given.algo != cfg->algo ||
+            given.net.hidden != cfg->net.hidden || given.net.layers != cfg->net.layers) {
+            return cli_fail("train", FLAME_EINPUT,
+                            "%s was trained as %s on %s (%dx%d) but %s asks for %s on %s "
+                            "(%dx%d); resume without a config or with the run's config.yaml",
+                            a->resume, config_algo_name(cfg->algo), cfg->env.id, cfg->net.layers,
+                            cfg->net.hidden, a->config_path, config_algo_name(given.algo),
+                            given.env.id, given.net.layers, given.net.hidden);
+        }
+    }
+    for (int i = 0; i < a->nsets; i++) {
+        if (!resumable_key(a->sets[i])) {
+            return cli_fail("train", FLAME_EINPUT,
+                            "--set %s cannot change a resumed run (only run.total_steps, "
+                            "run.*_every, run.eval_*, env.threads and backend.* can)",
+                            a->sets[i]);
+        }
+        if (config_set(cfg, a->sets[i]) != FLAME_OK) {
+            return cli_fail_last("train", FLAME_EINPUT);
+        }
+    }
+    config_resolve(cfg);
+    if (config_validate(cfg) != FLAME_OK) {
+        return cli_fail_last("train", FLAME_EINPUT);
+    }
+    return FLAME_OK;
+}
+
+/* A new run: the config file and --set; run.name defaults to <env>_<algo>_s<seed>. */
+static int fresh_config(TrainArgs *a, FlameConfig *cfg) {
+    if (cli_load_config(cfg, a->config_path, a->sets, a->nsets) != FLAME_OK) {
+        return cli_fail_last("train", FLAME_EINPUT);
+    }
+    if (!cfg->run.name[0]) {
+        char nm[FLAME_CFG_STR + 64];
+        int len = snprintf(nm, sizeof nm, "%s_%s_s%lld", cfg->env.id, config_algo_name(cfg->algo),
+                           (long long)cfg->run.seed);
+        if (len >= FLAME_CFG_STR) {
+            return cli_fail("train", FLAME_EINPUT, "run name too long; set run.name");
+        }
+        memcpy(cfg->run.name, nm, (size_t)len + 1);
+    }
+    return FLAME_OK;
+}
+
+int cmd_train(int argc, char **argv) {
+    TrainArgs a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc != FLAME_OK) {
+        return rc < 0 ? FLAME_OK : rc;
+    }
     FlameConfig cfg;
     char ckpt_path[1200] = "";
     char run_dir[1100];
-    if (resume) {
-        /* the run's own config, from its latest checkpoint */
-        if (ckpt_latest(resume, ckpt_path, sizeof ckpt_path) != FLAME_OK) {
-            return cli_fail_last("train", FLAME_EINPUT);
-        }
-        Checkpoint ck;
-        if (ckpt_read(ckpt_path, &ck, false) != FLAME_OK) {
-            return cli_fail_last("train", FLAME_EINPUT);
-        }
-        cfg = ck.cfg;
-        ckpt_free(&ck);
-        if (config_path) {
-            FlameConfig given;
-            if (cli_load_config(&given, config_path, NULL, 0) != FLAME_OK) {
-                return cli_fail_last("train", FLAME_EINPUT);
-            }
-            if (strcmp(given.env.id, cfg.env.id) || given.algo != cfg.algo ||
-                given.net.hidden != cfg.net.hidden || given.net.layers != cfg.net.layers) {
-                return cli_fail("train", FLAME_EINPUT,
-                                "%s was trained as %s on %s (%dx%d) but %s asks for %s on %s "
-                                "(%dx%d); resume without a config or with the run's config.yaml",
-                                resume, config_algo_name(cfg.algo), cfg.env.id, cfg.net.layers,
-                                cfg.net.hidden, config_path, config_algo_name(given.algo),
-                                given.env.id, given.net.layers, given.net.hidden);
-            }
-        }
-        for (int i = 0; i < nsets; i++) {
-            if (!resumable_key(sets[i])) {
-                return cli_fail("train", FLAME_EINPUT,
-                                "--set %s cannot change a resumed run (only run.total_steps, "
-                                "run.*_every, run.eval_*, env.threads and backend.* can)",
-                                sets[i]);
-            }
-            if (config_set(&cfg, sets[i]) != FLAME_OK) {
-                return cli_fail_last("train", FLAME_EINPUT);
-            }
-        }
-        config_resolve(&cfg);
-        if (config_validate(&cfg) != FLAME_OK) {
-            return cli_fail_last("train", FLAME_EINPUT);
-        }
-        snprintf(run_dir, sizeof run_dir, "%s", resume);
+    rc = a.resume ? resume_config(&a, &cfg, ckpt_path, sizeof ckpt_path) : fresh_config(&a, &cfg);
+    if (rc != FLAME_OK) {
+        return rc;
+    }
+    if (a.resume) {
+        snprintf(run_dir, sizeof run_dir, "%s", a.resume);
     } else {
-        if (cli_load_config(&cfg, config_path, sets, nsets) != FLAME_OK) {
-            return cli_fail_last("train", FLAME_EINPUT);
-        }
-        if (!cfg.run.name[0]) {
-            char nm[FLAME_CFG_STR + 64];
-            int len = snprintf(nm, sizeof nm, "%s_%s_s%lld", cfg.env.id,
-                               config_algo_name(cfg.algo), (long long)cfg.run.seed);
-            if (len >= FLAME_CFG_STR) {
-                return cli_fail("train", FLAME_EINPUT, "run name too long; set run.name");
-            }
-            memcpy(cfg.run.name, nm, (size_t)len + 1);
-        }
         snprintf(run_dir, sizeof run_dir, "%s/%s", cfg.run.out_dir, cfg.run.name);
     }
-    if (print_config) {
+    if (a.print_config) {
         char *y = config_to_yaml(&cfg);
         fputs(y, stdout);
         free(y);
         return FLAME_OK;
     }
-    TrainOptions opt = {run_dir, force, resume ? ckpt_path : NULL, quiet, true, 0};
+    TrainOptions opt = {run_dir, a.force, a.resume ? ckpt_path : NULL, a.quiet, true, 0};
     TrainSummary sum;
-    int rc = train_run(&cfg, &opt, &sum);
+    rc = train_run(&cfg, &opt, &sum);
     if (rc != FLAME_OK) {
         return cli_fail_last("train", rc);
     }
-    if (!quiet && !sum.exit_code) {
+    if (!a.quiet && !sum.exit_code) {
         printf("flame train: done: %lld env steps, %lld updates in %.1f s; outputs in %s\n",
                (long long)sum.env_steps, (long long)sum.updates, sum.total_s, run_dir);
     }
     return sum.exit_code ? sum.exit_code : FLAME_OK;
-}
-
-/* ------------------------------------------------------------------ eval */
-static void eval_usage(FILE *f) {
-    fprintf(f, "usage: flame eval --ckpt FILE [--episodes N] [--stochastic] [--seed S] "
-               "[--backend auto|cpu|cuda]\n\n"
-               "Runs N episodes (default 20) of a checkpoint's policy on fresh envs: the "
-               "deterministic EMA policy\n(best-of-N particles, no exploration noise), or the "
-               "exploring one with --stochastic; prints the\nmean +- std return and the episode "
-               "lengths.\n");
-}
-
-int cmd_eval(int argc, char **argv) {
-    static const struct option longopts[] = {
-        {"ckpt", required_argument, 0, 'k'},  {"episodes", required_argument, 0, 'e'},
-        {"stochastic", no_argument, 0, 'S'},  {"seed", required_argument, 0, 's'},
-        {"backend", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    const char *ckpt = NULL, *backend = NULL;
-    long episodes = 20;
-    long long seed = -1;
-    bool stochastic = false;
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        char *end;
-        switch (c) {
-            case 'k':
-                ckpt = optarg;
-                break;
-            case 'e':
-                episodes = strtol(optarg, &end, 10);
-                if (*end || episodes < 1 || episodes > 1000000) {
-                    return cli_fail("eval", FLAME_EINPUT,
-                                    "--episodes '%s' is not valid: expected an integer in [1, "
-                                    "1000000]",
-                                    optarg);
-                }
-                break;
-            case 's':
-                seed = strtoll(optarg, &end, 10);
-                if (*end || seed < 0) {
-                    return cli_fail("eval", FLAME_EINPUT,
-                                    "--seed '%s' is not valid: expected a non-negative integer",
-                                    optarg);
-                }
-                break;
-            case 'S':
-                stochastic = true;
-                break;
-            case 'b':
-                backend = optarg;
-                break;
-            case 'h':
-                eval_usage(stdout);
-                return FLAME_OK;
-            default:
-                return cli_fail("eval", FLAME_EINPUT,
-                                "unknown or incomplete option '%s'; see `flame eval --help`",
-                                argv[optind - 1]);
-        }
-    }
-    if (optind < argc) {
-        return cli_fail("eval", FLAME_EINPUT, "unexpected argument '%s'; see `flame eval --help`",
-                        argv[optind]);
-    }
-    if (!ckpt) {
-        return cli_fail("eval", FLAME_EINPUT, "--ckpt FILE is required (a runs/<name>/ckpt/"
-                                              "step_<N>.h5 file)");
-    }
-    Checkpoint ck;
-    if (ckpt_read(ckpt, &ck, false) != FLAME_OK) {
-        return cli_fail_last("eval", FLAME_EINPUT);
-    }
-    FlameConfig cfg = ck.cfg;
-    if (backend) {
-        char b[64];
-        snprintf(b, sizeof b, "backend.type=%s", backend);
-        if (config_set(&cfg, b) != FLAME_OK) {
-            ckpt_free(&ck);
-            return cli_fail_last("eval", FLAME_EINPUT);
-        }
-    }
-    if (seed >= 0) {
-        cfg.run.seed = seed;
-    }
-    cfg.backend.noise_file[0] = '\0';
-    const BackendOps *ops = backend_select(&cfg);
-    Backend *b = NULL;
-    if (!ops || ops->create(&cfg, ck.obs_dim, ck.act_dim, &b) != FLAME_OK) {
-        ckpt_free(&ck);
-        return cli_fail_last("eval", FLAME_EINPUT);
-    }
-    ops->set_state(b, &ck.st);
-    EvalResult er;
-    int rc = eval_policy(ops, b, &cfg, (int)episodes, stochastic, 0, &er);
-    if (rc == FLAME_OK) {
-        printf("%s %s, %s policy, %ld episodes: return %.2f +- %.2f (min %.2f, max %.2f), "
-               "length %.1f\n",
-               cfg.env.id, config_algo_name(cfg.algo), stochastic ? "stochastic" : "deterministic",
-               episodes, er.return_mean, er.return_std, er.return_min, er.return_max,
-               er.length_mean);
-        printf("returns:");
-        for (int i = 0; i < er.episodes; i++) {
-            printf(" %.2f", er.returns[i]);
-        }
-        printf("\nlengths:");
-        for (int i = 0; i < er.episodes; i++) {
-            printf(" %d", er.lengths[i]);
-        }
-        printf("\n");
-        free(er.returns);
-        free(er.lengths);
-    }
-    ops->destroy(b);
-    ckpt_free(&ck);
-    return rc == FLAME_OK ? FLAME_OK : cli_fail_last("eval", rc);
 }

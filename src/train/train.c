@@ -1,33 +1,36 @@
 /*
- * train.c: the training loop. It reads like the data flow of the README:
+ * train.c: the training loop. One iteration reads like the data flow of the README:
  *
- *     act (warm-up: uniform random) -> envpool step -> replay push -> update(s) -> metrics
+ *     collect (act, envpool step, replay push) -> update(s) -> metrics -> evaluation -> checkpoint
  *
- * with evaluation, checkpoints, progress and signals around it. Everything random is addressed
- * by counters (rng.h) that checkpoints store, so a resumed run continues bitwise-identically.
+ * train_run opens a session (a fresh run directory or a checkpoint to resume, the envs, the
+ * backend, the outputs), runs the loop, finishes (final evaluation, last metrics row, checkpoint)
+ * and closes everything on one path, whatever failed. Everything random is addressed by counters
+ * (rng.h) that checkpoints store, so a resumed run continues bitwise-identically.
  */
-#include <dirent.h>
-#include <errno.h>
+#include "flame/train.h"
+
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "flame/check.h"
 #include "flame/ckpt.h"
-#include "flame/cli.h"
-#include "flame/envpool.h"
+#include "flame/host.h"
 #include "flame/metrics.h"
-#include "flame/rng.h"
-#include "flame/train.h"
+#include "flame/progress.h"
+#include "flame/rollout.h"
+#include "flame/run_dir.h"
 #include "flame/update.h"
 #ifdef FLAME_HAVE_CUDA
 #include "flame/cuda_api.h"
 #endif
+
+/* env rows of the evaluation pools (rng.h reset addresses): one block per round, away from the
+   training envs (0..N-1) and from `flame eval` / `flame rollout` pools (ROLLOUT_ENV_OFFSET) */
+#define EVAL_ENV_BASE 0x100000u
+#define EVAL_ENV_BLOCK 0x1000u
 
 static volatile sig_atomic_t g_signal = 0;
 
@@ -35,224 +38,122 @@ static void on_signal(int sig) {
     g_signal = sig;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* ------------------------------------------------------------------ run directory */
-static bool path_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
-static int make_dir(const char *path) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-                return flame_errorf(FLAME_EINPUT, "cannot create directory %s (%s); choose a "
-                                                  "writable run.out_dir",
-                                    buf, strerror(errno));
-            }
-            *p = '/';
-        }
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-        return flame_errorf(FLAME_EINPUT, "cannot create directory %s (%s); choose a writable "
-                                          "run.out_dir",
-                            buf, strerror(errno));
-    }
-    if (access(buf, W_OK) != 0) {
-        return flame_errorf(FLAME_EINPUT, "run directory %s is not writable; choose another "
-                                          "run.out_dir or run.name",
-                            buf);
-    }
-    return FLAME_OK;
-}
-
-/* Prepares a fresh run directory; refuses to touch an existing run without --force. */
-static int prepare_run_dir(const char *dir, bool force) {
-    char p[1100];
-    snprintf(p, sizeof p, "%s/metrics.h5", dir);
-    bool has_metrics = path_exists(p);
-    snprintf(p, sizeof p, "%s/ckpt", dir);
-    bool has_ckpt = path_exists(p);
-    if ((has_metrics || has_ckpt) && !force) {
-        return flame_errorf(FLAME_EINPUT,
-                            "run directory %s already holds a run; use --resume %s to continue it, "
-                            "--force to overwrite it, or another run.name",
-                            dir, dir);
-    }
-    int rc = make_dir(dir);
-    if (rc != FLAME_OK) {
-        return rc;
-    }
-    if (has_metrics || has_ckpt) {
-        /* --force: remove the previous run's files (only ours) */
-        snprintf(p, sizeof p, "%s/metrics.h5", dir);
-        remove(p);
-        snprintf(p, sizeof p, "%s/config.yaml", dir);
-        remove(p);
-        char latest[1200];
-        while (has_ckpt && ckpt_latest(dir, latest, sizeof latest) == FLAME_OK) {
-            if (remove(latest) != 0) {
-                break;
-            }
-        }
-        flame_clear_error();
-    }
-    snprintf(p, sizeof p, "%s/ckpt", dir);
-    return make_dir(p);
-}
-
-static int write_config_copy(const char *dir, const FlameConfig *cfg) {
-    char p[1100];
-    snprintf(p, sizeof p, "%s/config.yaml", dir);
-    FILE *f = fopen(p, "w");
-    if (!f) {
-        return flame_errorf(FLAME_EINPUT, "cannot write %s (%s)", p, strerror(errno));
-    }
-    char *y = config_to_yaml(cfg);
-    fprintf(f, "# resolved configuration of this run (flame train --config loads it back)\n%s", y);
-    free(y);
-    fclose(f);
-    return FLAME_OK;
-}
-
-static void device_name(const BackendOps *ops, char *buf, size_t n) {
-#ifdef FLAME_HAVE_CUDA
-    if (!strcmp(ops->name, "cuda")) {
-        FlameCudaDevice d;
-        if (flame_cuda_device_info(0, &d) == 0) {
-            snprintf(buf, n, "%s", d.name);
-            return;
-        }
-    }
-#endif
-    (void)ops;
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    snprintf(buf, n, "cpu");
-    if (!f) {
-        return;
-    }
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (!strncmp(line, "model name", 10)) {
-            char *c = strchr(line, ':');
-            if (c) {
-                c += 2;
-                c[strcspn(c, "\n")] = '\0';
-                snprintf(buf, n, "%s", c);
-            }
-            break;
-        }
-    }
-    fclose(f);
-}
-
-/* ------------------------------------------------------------------ the loop */
 typedef struct {
     const FlameConfig *cfg;
+    const TrainOptions *opt;
+    TrainSummary *sum;
     const BackendOps *ops;
     Backend *b;
-    EnvPool *pool;
+    Rollout *roll;
     MetricsFile *metrics;
     TrainCounters tc;
     int N, S, D;
-    double *obs, *next_obs, *final_obs, *rew, *ep_ret;
-    uint8_t *term, *trunc, *unstable, *done8;
-    int *ep_len;
-    float *obs_f, *next_f, *act, *rew_f;
-    const char *run_dir;
-    double t0, last_log, last_row_t;
-    int64_t log_steps, log_updates; /* counters at the previous progress line */
-    double session_t0;               /* start of this session, and its counters */
-    int64_t session_steps, session_updates;
-    int64_t last_row_steps, last_row_updates;
-    TrainSummary *sum;
+    RolloutReplay replay; /* staging of the replay push */
+    char device[256];
+    int64_t start_steps, end_steps, session_start;
+    int64_t next_row, next_flush, last_row_step, last_eval_step;
     double eval_return;
-    int64_t start_steps, end_steps;
-    bool quiet;
+    bool target_reached, stopped_at_target;
+    double t0;         /* clock of the last wall_seconds update */
+    double session_t0; /* start of the loop */
+    double last_row_t; /* previous /train row: time and counters */
+    int64_t last_row_steps, last_row_updates;
+    Progress progress;
+    bool signals_on;
+    struct sigaction old_int, old_term;
 } Loop;
 
-/* Deletes all but the `keep` newest step_<N>.h5 of <run_dir>/ckpt. */
-static void prune_checkpoints(const char *run_dir, int keep) {
-    char dir[1100];
-    snprintf(dir, sizeof dir, "%s/ckpt", run_dir);
-    DIR *d = opendir(dir);
-    if (!d) {
-        return;
-    }
-    long long steps[4096];
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL && n < 4096) {
-        long long s;
-        char tail[8];
-        if (sscanf(e->d_name, "step_%lld.h%7s", &s, tail) == 2 && !strcmp(tail, "5")) {
-            steps[n++] = s;
-        }
-    }
-    closedir(d);
-    for (int i = 0; i < n; i++) {
-        int newer = 0;
-        for (int j = 0; j < n; j++) {
-            newer += steps[j] > steps[i];
-        }
-        if (newer >= keep) {
-            char p[1200];
-            snprintf(p, sizeof p, "%s/step_%lld.h5", dir, steps[i]);
-            remove(p);
-        }
-    }
+static int64_t updates_done(const Loop *L) {
+    return backend_base(L->b)->counters.updates;
 }
 
-static int save_checkpoint(Loop *L) {
-    const FlameConfig *cfg = L->cfg;
-    char path[1200];
-    snprintf(path, sizeof path, "%s/ckpt/step_%lld.h5", L->run_dir, (long long)L->tc.env_steps);
-    AgentState st;
-    agent_state_init(&st, cfg, L->S, L->D);
-    L->ops->get_state(L->b, &st);
-    Replay rep;
-    bool with_replay = cfg->run.save_replay;
-    if (with_replay) {
-        replay_init(&rep, cfg->update.replay_size, L->S, L->D);
-        L->ops->get_replay(L->b, &rep);
+/* The first origin + k * every (k >= 1) above `now`. */
+static int64_t next_multiple(int64_t now, int64_t origin, int64_t every) {
+    if (now < origin) {
+        return origin + every;
     }
-    size_t es = envpool_state_size(L->pool);
-    void *ebuf = flame_malloc(es ? es : 1);
-    envpool_state_save(L->pool, ebuf);
-    L->tc.wall_seconds += now_s() - L->t0;
-    L->t0 = now_s();
-    int rc = ckpt_write(path, cfg, &st, &L->tc, with_replay ? &rep : NULL, ebuf, es, L->ops->name);
-    flame_free(ebuf);
-    if (rc == FLAME_OK && cfg->run.keep_ckpts > 0) {
-        prune_checkpoints(L->run_dir, cfg->run.keep_ckpts);
+    return origin + ((now - origin) / every + 1) * every;
+}
+
+static ProgressSample progress_sample(const Loop *L) {
+    ProgressSample s = {host_now(),  L->tc.env_steps,        L->end_steps,
+                        L->tc.env_steps < L->start_steps, L->b ? updates_done(L) : 0,
+                        L->eval_return};
+    return s;
+}
+
+/* ------------------------------------------------------------------ collect */
+
+/* the step's transitions into the replay (unstable rows left out, rollout.h) */
+static int replay_on_step(void *ctx, const RolloutStep *s) {
+    Loop *L = ctx;
+    rollout_replay_push(&L->replay, s);
+    L->tc.env_steps += s->n;
+    return FLAME_OK;
+}
+
+static int episode_on_end(void *ctx, const RolloutStep *s, const RolloutEpisode *e) {
+    (void)s;
+    Loop *L = ctx;
+    if (e->unstable) {
+        L->tc.instabilities++;
+        return FLAME_OK;
     }
-    if (with_replay) {
-        replay_free(&rep);
+    L->tc.episodes++;
+    if (L->metrics) {
+        MetricsEpisodeRow r = {L->tc.env_steps, e->ret, e->length, (uint8_t)(e->terminated ? 0 : 1)};
+        metrics_add_episode(L->metrics, &r);
     }
-    agent_state_free(&st);
+    return FLAME_OK;
+}
+
+/* One vectorised env step: uniform random actions in the warm-up, then the exploring policy. */
+static int collect(Loop *L) {
+    RolloutPolicy pol;
+    uint32_t call;
+    if (L->tc.env_steps < L->start_steps) {
+        pol = rollout_policy_random((uint64_t)L->cfg->run.seed);
+        call = (uint32_t)(L->tc.env_steps / L->N);
+    } else {
+        pol = rollout_policy_agent(L->ops, L->b, ACT_EXPLORE);
+        call = (uint32_t)L->tc.act_calls++;
+    }
+    RolloutSink sink = {L, replay_on_step, episode_on_end};
+    RolloutTimes t = {0, 0, 0};
+    int rc = rollout_step(L->roll, &pol, call, &sink, &t);
+    L->sum->act_s += t.act_s;
+    L->sum->env_s += t.env_s;
+    L->sum->push_s += t.sink_s;
     return rc;
 }
 
+/* ------------------------------------------------------------------ update, metrics */
+static void update(Loop *L) {
+    if (L->tc.env_steps < L->start_steps || L->ops->replay_size(L->b) < L->cfg->update.batch_size) {
+        return; /* no updates in the warm-up */
+    }
+    double t = host_now();
+    for (int k = 0; k < L->cfg->update.updates_per_iter; k++) {
+        update_step(L->ops, L->b);
+    }
+    if (L->ops->sync) {
+        L->ops->sync(L->b);
+    }
+    L->sum->update_s += host_now() - t;
+}
+
 static double elapsed(const Loop *L) {
-    return L->tc.wall_seconds + (now_s() - L->t0);
+    return L->tc.wall_seconds + (host_now() - L->t0);
 }
 
 static void metrics_rows(Loop *L) {
     UpdateMetrics m;
     L->ops->get_metrics(L->b, &m);
-    double t = elapsed(L), dt = now_s() - L->last_row_t;
-    int64_t updates = backend_base(L->b)->counters.updates;
+    double dt = host_now() - L->last_row_t;
+    int64_t updates = updates_done(L);
     MetricsTrainRow r = {
         .step = L->tc.env_steps,
-        .wall_time = t,
+        .wall_time = elapsed(L),
         .updates = updates,
         .critic_loss = 0.5 * (m.critic_loss[0] + m.critic_loss[1]),
         .q_mean = m.q_mean,
@@ -272,149 +173,14 @@ static void metrics_rows(Loop *L) {
         .instabilities = L->tc.instabilities,
     };
     metrics_add_train(L->metrics, &r);
-    TrainSummary *s = L->sum;
+    const TrainSummary *s = L->sum;
     MetricsTimingRow tr = {L->tc.env_steps, s->env_s,  s->act_s, s->update_s + s->push_s,
                            s->eval_s,       s->io_s};
     metrics_add_timing(L->metrics, &tr);
-    L->last_row_t = now_s();
+    L->last_row_t = host_now();
     L->last_row_steps = L->tc.env_steps;
     L->last_row_updates = updates;
-}
-
-static void progress(Loop *L, bool force) {
-    const FlameConfig *cfg = L->cfg;
-    double now = now_s();
-    if (!force && now - L->last_log < cfg->run.log_every) {
-        return;
-    }
-    /* rates over the window since the previous line (the warm-up is far faster than training) */
-    int64_t updates = backend_base(L->b)->counters.updates;
-    double dt = now - L->last_log;
-    int64_t dsteps = L->tc.env_steps - L->log_steps, dupd = updates - L->log_updates;
-    if (dt < 0.5) {
-        /* too short a window (the line at the end): this session's averages */
-        dt = now - L->session_t0;
-        dsteps = L->tc.env_steps - L->session_steps;
-        dupd = updates - L->session_updates;
-    }
-    double sps = dt > 0 ? (double)dsteps / dt : 0;
-    double ups = dt > 0 ? (double)dupd / dt : 0;
-    double eta = (sps > 0 && L->end_steps > L->tc.env_steps)
-                     ? (double)(L->end_steps - L->tc.env_steps) / sps
-                     : 0;
-    char ev[32] = "-";
-    if (!isnan(L->eval_return)) {
-        snprintf(ev, sizeof ev, "%.1f", L->eval_return);
-    }
-    const char *phase = L->tc.env_steps < L->start_steps ? " warm-up" : "";
-    if (cli_is_tty()) {
-        printf("\r[%s] step %lld/%lld%s | %.0f steps/s | %.1f updates/s | eval %s | ETA %.0fs   ",
-               cfg->env.id, (long long)L->tc.env_steps, (long long)L->end_steps, phase, sps, ups,
-               ev, eta);
-    } else {
-        printf("step %lld/%lld%s steps_per_s %.0f updates_per_s %.1f last_eval %s eta_s %.0f\n",
-               (long long)L->tc.env_steps, (long long)L->end_steps, phase, sps, ups, ev, eta);
-    }
-    fflush(stdout);
-    L->last_log = now;
-    L->log_steps = L->tc.env_steps;
-    L->log_updates = updates;
-}
-
-static int evaluate(Loop *L) {
-    const FlameConfig *cfg = L->cfg;
-    if (cfg->run.eval_episodes <= 0) {
-        return FLAME_OK;
-    }
-    double t = now_s();
-    EvalResult er;
-    int rc = eval_policy(L->ops, L->b, cfg, cfg->run.eval_episodes, false,
-                         (uint32_t)L->tc.eval_rounds, &er);
-    if (rc != FLAME_OK) {
-        return rc;
-    }
-    L->tc.eval_rounds++;
-    L->eval_return = er.return_mean;
-    if (isnan(L->sum->best_eval_return) || er.return_mean > L->sum->best_eval_return) {
-        L->sum->best_eval_return = er.return_mean;
-    }
-    if (L->metrics) {
-        MetricsEvalRow r = {L->tc.env_steps, er.return_mean, er.return_std, er.return_min,
-                            er.return_max, er.length_mean};
-        metrics_add_eval(L->metrics, &r);
-    }
-    if (!L->quiet) {
-        printf("%seval step %lld: return %.2f +- %.2f (min %.2f, max %.2f), length %.1f\n",
-               cli_is_tty() ? "\n" : "", (long long)L->tc.env_steps, er.return_mean,
-               er.return_std, er.return_min, er.return_max, er.length_mean);
-        fflush(stdout);
-    }
-    free(er.returns);
-    free(er.lengths);
-    L->sum->eval_s += now_s() - t;
-    return FLAME_OK;
-}
-
-/* One vectorised env step: act, step, push, bookkeeping. */
-static void collect(Loop *L) {
-    const FlameConfig *cfg = L->cfg;
-    int N = L->N, S = L->S, D = L->D;
-    double t = now_s();
-    for (size_t i = 0; i < (size_t)N * S; i++) {
-        L->obs_f[i] = (float)L->obs[i];
-    }
-    if (L->tc.env_steps < L->start_steps) {
-        /* warm-up: uniform random actions on the agent box */
-        uint32_t it = (uint32_t)(L->tc.env_steps / N);
-        for (int i = 0; i < N; i++) {
-            for (int d = 0; d < D; d++) {
-                L->act[(size_t)i * D + d] =
-                    2.0f * rng_uniform((uint64_t)cfg->run.seed, RNG_STREAM_WARMUP, it, (uint32_t)i,
-                                       (uint32_t)d) -
-                    1.0f;
-            }
-        }
-    } else {
-        L->ops->act(L->b, L->obs_f, N, ACT_EXPLORE, (uint32_t)L->tc.act_calls++, L->act);
-    }
-    double t1 = now_s();
-    L->sum->act_s += t1 - t;
-    EnvPoolStep st = {L->next_obs, L->final_obs, L->rew, L->term, L->trunc, L->unstable,
-                      L->ep_ret, L->ep_len, NULL, NULL};
-    envpool_step(L->pool, L->act, &st);
-    double t2 = now_s();
-    L->sum->env_s += t2 - t1;
-    /* replay: (s, a, r, s' = true final observation, terminated) */
-    for (size_t i = 0; i < (size_t)N * S; i++) {
-        L->next_f[i] = (float)L->final_obs[i];
-    }
-    for (int i = 0; i < N; i++) {
-        L->rew_f[i] = (float)L->rew[i];
-        L->done8[i] = L->term[i];
-    }
-    L->ops->replay_push(L->b, L->obs_f, L->act, L->rew_f, L->next_f, L->done8, N);
-    L->tc.env_steps += N;
-    for (int i = 0; i < N; i++) {
-        if (L->term[i] || L->trunc[i]) {
-            L->tc.episodes++;
-            L->tc.instabilities += L->unstable[i];
-            if (L->metrics) {
-                MetricsEpisodeRow r = {L->tc.env_steps, L->ep_ret[i], L->ep_len[i],
-                                       (uint8_t)(L->term[i] ? 0 : 1)};
-                metrics_add_episode(L->metrics, &r);
-            }
-        }
-    }
-    memcpy(L->obs, L->next_obs, (size_t)N * S * sizeof(double));
-    L->sum->push_s += now_s() - t2;
-}
-
-/* The first origin + k * every (k >= 1) above `now`. */
-static int64_t next_multiple(int64_t now, int64_t origin, int64_t every) {
-    if (now < origin) {
-        return origin + every;
-    }
-    return origin + ((now - origin) / every + 1) * every;
+    L->last_row_step = L->tc.env_steps;
 }
 
 static bool finite_metrics(const UpdateMetrics *m) {
@@ -422,282 +188,364 @@ static bool finite_metrics(const UpdateMetrics *m) {
            isfinite(m->alpha);
 }
 
+/* A /train row every run.metrics_every steps after the warm-up; a non-finite loss stops the run. */
+static int record(Loop *L) {
+    const int64_t every = L->cfg->run.metrics_every;
+    if (L->tc.env_steps < L->next_row) {
+        return FLAME_OK;
+    }
+    if (L->tc.env_steps > L->start_steps) {
+        UpdateMetrics m;
+        L->ops->get_metrics(L->b, &m);
+        if (updates_done(L) > 0 && !finite_metrics(&m)) {
+            return flame_errorf(FLAME_ERUNTIME,
+                                "non-finite loss at env step %lld (critic %g, actor %g); the last "
+                                "good checkpoint is in %s/ckpt; lower the learning rates",
+                                (long long)L->tc.env_steps, m.critic_loss[0], m.actor_loss,
+                                L->opt->run_dir ? L->opt->run_dir : ".");
+        }
+        if (L->metrics) {
+            metrics_rows(L);
+        }
+    }
+    L->next_row = next_multiple(L->tc.env_steps, 0, every);
+    return FLAME_OK;
+}
+
+/* ------------------------------------------------------------------ evaluation */
+
+/* Evaluation round r: its own envs and draws, deterministic EMA policy. */
+static int evaluate(Loop *L) {
+    const FlameConfig *cfg = L->cfg;
+    if (cfg->run.eval_episodes <= 0) {
+        return FLAME_OK;
+    }
+    double t = host_now();
+    uint32_t round = (uint32_t)L->tc.eval_rounds;
+    int episodes = cfg->run.eval_episodes;
+    int envs = cfg->env.eval_envs < episodes ? cfg->env.eval_envs : episodes;
+    envs = envs < 1 ? 1 : envs;
+    RolloutEnvs e = {.spec = env_spec_find(cfg->env.id),
+                     .model_xml = cfg->env.model_xml,
+                     .num_envs = envs,
+                     .num_threads = host_resolve_threads(cfg->env.threads, envs),
+                     .seed = (uint64_t)cfg->run.seed + 0x9e3779b97f4a7c15ull * (round / 256u + 1),
+                     .env_offset = EVAL_ENV_BASE + (round % 256u) * EVAL_ENV_BLOCK};
+    RolloutPolicy pol = rollout_policy_agent(L->ops, L->b, ACT_DETERMINISTIC);
+    RolloutRun run = {.episodes = episodes, .call_base = round * 1000003u};
+    RolloutResult er;
+    int rc = rollout_evaluate(&e, &pol, &run, &er);
+    if (rc == FLAME_OK) {
+        L->tc.eval_rounds++;
+        L->eval_return = er.return_mean;
+        if (isnan(L->sum->best_eval_return) || er.return_mean > L->sum->best_eval_return) {
+            L->sum->best_eval_return = er.return_mean;
+        }
+        if (L->metrics) {
+            MetricsEvalRow r = {L->tc.env_steps, er.return_mean, er.return_std, er.return_min,
+                                er.return_max,   er.length_mean};
+            metrics_add_eval(L->metrics, &r);
+        }
+        if (!L->opt->quiet) {
+            progress_note(&L->progress,
+                          "eval step %lld: return %.2f +- %.2f (min %.2f, max %.2f), length %.1f%s",
+                          (long long)L->tc.env_steps, er.return_mean, er.return_std,
+                          er.return_min, er.return_max, er.length_mean,
+                          er.unstable ? " (MuJoCo went unstable in some episodes: replaced)" : "");
+        }
+    }
+    rollout_result_free(&er);
+    L->last_eval_step = L->tc.env_steps;
+    L->sum->eval_s += host_now() - t;
+    return rc;
+}
+
+/* at run.eval_every; run.stop_return ends the run once an evaluation reaches it */
+static int evaluate_due(Loop *L) {
+    if (L->tc.env_steps < L->tc.next_eval) {
+        return FLAME_OK;
+    }
+    int rc = evaluate(L);
+    L->tc.next_eval = next_multiple(L->tc.env_steps, L->start_steps, L->cfg->run.eval_every);
+    L->target_reached = rc == FLAME_OK && !isnan(L->cfg->run.stop_return) &&
+                        L->eval_return >= L->cfg->run.stop_return;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+static int save_checkpoint(Loop *L) {
+    L->tc.wall_seconds += host_now() - L->t0;
+    L->t0 = host_now();
+    return train_checkpoint_save(L->opt->run_dir, L->cfg, L->ops, L->b, rollout_pool(L->roll),
+                                 &L->tc);
+}
+
+/* metrics flush at run.flush_every, checkpoint at run.ckpt_every */
+static int persist(Loop *L) {
+    const FlameConfig *cfg = L->cfg;
+    double t = host_now();
+    int rc = FLAME_OK;
+    if (L->metrics && L->tc.env_steps >= L->next_flush) {
+        rc = metrics_flush(L->metrics);
+        L->next_flush = next_multiple(L->tc.env_steps, 0, cfg->run.flush_every);
+    }
+    if (rc == FLAME_OK && L->opt->write_outputs && L->tc.env_steps >= L->tc.next_ckpt) {
+        L->tc.next_ckpt = next_multiple(L->tc.env_steps, L->start_steps, cfg->run.ckpt_every);
+        rc = save_checkpoint(L);
+    }
+    L->sum->io_s += host_now() - t;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ the loop */
+static bool loop_done(const Loop *L) {
+    const int64_t max = L->opt->max_steps;
+    return L->tc.env_steps >= L->end_steps || g_signal ||
+           (max > 0 && L->tc.env_steps - L->session_start >= max);
+}
+
+static int train_loop(Loop *L) {
+    int rc = FLAME_OK;
+    while (rc == FLAME_OK && !loop_done(L)) {
+        rc = collect(L);
+        if (rc == FLAME_OK) {
+            update(L);
+            rc = record(L);
+        }
+        if (rc == FLAME_OK) {
+            rc = evaluate_due(L);
+        }
+        if (rc == FLAME_OK) {
+            rc = persist(L);
+        }
+        if (!L->opt->quiet) {
+            ProgressSample s = progress_sample(L);
+            progress_update(&L->progress, &s, false);
+        }
+        if (L->target_reached) {
+            if (!L->opt->quiet) {
+                progress_note(&L->progress, "flame train: evaluation return %.2f reached "
+                                            "run.stop_return %.2f",
+                              L->eval_return, L->cfg->run.stop_return);
+            }
+            L->stopped_at_target = true;
+            break;
+        }
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------ open and close */
+
+/* The training envs and the backend. */
+static int create_agent(Loop *L) {
+    const FlameConfig *cfg = L->cfg;
+    RolloutEnvs e = {.spec = env_spec_find(cfg->env.id),
+                     .model_xml = cfg->env.model_xml,
+                     .num_envs = cfg->env.num_envs,
+                     .num_threads = host_resolve_threads(cfg->env.threads, cfg->env.num_envs),
+                     .seed = (uint64_t)cfg->run.seed,
+                     .env_offset = 0};
+    int rc = rollout_create(&e, &L->roll);
+    if (rc != FLAME_OK) {
+        return rc;
+    }
+    EnvPool *pool = rollout_pool(L->roll);
+    L->N = envpool_num_envs(pool);
+    L->S = envpool_obs_dim(pool);
+    L->D = envpool_act_dim(pool);
+    rc = L->ops->create(cfg, L->S, L->D, &L->b);
+    if (rc != FLAME_OK) {
+        L->b = NULL;
+        return rc;
+    }
+    rollout_replay_init(&L->replay, L->ops, L->b, L->N, L->S, L->D);
+    return FLAME_OK;
+}
+
+/* metrics.h5: appended to (rows after the checkpoint dropped) or created with config.yaml */
+static int open_outputs(Loop *L) {
+    const TrainOptions *opt = L->opt;
+    char p[RUN_DIR_PATH_MAX];
+    run_dir_file(p, sizeof p, opt->run_dir, "metrics.h5");
+    if (opt->resume_ckpt) {
+        int rc = metrics_open_append(p, &L->metrics);
+        return rc == FLAME_OK ? metrics_truncate(L->metrics, L->tc.env_steps) : rc;
+    }
+    int rc = run_dir_write_config(opt->run_dir, L->cfg);
+    return rc == FLAME_OK ? metrics_create(p, L->cfg, L->ops->name, L->device, &L->metrics) : rc;
+}
+
+static void device_name(const BackendOps *ops, const FlameConfig *cfg, char *buf, size_t n) {
+#ifdef FLAME_HAVE_CUDA
+    FlameCudaDevice d;
+    if (!strcmp(ops->name, "cuda") && flame_cuda_device_info(cfg->backend.device, &d) == 0) {
+        snprintf(buf, n, "%s", d.name);
+        return;
+    }
+#endif
+    (void)ops, (void)cfg;
+    snprintf(buf, n, "%s", host_cpu()->model);
+}
+
+/* signals: the loop finishes its iteration, then flush, checkpoint, exit 130/143 */
+static void signals_install(Loop *L) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, &L->old_int);
+    sigaction(SIGTERM, &sa, &L->old_term);
+    g_signal = 0;
+    L->signals_on = true;
+}
+
+static void signals_restore(Loop *L) {
+    if (L->signals_on) {
+        sigaction(SIGINT, &L->old_int, NULL);
+        sigaction(SIGTERM, &L->old_term, NULL);
+        L->signals_on = false;
+    }
+}
+
+static void start_clocks(Loop *L) {
+    const FlameConfig *cfg = L->cfg;
+    L->t0 = L->session_t0 = L->last_row_t = host_now();
+    L->session_start = L->last_row_steps = L->tc.env_steps;
+    L->last_row_updates = updates_done(L);
+    L->next_row = next_multiple(L->tc.env_steps, 0, cfg->run.metrics_every);
+    L->next_flush = next_multiple(L->tc.env_steps, 0, cfg->run.flush_every);
+    ProgressSample s = progress_sample(L);
+    progress_init(&L->progress, stdout, host_stdout_is_tty(), cfg->env.id, cfg->run.log_every, &s);
+}
+
+/* Everything the loop needs, or the reason it cannot start. */
+static int train_open(Loop *L) {
+    const FlameConfig *cfg = L->cfg;
+    const TrainOptions *opt = L->opt;
+    if (!env_spec_find(cfg->env.id)) {
+        return flame_errorf(FLAME_EINPUT, "unknown env id '%s'; `flame envs` lists them",
+                            cfg->env.id);
+    }
+    if (!(L->ops = backend_select(cfg))) {
+        return FLAME_EINPUT;
+    }
+    L->sum->backend = L->ops->name;
+    Checkpoint ck;
+    memset(&ck, 0, sizeof ck);
+    int rc = FLAME_OK;
+    if (opt->resume_ckpt) {
+        rc = ckpt_read(opt->resume_ckpt, &ck, true);
+        rc = rc ? rc : train_checkpoint_check(&ck, cfg, opt->resume_ckpt);
+    } else if (opt->write_outputs) {
+        rc = run_dir_prepare(opt->run_dir, opt->force);
+    }
+    rc = rc ? rc : create_agent(L);
+    if (rc == FLAME_OK && opt->resume_ckpt) {
+        rc = train_checkpoint_restore(&ck, cfg, L->ops, L->b, rollout_pool(L->roll),
+                                      opt->resume_ckpt);
+        L->tc = ck.tc;
+        rollout_observe(L->roll); /* the next observations are the pool's current ones */
+    } else if (rc == FLAME_OK) {
+        rollout_reset(L->roll);
+        L->tc.next_eval = next_multiple(0, L->start_steps, cfg->run.eval_every);
+        L->tc.next_ckpt = next_multiple(0, L->start_steps, cfg->run.ckpt_every);
+    }
+    ckpt_free(&ck);
+    device_name(L->ops, cfg, L->device, sizeof L->device);
+    if (rc == FLAME_OK && opt->write_outputs) {
+        rc = open_outputs(L);
+    }
+    if (rc != FLAME_OK) {
+        return rc;
+    }
+    if (!opt->quiet) {
+        printf("flame train: %s %s on %s (%s), %d envs x %d threads, %s run in %s\n",
+               config_algo_name(cfg->algo), cfg->env.id, L->ops->name, L->device, L->N,
+               host_resolve_threads(cfg->env.threads, cfg->env.num_envs),
+               opt->resume_ckpt ? "resumed" : "new", opt->write_outputs ? opt->run_dir : "(no outputs)");
+        fflush(stdout);
+    }
+    signals_install(L);
+    start_clocks(L);
+    return FLAME_OK;
+}
+
+/* The end of a run that started: final evaluation (unless the last one is at this step), last
+   metrics row (unless the cadence just wrote one), metrics closed, a checkpoint (also when a
+   signal stopped the run, not after a failure). */
+static int train_finish(Loop *L, int rc) {
+    const FlameConfig *cfg = L->cfg;
+    bool finished = rc == FLAME_OK && (L->tc.env_steps >= L->end_steps || L->stopped_at_target);
+    if (finished && cfg->run.eval_episodes > 0 && L->last_eval_step != L->tc.env_steps) {
+        rc = evaluate(L);
+    }
+    if (L->metrics) {
+        if (rc == FLAME_OK && L->tc.env_steps > L->start_steps &&
+            L->last_row_step != L->tc.env_steps) {
+            metrics_rows(L);
+        }
+        int frc = metrics_close(L->metrics);
+        L->metrics = NULL;
+        rc = rc ? rc : frc;
+    }
+    if (L->opt->write_outputs && (rc == FLAME_OK || g_signal)) {
+        int crc = save_checkpoint(L);
+        rc = rc ? rc : crc;
+    }
+    if (!L->opt->quiet) {
+        ProgressSample s = progress_sample(L);
+        progress_update(&L->progress, &s, true);
+        progress_end(&L->progress);
+    }
+    if (g_signal) {
+        L->sum->exit_code = g_signal == SIGINT ? 130 : 143;
+        if (!L->opt->quiet) {
+            printf("flame train: stopped by %s at step %lld; checkpoint written, resume with "
+                   "--resume %s\n",
+                   g_signal == SIGINT ? "SIGINT" : "SIGTERM", (long long)L->tc.env_steps,
+                   L->opt->run_dir ? L->opt->run_dir : ".");
+        }
+    }
+    return rc;
+}
+
+/* Frees whatever train_open created and fills the summary; safe after any failure. */
+static void train_close(Loop *L) {
+    signals_restore(L);
+    TrainSummary *sum = L->sum;
+    sum->total_s = L->session_t0 > 0 ? host_now() - L->session_t0 : 0;
+    sum->env_steps = L->tc.env_steps;
+    sum->updates = L->b ? updates_done(L) : 0;
+    sum->episodes = L->tc.episodes;
+    sum->last_eval_return = L->eval_return;
+    if (L->metrics) {
+        metrics_close(L->metrics);
+    }
+    if (L->b) {
+        L->ops->destroy(L->b);
+    }
+    rollout_free(L->roll);
+    rollout_replay_free(&L->replay);
+}
+
 int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *sum) {
     memset(sum, 0, sizeof *sum);
     sum->last_eval_return = NAN;
     sum->best_eval_return = NAN;
-    const EnvSpec *spec = env_spec_find(cfg->env.id);
-    if (!spec) {
-        return flame_errorf(FLAME_EINPUT, "unknown env id '%s'; `flame envs` lists them",
-                            cfg->env.id);
-    }
-    const BackendOps *ops = backend_select(cfg);
-    if (!ops) {
-        return FLAME_EINPUT;
-    }
     Loop L;
     memset(&L, 0, sizeof L);
     L.cfg = cfg;
-    L.ops = ops;
+    L.opt = opt;
     L.sum = sum;
     L.eval_return = NAN;
-    L.run_dir = opt->run_dir;
-    L.quiet = opt->quiet;
-    sum->backend = ops->name;
-    Checkpoint ck;
-    memset(&ck, 0, sizeof ck);
-    int rc = FLAME_OK;
-
-    /* resume: the checkpoint must belong to this env and network */
-    if (opt->resume_ckpt) {
-        rc = ckpt_read(opt->resume_ckpt, &ck, true);
-        if (rc != FLAME_OK) {
-            return rc;
-        }
-        if (strcmp(ck.env_id, cfg->env.id) != 0 || ck.cfg.algo != cfg->algo ||
-            ck.cfg.net.hidden != cfg->net.hidden || ck.cfg.net.layers != cfg->net.layers) {
-            rc = flame_errorf(FLAME_EINPUT,
-                              "%s is a %s checkpoint of %s (%dx%d), not of the configured %s %s "
-                              "(%dx%d); resume with the run's own config",
-                              opt->resume_ckpt, config_algo_name(ck.cfg.algo), ck.env_id,
-                              ck.cfg.net.layers, ck.cfg.net.hidden, config_algo_name(cfg->algo),
-                              cfg->env.id, cfg->net.layers, cfg->net.hidden);
-            ckpt_free(&ck);
-            return rc;
-        }
-        if (cfg->run.save_replay && !ck.has_replay) {
-            ckpt_free(&ck);
-            return flame_errorf(FLAME_EINPUT,
-                                "%s holds no replay buffer; resume needs one (set "
-                                "run.save_replay=false to resume with an empty buffer)",
-                                opt->resume_ckpt);
-        }
-    } else if (opt->write_outputs) {
-        rc = prepare_run_dir(opt->run_dir, opt->force);
-        if (rc != FLAME_OK) {
-            return rc;
-        }
-    }
-
-    /* envs and backend */
-    int threads = cli_resolve_threads(cfg->env.threads, cfg->env.num_envs);
-    rc = envpool_create(spec, cfg->env.model_xml, cfg->env.num_envs, threads,
-                        (uint64_t)cfg->run.seed, 0, &L.pool);
-    if (rc != FLAME_OK) {
-        ckpt_free(&ck);
-        return rc;
-    }
-    L.N = envpool_num_envs(L.pool);
-    L.S = envpool_obs_dim(L.pool);
-    L.D = envpool_act_dim(L.pool);
-    rc = ops->create(cfg, L.S, L.D, &L.b);
-    if (rc != FLAME_OK) {
-        envpool_free(L.pool);
-        ckpt_free(&ck);
-        return rc;
-    }
-    size_t NS = (size_t)L.N * L.S;
-    L.obs = flame_malloc(NS * sizeof(double));
-    L.next_obs = flame_malloc(NS * sizeof(double));
-    L.final_obs = flame_malloc(NS * sizeof(double));
-    L.rew = flame_malloc((size_t)L.N * sizeof(double));
-    L.ep_ret = flame_malloc((size_t)L.N * sizeof(double));
-    L.ep_len = flame_malloc((size_t)L.N * sizeof(int));
-    L.term = flame_malloc((size_t)L.N);
-    L.trunc = flame_malloc((size_t)L.N);
-    L.unstable = flame_malloc((size_t)L.N);
-    L.done8 = flame_malloc((size_t)L.N);
-    L.obs_f = flame_malloc(NS * sizeof(float));
-    L.next_f = flame_malloc(NS * sizeof(float));
-    L.act = flame_malloc((size_t)L.N * L.D * sizeof(float));
-    L.rew_f = flame_malloc((size_t)L.N * sizeof(float));
+    L.last_row_step = L.last_eval_step = -1;
     L.start_steps = cfg->run.start_steps;
     L.end_steps = cfg->run.start_steps + cfg->run.total_steps;
-
-    if (opt->resume_ckpt) {
-        ops->set_state(L.b, &ck.st);
-        if (ck.has_replay) {
-            if (ck.replay.capacity != cfg->update.replay_size) {
-                rc = flame_errorf(FLAME_EINPUT, "%s: replay capacity %lld differs from "
-                                                "update.replay_size %lld",
-                                  opt->resume_ckpt, (long long)ck.replay.capacity,
-                                  (long long)cfg->update.replay_size);
-            } else {
-                ops->set_replay(L.b, &ck.replay);
-            }
-        }
-        if (rc == FLAME_OK) {
-            rc = envpool_state_load(L.pool, ck.env_state, ck.env_state_size);
-        }
-        L.tc = ck.tc;
-        /* the next observations are the pool's current ones */
-        if (rc == FLAME_OK) {
-            for (int i = 0; i < L.N; i++) {
-                env_observe(envpool_env(L.pool, i), L.obs + (size_t)i * L.S);
-            }
-        }
-    } else {
-        envpool_reset(L.pool, L.obs);
-        L.tc.next_eval = next_multiple(0, L.start_steps, cfg->run.eval_every);
-        L.tc.next_ckpt = next_multiple(0, L.start_steps, cfg->run.ckpt_every);
+    int rc = train_open(&L);
+    if (rc == FLAME_OK) {
+        rc = train_loop(&L);
+        rc = train_finish(&L, rc);
     }
-    ckpt_free(&ck);
-
-    char device[256];
-    device_name(ops, device, sizeof device);
-    if (rc == FLAME_OK && opt->write_outputs) {
-        char p[1100];
-        snprintf(p, sizeof p, "%s/metrics.h5", opt->run_dir);
-        if (opt->resume_ckpt) {
-            rc = metrics_open_append(p, &L.metrics);
-            if (rc == FLAME_OK) {
-                rc = metrics_truncate(L.metrics, L.tc.env_steps);
-            }
-        } else {
-            rc = write_config_copy(opt->run_dir, cfg);
-            if (rc == FLAME_OK) {
-                rc = metrics_create(p, cfg, ops->name, device, &L.metrics);
-            }
-        }
-    }
-    if (rc == FLAME_OK && !opt->quiet) {
-        printf("flame train: %s %s on %s (%s), %d envs x %d threads, %s run in %s\n",
-               config_algo_name(cfg->algo), cfg->env.id, ops->name, device, L.N, threads,
-               opt->resume_ckpt ? "resumed" : "new",
-               opt->write_outputs ? opt->run_dir : "(no outputs)");
-        fflush(stdout);
-    }
-
-    /* signals: finish the iteration, flush, checkpoint, exit 130/143 */
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-    g_signal = 0;
-
-    L.t0 = now_s();
-    L.last_log = L.session_t0 = L.t0;
-    L.log_steps = L.session_steps = L.tc.env_steps;
-    L.log_updates = L.session_updates = backend_base(L.b)->counters.updates;
-    L.last_row_t = L.t0;
-    L.last_row_steps = L.tc.env_steps;
-    L.last_row_updates = backend_base(L.b)->counters.updates;
-    int64_t session_start = L.tc.env_steps;
-    int64_t next_row = next_multiple(L.tc.env_steps, 0, cfg->run.metrics_every);
-    int64_t next_flush = next_multiple(L.tc.env_steps, 0, cfg->run.flush_every);
-    int64_t last_row_step = -1, last_eval_step = -1;
-    bool stopped_at_target = false;
-    double tstart = now_s();
-
-    while (rc == FLAME_OK && L.tc.env_steps < L.end_steps && !g_signal) {
-        if (opt->max_steps > 0 && L.tc.env_steps - session_start >= opt->max_steps) {
-            break;
-        }
-        collect(&L);
-        /* updates: none during the warm-up */
-        if (L.tc.env_steps >= L.start_steps &&
-            ops->replay_size(L.b) >= cfg->update.batch_size) {
-            double t = now_s();
-            for (int k = 0; k < cfg->update.updates_per_iter; k++) {
-                update_step(ops, L.b);
-            }
-            if (ops->sync) {
-                ops->sync(L.b);
-            }
-            sum->update_s += now_s() - t;
-        }
-        if (L.tc.env_steps >= next_row && L.tc.env_steps <= L.start_steps) {
-            next_row = next_multiple(L.tc.env_steps, 0, cfg->run.metrics_every); /* warm-up */
-        } else if (L.tc.env_steps >= next_row) {
-            UpdateMetrics m;
-            ops->get_metrics(L.b, &m);
-            if (backend_base(L.b)->counters.updates > 0 && !finite_metrics(&m)) {
-                rc = flame_errorf(FLAME_ERUNTIME,
-                                  "non-finite loss at env step %lld (critic %g, actor %g); the "
-                                  "last good checkpoint is in %s/ckpt; lower the learning rates",
-                                  (long long)L.tc.env_steps, m.critic_loss[0], m.actor_loss,
-                                  opt->run_dir ? opt->run_dir : ".");
-                break;
-            }
-            if (L.metrics) {
-                metrics_rows(&L);
-                last_row_step = L.tc.env_steps;
-            }
-            next_row = next_multiple(L.tc.env_steps, 0, cfg->run.metrics_every);
-        }
-        bool target_reached = false;
-        if (L.tc.env_steps >= L.tc.next_eval) {
-            rc = evaluate(&L);
-            last_eval_step = L.tc.env_steps;
-            L.tc.next_eval = next_multiple(L.tc.env_steps, L.start_steps, cfg->run.eval_every);
-            target_reached = rc == FLAME_OK && !isnan(cfg->run.stop_return) &&
-                             L.eval_return >= cfg->run.stop_return;
-        }
-        double tio = now_s();
-        if (rc == FLAME_OK && L.metrics && L.tc.env_steps >= next_flush) {
-            rc = metrics_flush(L.metrics);
-            next_flush = next_multiple(L.tc.env_steps, 0, cfg->run.flush_every);
-        }
-        if (rc == FLAME_OK && opt->write_outputs && L.tc.env_steps >= L.tc.next_ckpt) {
-            L.tc.next_ckpt = next_multiple(L.tc.env_steps, L.start_steps, cfg->run.ckpt_every);
-            rc = save_checkpoint(&L);
-        }
-        sum->io_s += now_s() - tio;
-        if (!opt->quiet) {
-            progress(&L, false);
-        }
-        if (target_reached) {
-            if (!opt->quiet) {
-                printf("flame train: evaluation return %.2f reached run.stop_return %.2f\n",
-                       L.eval_return, cfg->run.stop_return);
-            }
-            stopped_at_target = true;
-            break;
-        }
-    }
-
-    /* the end: final evaluation (when the last one is not at this step), metrics, checkpoint */
-    bool finished = rc == FLAME_OK && (L.tc.env_steps >= L.end_steps || stopped_at_target);
-    if (finished && cfg->run.eval_episodes > 0 && last_eval_step != L.tc.env_steps) {
-        rc = evaluate(&L);
-    }
-    if (L.metrics) {
-        if (rc == FLAME_OK && L.tc.env_steps > L.start_steps && last_row_step != L.tc.env_steps) {
-            metrics_rows(&L); /* a last row, unless the cadence just wrote one */
-        }
-        int frc = metrics_close(L.metrics);
-        rc = rc ? rc : frc;
-    }
-    if (opt->write_outputs && (rc == FLAME_OK || g_signal)) {
-        int crc = save_checkpoint(&L);
-        rc = rc ? rc : crc;
-    }
-    if (!opt->quiet) {
-        progress(&L, true);
-        printf("\n");
-    }
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
-    if (g_signal) {
-        sum->exit_code = g_signal == SIGINT ? 130 : 143;
-        if (!opt->quiet) {
-            printf("flame train: stopped by %s at step %lld; checkpoint written, resume with "
-                   "--resume %s\n",
-                   g_signal == SIGINT ? "SIGINT" : "SIGTERM", (long long)L.tc.env_steps,
-                   opt->run_dir ? opt->run_dir : ".");
-        }
-    }
-    sum->total_s = now_s() - tstart;
-    sum->env_steps = L.tc.env_steps;
-    sum->updates = backend_base(L.b)->counters.updates;
-    sum->episodes = L.tc.episodes;
-    sum->last_eval_return = L.eval_return;
-    ops->destroy(L.b);
-    envpool_free(L.pool);
-    flame_free(L.obs), flame_free(L.next_obs), flame_free(L.final_obs), flame_free(L.rew);
-    flame_free(L.ep_ret), flame_free(L.ep_len), flame_free(L.term), flame_free(L.trunc);
-    flame_free(L.unstable), flame_free(L.done8), flame_free(L.obs_f), flame_free(L.next_f);
-    flame_free(L.act), flame_free(L.rew_f);
+    train_close(&L);
     return rc;
 }
