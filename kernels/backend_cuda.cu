@@ -106,9 +106,7 @@ static int cuda_create(const FlameConfig *cfg, int obs_dim, int act_dim, Backend
     }
     CUDA_CHECK(cudaSetDevice(cfg->backend.device));
     Backend *b = (Backend *)flame_calloc(1, sizeof *b);
-    b->base.cfg = cfg;
-    b->base.obs_dim = obs_dim;
-    b->base.act_dim = act_dim;
+    backend_base_init(&b->base, cfg, obs_dim, act_dim);
     b->B = cfg->update.batch_size;
     b->S = obs_dim;
     b->D = act_dim;
@@ -502,10 +500,7 @@ static void cuda_get_state(Backend *b, AgentState *dst) {
     dst->log_alpha = a3[0];
     dst->alpha_m = a3[1];
     dst->alpha_v = a3[2];
-    dst->updates = b->base.counters.updates;
-    dst->actor_steps = b->base.counters.actor_steps;
-    dst->critic_steps = b->base.counters.critic_steps;
-    dst->alpha_steps = b->base.counters.alpha_steps;
+    backend_counters_to_state(&b->base, dst);
 }
 
 static void cuda_set_state(Backend *b, const AgentState *src) {
@@ -521,10 +516,7 @@ static void cuda_set_state(Backend *b, const AgentState *src) {
     h2d(b, b->q2_targ, src->q2_targ, b->nq * sizeof(float));
     float a3[3] = {src->log_alpha, src->alpha_m, src->alpha_v};
     h2d(b, b->alpha3, a3, sizeof a3);
-    b->base.counters.updates = src->updates;
-    b->base.counters.actor_steps = src->actor_steps;
-    b->base.counters.critic_steps = src->critic_steps;
-    b->base.counters.alpha_steps = src->alpha_steps;
+    backend_counters_from_state(&b->base, src);
 }
 
 static void cuda_get_replay(Backend *b, Replay *dst) {

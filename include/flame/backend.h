@@ -18,7 +18,8 @@
  * convert to and from AgentState (host) losslessly: checkpoints are interchangeable.
  *
  * defines: Backend BackendBase BackendOps UpdateCtx UpdateMetrics CriticPhase ActMode
- *          backend_cpu_ops backend_cuda_ops backend_select
+ *          backend_cpu_ops backend_cuda_ops backend_select backend_base_init
+ *          backend_counters_to_state backend_counters_from_state
  */
 #ifndef FLAME_BACKEND_H
 #define FLAME_BACKEND_H
@@ -111,6 +112,13 @@ extern const BackendOps backend_cuda_ops;
 /* Picks the backend for backend.type (auto: CUDA when built with it and a device exists).
    Returns NULL with FLAME_EINPUT set when cuda is asked for and unavailable. */
 const BackendOps *backend_select(const FlameConfig *cfg);
+
+/* The fields every backend starts from: config, sizes, zero counters and metrics. */
+void backend_base_init(BackendBase *base, const FlameConfig *cfg, int obs_dim, int act_dim);
+
+/* The step counters travel with the state (get_state / set_state). */
+void backend_counters_to_state(const BackendBase *base, AgentState *dst);
+void backend_counters_from_state(BackendBase *base, const AgentState *src);
 
 static inline BackendBase *backend_base(Backend *b) {
     return (BackendBase *)b;

@@ -1,5 +1,7 @@
-/* backend.c: choosing the backend (see include/flame/backend.h). */
+/* backend.c: choosing the backend, and the fields both backends share (see include/flame/backend.h). */
 #include "flame/backend.h"
+
+#include <string.h>
 
 #include "flame/check.h"
 #ifdef FLAME_HAVE_CUDA
@@ -33,4 +35,25 @@ const BackendOps *backend_select(const FlameConfig *cfg) {
 #endif
             return &backend_cpu_ops;
     }
+}
+
+void backend_base_init(BackendBase *base, const FlameConfig *cfg, int obs_dim, int act_dim) {
+    memset(base, 0, sizeof *base);
+    base->cfg = cfg;
+    base->obs_dim = obs_dim;
+    base->act_dim = act_dim;
+}
+
+void backend_counters_to_state(const BackendBase *base, AgentState *dst) {
+    dst->updates = base->counters.updates;
+    dst->actor_steps = base->counters.actor_steps;
+    dst->critic_steps = base->counters.critic_steps;
+    dst->alpha_steps = base->counters.alpha_steps;
+}
+
+void backend_counters_from_state(BackendBase *base, const AgentState *src) {
+    base->counters.updates = src->updates;
+    base->counters.actor_steps = src->actor_steps;
+    base->counters.critic_steps = src->critic_steps;
+    base->counters.alpha_steps = src->alpha_steps;
 }

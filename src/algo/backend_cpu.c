@@ -60,9 +60,7 @@ static float alpha_of(const Backend *b) {
 static int cpu_create(const FlameConfig *cfg, int obs_dim, int act_dim, Backend **out) {
     Backend *b = flame_calloc(1, sizeof *b);
     blas_set_threads(cfg->run.cpu_threads);
-    b->base.cfg = cfg;
-    b->base.obs_dim = obs_dim;
-    b->base.act_dim = act_dim;
+    backend_base_init(&b->base, cfg, obs_dim, act_dim);
     agent_state_init(&b->st, cfg, obs_dim, act_dim);
     replay_init(&b->replay, cfg->update.replay_size, obs_dim, act_dim);
     b->B = cfg->update.batch_size;
@@ -865,18 +863,12 @@ static void cpu_end_update(Backend *b, const UpdateCtx *u) {
 /* ------------------------------------------------------------------ state transfer */
 static void cpu_get_state(Backend *b, AgentState *dst) {
     agent_state_copy(dst, &b->st);
-    dst->updates = b->base.counters.updates;
-    dst->actor_steps = b->base.counters.actor_steps;
-    dst->critic_steps = b->base.counters.critic_steps;
-    dst->alpha_steps = b->base.counters.alpha_steps;
+    backend_counters_to_state(&b->base, dst);
 }
 
 static void cpu_set_state(Backend *b, const AgentState *src) {
     agent_state_copy(&b->st, src);
-    b->base.counters.updates = src->updates;
-    b->base.counters.actor_steps = src->actor_steps;
-    b->base.counters.critic_steps = src->critic_steps;
-    b->base.counters.alpha_steps = src->alpha_steps;
+    backend_counters_from_state(&b->base, src);
 }
 
 static void cpu_get_replay(Backend *b, Replay *dst) {
