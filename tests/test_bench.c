@@ -1,13 +1,15 @@
 /*
  * test_bench.c: `flame bench` (label bench).
  *
- *   test_bench            the library: the update's analytic FLOPs against flame-algorithm.md §13,
- *                         order statistics, JSON lines (written, then read back by the parser
- * below) test_bench usage      bad usage exits 2 with one line on stderr; --help exits 0 test_bench
- * SUITE      runs `$FLAME_BIN bench SUITE --quick --json FILE` and checks that it exits 0, that
- * every line of FILE is a JSON object with the common fields, that every measurement passed
- * validation and carries its suite's numbers; kernels: 77 (skipped) when the suite reports that it
- * needs a GPU Speeds are printed by the suites, never asserted here.
+ *   test_bench        the library: the update's analytic FLOPs against flame-algorithm.md §13,
+ *                     order statistics, JSON lines (written, then read back by the parser below)
+ *   test_bench usage  bad usage exits 2 with one line on stderr; --help exits 0
+ *   test_bench SUITE  runs `$FLAME_BIN bench SUITE --quick --json FILE` and checks that it exits 0,
+ *                     that every line of FILE is a JSON object with the common fields (the BLAS
+ *                     core among them), that every measurement passed validation and carries its
+ *                     suite's numbers (CPU update records: the fraction of the FMA peak); kernels:
+ *                     77 (skipped) when the suite reports that it needs a GPU.
+ * Speeds are printed by the suites, never asserted here.
  */
 #include <ctype.h>
 #include <math.h>
@@ -645,6 +647,26 @@ static int test_suite(const char *suite) {
                 fprintf(stderr, "FAIL %s: \"%s\" missing or not a positive number\n", name,
                         nums[k]);
                 failures++;
+            }
+        }
+        /* CPU records state the BLAS core; where the CPU's FMA peak is known, the update suite
+           quotes its GFLOP/s as a fraction of it */
+        const JField *core = jget(r, "blas_core"), *cpu_peak = jget(r, "cpu_peak_gflops_core");
+        if (!core || core->type != JV_STR || !core->str[0] || !cpu_peak) {
+            fprintf(stderr, "FAIL %s: no blas_core or cpu_peak_gflops_core\n", name);
+            failures++;
+        }
+        if ((!strcmp(name, "update/cpu") || !strncmp(name, "sgemm/", 6)) && cpu_peak &&
+            cpu_peak->type == JV_NUM) {
+            const char *peak_keys[] = {"peak_gflops", "peak_fraction", "clock_ghz_measured",
+                                       "peak_gflops_nominal_clock"};
+            for (size_t k = 0; k < sizeof peak_keys / sizeof peak_keys[0]; k++) {
+                const JField *x = jget(r, peak_keys[k]);
+                if (!x || x->type != JV_NUM || !(x->num > 0) || !isfinite(x->num)) {
+                    fprintf(stderr, "FAIL %s: \"%s\" missing or not a positive number\n", name,
+                            peak_keys[k]);
+                    failures++;
+                }
             }
         }
         if (!strcmp(suite, "e2e")) {

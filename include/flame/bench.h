@@ -10,8 +10,10 @@
  *
  *   update   whole updates per second (update_step on the backend table) per backend, kernel
  *            choice and precision; a per-stage breakdown (each stage op timed with a sync between
- *            them); on the CPU the ratio to CBLAS sgemm measured in the same run and to the GEMM
- *            floor (the update's analytic FLOPs, flame-algorithm.md §13, at sgemm speed)
+ *            them); on the CPU the ratio to CBLAS sgemm measured in the same run, to the GEMM
+ *            floor (the update's analytic FLOPs, flame-algorithm.md §13, at sgemm speed) and to
+ *            the FMA peak of the cores used (host.h: lanes x FMA units x 2 x clock), which also
+ *            shows a BLAS running kernels narrower than the CPU (blas_core.h)
  *   act      action latency at batch 1 and at env.num_envs, deterministic and exploring, p50/p99
  *   env      env pool steps/s per env id and thread count next to a raw mj_step loop (env_bench)
  *   e2e      a short training run without outputs: env steps/s, updates/s, share of each phase
@@ -20,13 +22,13 @@
  * Return codes: FLAME_OK; FLAME_EINPUT (bad option or config, message set); FLAME_ERUNTIME when a
  * validation failed (the failing measurement is reported with status "failed").
  *
- * defines: BenchOptions BenchStats BenchJson UpdateFlops bench_update bench_act bench_env
- *          bench_e2e bench_kernels bench_load_config bench_now bench_stats bench_flush_cpu_cache
- *          bench_cpu_model bench_load_avg bench_update_flops bench_json_begin bench_json_end
- *          bench_json_key bench_json_str bench_json_num bench_json_int bench_json_bool
- *          bench_json_header bench_json_write bench_json_free bench_config_summary
- *          bench_rand_normal bench_rand_uniform bench_fill_replay bench_state_finite
- *          bench_metrics_finite
+ * defines: BenchOptions BenchStats BenchJson BenchVariant UpdateFlops bench_update bench_act
+ *          bench_env bench_e2e bench_kernels bench_load_config bench_setup bench_print_context
+ *          bench_variants bench_stats bench_flush_cpu_cache bench_load_avg bench_cpu_peak
+ *          bench_update_flops bench_json_begin bench_json_end bench_json_key bench_json_str
+ *          bench_json_num bench_json_int bench_json_bool bench_json_header bench_json_skipped
+ *          bench_json_write bench_json_free bench_config_summary bench_rand_normal
+ *          bench_rand_uniform bench_fill_replay bench_state_finite bench_metrics_finite
  */
 #ifndef FLAME_BENCH_H
 #define FLAME_BENCH_H
@@ -37,6 +39,7 @@
 
 #include "flame/backend.h"
 #include "flame/config.h"
+#include "flame/env.h"
 
 #define BENCH_MAX_IDS 32
 #define BENCH_MAX_THREADS 32
@@ -79,10 +82,29 @@ int bench_kernels(int argc, char **argv);
    an unavailable GPU as "skipped" (validation runs as for the CPU). FLAME_EINPUT on errors. */
 int bench_load_config(const BenchOptions *o, const char *const *suite_defaults, FlameConfig *cfg);
 
-/* ------------------------------------------------------------------ timing and statistics */
+/* The preamble of the suites that run on one task (update, act, e2e): bench_load_config, then the
+   env of env.id (FLAME_EINPUT with a message when unknown). */
+int bench_setup(const BenchOptions *o, const char *const *suite_defaults, FlameConfig *cfg,
+                const EnvSpec **spec);
 
-/* Monotonic seconds. */
-double bench_now(void);
+/* Prints "config: <summary>" (when cfg is not NULL) and "host: <cpu>; blas <library> (core
+   <core>); load average <x>". */
+void bench_print_context(const FlameConfig *cfg);
+
+/* One backend configuration a suite measures. */
+typedef struct {
+    const BackendOps *ops;
+    bool cuda;
+    int kernels, precision; /* backend.kernels, backend.precision (CUDA) */
+    char name[64];          /* "cpu", "cuda-fused-fp32", ... */
+} BenchVariant;
+
+/* The variants for --backend `kind` (auto: every backend here): cpu; cuda x {fused, cublas} x
+   {fp32, tf32} when a device exists. *skip (NULL when none) says why CUDA variants are missing
+   although asked for. Returns the count (at most 8). */
+int bench_variants(int kind, BenchVariant v[8], const char **skip);
+
+/* ------------------------------------------------------------------ timing and statistics */
 
 typedef struct {
     int n;
@@ -97,9 +119,9 @@ void bench_stats(const double *x, int n, BenchStats *s);
    once, at least 8 MiB). */
 void bench_flush_cpu_cache(void);
 
-/* "model name" of /proc/cpuinfo and the online core count, e.g. "Intel(R) Xeon(R) ... (2 cores)"
-   (the device of CPU measurements). */
-void bench_cpu_model(char *out, size_t len);
+/* FMA peak GFLOP/s of `threads` cores of this CPU at `clock_ghz` (NaN: the nominal clock; host.h),
+   NaN when unknown. */
+double bench_cpu_peak(int threads, double clock_ghz);
 
 /* The 1-minute load average (/proc/loadavg; NaN when unknown): other work on the machine. */
 double bench_load_avg(void);
@@ -141,12 +163,17 @@ void bench_json_bool(BenchJson *j, const char *key, bool v);
 void bench_json_free(BenchJson *j);
 
 /* The fields every record starts with: suite, name, status, validated, timestamp, commit, device,
-   driver (the GPU and its driver when `cuda`, else the CPU and "none"), host, blas, load_avg_1m
-   (/proc/loadavg when the record is written), quick, config (summary line), sizes {S, D, B, K, Np,
-   hidden, layers}. cfg may be NULL (no config/sizes). */
+   driver (the GPU and its driver when `cuda`, else the CPU and "none"), host, blas, blas_core,
+   cpu_simd, cpu_peak_gflops_core (null when unknown), load_avg_1m (/proc/loadavg when the record is
+   written), quick, config (summary line), sizes {S, D, B, K, Np, hidden, layers}. cfg may be NULL
+   (no config/sizes). */
 void bench_json_header(BenchJson *j, const char *suite, const char *name, const char *status,
                        bool validated, bool cuda, const FlameConfig *cfg, int obs_dim, int act_dim,
                        bool quick);
+
+/* Appends a "skipped" record {backend: "cuda", reason} (CUDA variants this machine cannot run). */
+int bench_json_skipped(const BenchOptions *o, const char *suite, const char *name,
+                       const FlameConfig *cfg, int obs_dim, int act_dim, const char *reason);
 
 /* Closes the record and appends it as one line to `path` (no-op when path is NULL). */
 int bench_json_write(BenchJson *j, const char *path);

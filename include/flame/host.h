@@ -13,11 +13,13 @@
  *   clock     the nominal base clock: cpufreq's base_frequency, else cpuid leaf 0x16, else the
  *             "@ x.xxGHz" of the model name, else "cpu MHz" of /proc/cpuinfo (what a virtual
  *             machine reports); HostCpu.clock_source names the one used.
- * Turbo and AVX-512 frequency licences move the real figure either way: it is a yardstick for
- * "how much of the machine does this use", not a promise.
+ * Turbo and AVX-512 frequency licences move the real figure either way, so benchmarks also measure
+ * the clock the core runs at now (host_measure_clock_ghz: a chain of dependent integer multiplies,
+ * 3 cycles each on every x86-64 core since 2008) and quote the peak at that clock.
  *
  * defines: HostSimd HostCpu host_now host_stdout_is_tty host_cores host_resolve_threads host_cpu
  *          host_cpu_parse_cpuinfo host_cpu_summary host_simd_name host_fma_units
+ *          host_measure_clock_ghz
  */
 #ifndef FLAME_HOST_H
 #define FLAME_HOST_H
@@ -78,6 +80,10 @@ int host_fma_units(const HostCpu *c);
 
 /* "AVX-512", "AVX2", "AVX", "SSE" or "unknown". */
 const char *host_simd_name(HostSimd s);
+
+/* The clock of the calling thread's core in GHz, the best of `repeats` timings of about 10 ms of
+   dependent 64-bit multiplies (3 cycles each); NaN on CPUs other than x86-64. */
+double host_measure_clock_ghz(int repeats);
 
 /* One line: "<model> (<cores> cores)", the device of CPU measurements. */
 void host_cpu_summary(char *out, size_t len);

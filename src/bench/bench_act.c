@@ -16,16 +16,10 @@
 #include "flame/bench.h"
 #include "flame/check.h"
 #include "flame/env.h"
+#include "flame/host.h"
 #ifdef FLAME_HAVE_CUDA
 #include "flame/cuda_api.h"
 #endif
-
-typedef struct {
-    const BackendOps *ops;
-    bool cuda;
-    int kernels, precision;
-    char name[64];
-} ActVariant;
 
 typedef struct {
     bool ok;
@@ -45,7 +39,7 @@ static bool act_sane(const float *a, int n, ActMode mode) {
     return true;
 }
 
-static void act_case(const ActVariant *v, Backend *b, const float *obs, int batch, int D,
+static void act_case(const BenchVariant *v, Backend *b, const float *obs, int batch, int D,
                      ActMode mode, const BenchOptions *o, ActResult *r) {
     const BackendOps *ops = v->ops;
     memset(r, 0, sizeof *r);
@@ -74,14 +68,14 @@ static void act_case(const ActVariant *v, Backend *b, const float *obs, int batc
     }
     int cap = 4096, n = 0;
     double *ms = flame_malloc((size_t)cap * sizeof(double));
-    double start = bench_now();
-    while (r->ok && n < max_calls && (n < min_calls || bench_now() - start < seconds)) {
-        double t0 = bench_now();
+    double start = host_now();
+    while (r->ok && n < max_calls && (n < min_calls || host_now() - start < seconds)) {
+        double t0 = host_now();
         ops->act(b, obs, batch, mode, call++, a1);
         if (ops->sync) {
             ops->sync(b);
         }
-        double dt = bench_now() - t0;
+        double dt = host_now() - t0;
         if (n == cap) {
             double *bigger = flame_malloc((size_t)cap * 2 * sizeof(double));
             memcpy(bigger, ms, (size_t)cap * sizeof(double));
@@ -115,62 +109,96 @@ static void act_case(const ActVariant *v, Backend *b, const float *obs, int batc
 
 static const char *const act_quick_defaults[] = {"net.hidden=32", "net.layers=2", NULL};
 
+/* one line of the table and one JSON record */
+static int act_report(const BenchOptions *o, const BenchVariant *v, const FlameConfig *vc, int S,
+                      int D, int batch, const char *mode, const ActResult *r) {
+    double aps = r->ms.mean > 0 ? batch / (r->ms.mean * 1e-3) : NAN;
+    printf("  %-22s %6d %-14s %9.3f %9.3f %9.3f %9.3f %9.3f %8d %12.0f   %s%s\n", v->name, batch,
+           mode, r->ms.p50, r->ms.p99, r->ms.mean, r->ms.min, r->ms.max, r->calls, aps,
+           r->ok ? "ok" : "FAILED: ", r->ok ? "" : r->why);
+    char name[128];
+    snprintf(name, sizeof name, "act/%s/b%d/%s", v->name, batch, mode);
+    BenchJson j;
+    bench_json_header(&j, "act", name, r->ok ? "ok" : "failed", r->ok, v->cuda, vc, S, D,
+                      o->quick);
+    bench_json_str(&j, "backend", v->cuda ? "cuda" : "cpu");
+    bench_json_str(&j, "kernels",
+                   v->cuda ? config_enum_name("backend.kernels", v->kernels) : "reference");
+    bench_json_str(&j, "precision",
+                   v->cuda ? config_enum_name("backend.precision", v->precision) : "fp32");
+    bench_json_int(&j, "batch", batch);
+    bench_json_str(&j, "mode", mode);
+    bench_json_int(&j, "particles", vc->flow.num_particles);
+    if (!r->ok) {
+        bench_json_str(&j, "error", r->why);
+    }
+    bench_json_bool(&j, "repeatable", r->repeatable);
+    bench_json_num(&j, "p50_ms", r->ms.p50);
+    bench_json_num(&j, "p99_ms", r->ms.p99);
+    bench_json_num(&j, "mean_ms", r->ms.mean);
+    bench_json_num(&j, "min_ms", r->ms.min);
+    bench_json_num(&j, "max_ms", r->ms.max);
+    bench_json_int(&j, "calls", r->calls);
+    bench_json_num(&j, "actions_per_s", aps);
+    int rc = bench_json_write(&j, o->json_path);
+    bench_json_free(&j);
+    return rc;
+}
+
+/* every batch and mode of one variant; *failed becomes FLAME_ERUNTIME (message set) at the first
+   validation that fails, and the measurements go on */
+static int act_variant(const BenchOptions *o, const BenchVariant *v, const FlameConfig *cfg,
+                       const float *obs, int S, int D, int *failed) {
+    FlameConfig vc = *cfg;
+    vc.backend.type = v->cuda ? BACKEND_CUDA : BACKEND_CPU;
+    vc.backend.kernels = v->kernels;
+    vc.backend.precision = v->precision;
+    Backend *b = NULL;
+    int crc = v->ops->create(&vc, S, D, &b);
+    const int N = cfg->env.num_envs, batches[2] = {1, N}, nb = N > 1 ? 2 : 1;
+    int rc = FLAME_OK;
+    for (int bi = 0; bi < nb && rc == FLAME_OK; bi++) {
+        for (int m = 0; m < 2 && rc == FLAME_OK; m++) {
+            ActMode mode = m == 0 ? ACT_DETERMINISTIC : ACT_EXPLORE;
+            ActResult r;
+            memset(&r, 0, sizeof r);
+            if (crc == FLAME_OK) {
+                act_case(v, b, obs, batches[bi], D, mode, o, &r);
+            } else {
+                snprintf(r.why, sizeof r.why, "backend create failed: %s", flame_last_error());
+                bench_stats(NULL, 0, &r.ms);
+            }
+            const char *mname = m == 0 ? "deterministic" : "explore";
+            rc = act_report(o, v, &vc, S, D, batches[bi], mname, &r);
+            if (rc == FLAME_OK && !r.ok && *failed == FLAME_OK) {
+                *failed = flame_errorf(FLAME_ERUNTIME, "act act/%s/b%d/%s: %s", v->name,
+                                       batches[bi], mname, r.why);
+            }
+        }
+    }
+    if (crc == FLAME_OK) {
+        v->ops->destroy(b);
+    }
+    return rc;
+}
+
 int bench_act(const BenchOptions *o) {
     FlameConfig cfg;
-    int rc = bench_load_config(o, o->quick ? act_quick_defaults : NULL, &cfg);
+    const EnvSpec *spec;
+    int rc = bench_setup(o, o->quick ? act_quick_defaults : NULL, &cfg, &spec);
     if (rc != FLAME_OK) {
         return rc;
     }
-    const EnvSpec *spec = env_spec_find(cfg.env.id);
-    if (!spec) {
-        return flame_errorf(FLAME_EINPUT, "unknown env id '%s' (see `flame envs`)", cfg.env.id);
-    }
     int S = spec->obs_dim, D = spec->act_dim, N = cfg.env.num_envs;
-
-    ActVariant variants[8];
-    int nv = 0;
+    BenchVariant variants[8];
     const char *skip = NULL;
-    if (cfg.backend.type == BACKEND_AUTO || cfg.backend.type == BACKEND_CPU) {
-        variants[nv++] =
-            (ActVariant){&backend_cpu_ops, false, KERNELS_FUSED, PRECISION_FP32, "cpu"};
-    }
-    if (cfg.backend.type == BACKEND_AUTO || cfg.backend.type == BACKEND_CUDA) {
-#ifdef FLAME_HAVE_CUDA
-        if (flame_cuda_device_count() > 0) {
-            const int kk[2] = {KERNELS_FUSED, KERNELS_CUBLAS};
-            const int pp[2] = {PRECISION_FP32, PRECISION_TF32};
-            for (int a = 0; a < 2; a++) {
-                for (int p = 0; p < 2; p++) {
-                    ActVariant *x = &variants[nv++];
-                    *x = (ActVariant){&backend_cuda_ops, true, kk[a], pp[p], ""};
-                    snprintf(x->name, sizeof x->name, "cuda-%s-%s",
-                             config_enum_name("backend.kernels", kk[a]),
-                             config_enum_name("backend.precision", pp[p]));
-                }
-            }
-        } else {
-            skip = "no CUDA device found";
-        }
-#else
-        skip = "this flame was built without CUDA";
-#endif
-    }
-
-    char summary[512], host[256];
-    bench_config_summary(&cfg, summary, sizeof summary);
-    bench_cpu_model(host, sizeof host);
+    int nv = bench_variants(cfg.backend.type, variants, &skip);
     printf("flame bench act: %s (S=%d, D=%d), best-of-%d, batches 1 and %d (env.num_envs)\n",
            spec->id, S, D, cfg.flow.num_particles, N);
-    printf("config: %s\nhost:   %s; load average %.2f\n", summary, host, bench_load_avg());
+    bench_print_context(&cfg);
     if (skip) {
         printf("cuda:   skipped (%s); the CUDA variants need a GPU\n", skip);
-        BenchJson j;
-        bench_json_header(&j, "act", "act/cuda", "skipped", false, false, &cfg, S, D, o->quick);
-        bench_json_str(&j, "backend", "cuda");
-        bench_json_str(&j, "reason", skip);
-        rc = bench_json_write(&j, o->json_path);
-        bench_json_free(&j);
-        if (rc != FLAME_OK) {
+        if ((rc = bench_json_skipped(o, "act", "act/cuda", &cfg, S, D, skip)) != FLAME_OK) {
             return rc;
         }
     }
@@ -179,74 +207,14 @@ int bench_act(const BenchOptions *o) {
                "mode", "p50 ms", "p99 ms", "mean ms", "min ms", "max ms", "calls", "actions/s",
                "valid");
     }
-
-    int batches[2] = {1, N}, nb = N > 1 ? 2 : 1;
     float *obs = flame_malloc((size_t)N * S * sizeof(float));
     for (size_t i = 0; i < (size_t)N * S; i++) {
         obs[i] = bench_rand_normal(0xAC7, i);
     }
-    int status = FLAME_OK;
+    int failed = FLAME_OK;
     for (int vi = 0; vi < nv && rc == FLAME_OK; vi++) {
-        const ActVariant *v = &variants[vi];
-        FlameConfig vc = cfg;
-        vc.backend.type = v->cuda ? BACKEND_CUDA : BACKEND_CPU;
-        vc.backend.kernels = v->kernels;
-        vc.backend.precision = v->precision;
-        Backend *b = NULL;
-        int crc = v->ops->create(&vc, S, D, &b);
-        for (int bi = 0; bi < nb && rc == FLAME_OK; bi++) {
-            for (int m = 0; m < 2 && rc == FLAME_OK; m++) {
-                ActMode mode = m == 0 ? ACT_DETERMINISTIC : ACT_EXPLORE;
-                const char *mname = m == 0 ? "deterministic" : "explore";
-                ActResult r;
-                memset(&r, 0, sizeof r);
-                if (crc == FLAME_OK) {
-                    act_case(v, b, obs, batches[bi], D, mode, o, &r);
-                } else {
-                    snprintf(r.why, sizeof r.why, "backend create failed: %s", flame_last_error());
-                    bench_stats(NULL, 0, &r.ms);
-                }
-                double aps = r.ms.mean > 0 ? batches[bi] / (r.ms.mean * 1e-3) : NAN;
-                printf("  %-22s %6d %-14s %9.3f %9.3f %9.3f %9.3f %9.3f %8d %12.0f   %s%s\n",
-                       v->name, batches[bi], mname, r.ms.p50, r.ms.p99, r.ms.mean, r.ms.min,
-                       r.ms.max, r.calls, aps, r.ok ? "ok" : "FAILED: ", r.ok ? "" : r.why);
-                char name[128];
-                snprintf(name, sizeof name, "act/%s/b%d/%s", v->name, batches[bi], mname);
-                BenchJson j;
-                bench_json_header(&j, "act", name, r.ok ? "ok" : "failed", r.ok, v->cuda, &vc, S, D,
-                                  o->quick);
-                bench_json_str(&j, "backend", v->cuda ? "cuda" : "cpu");
-                bench_json_str(&j, "kernels",
-                               v->cuda ? config_enum_name("backend.kernels", v->kernels)
-                                       : "reference");
-                bench_json_str(&j, "precision",
-                               v->cuda ? config_enum_name("backend.precision", v->precision)
-                                       : "fp32");
-                bench_json_int(&j, "batch", batches[bi]);
-                bench_json_str(&j, "mode", mname);
-                bench_json_int(&j, "particles", cfg.flow.num_particles);
-                if (!r.ok) {
-                    bench_json_str(&j, "error", r.why);
-                }
-                bench_json_bool(&j, "repeatable", r.repeatable);
-                bench_json_num(&j, "p50_ms", r.ms.p50);
-                bench_json_num(&j, "p99_ms", r.ms.p99);
-                bench_json_num(&j, "mean_ms", r.ms.mean);
-                bench_json_num(&j, "min_ms", r.ms.min);
-                bench_json_num(&j, "max_ms", r.ms.max);
-                bench_json_int(&j, "calls", r.calls);
-                bench_json_num(&j, "actions_per_s", aps);
-                rc = bench_json_write(&j, o->json_path);
-                bench_json_free(&j);
-                if (!r.ok && status == FLAME_OK) {
-                    status = flame_errorf(FLAME_ERUNTIME, "act %s: %s", name, r.why);
-                }
-            }
-        }
-        if (crc == FLAME_OK) {
-            v->ops->destroy(b);
-        }
+        rc = act_variant(o, &variants[vi], &cfg, obs, S, D, &failed);
     }
     flame_free(obs);
-    return rc != FLAME_OK ? rc : status;
+    return rc != FLAME_OK ? rc : failed;
 }

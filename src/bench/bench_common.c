@@ -10,11 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "flame/agent.h"
+#include "flame/blas_core.h"
 #include "flame/build_info.h"
 #include "flame/check.h"
+#include "flame/host.h"
 #include "flame/mlp.h"
 #ifdef FLAME_HAVE_CUDA
 #include "flame/cuda_api.h"
@@ -58,12 +59,62 @@ int bench_load_config(const BenchOptions *o, const char *const *suite_defaults, 
     return rc;
 }
 
-/* ------------------------------------------------------------------ timing, statistics */
-double bench_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+int bench_setup(const BenchOptions *o, const char *const *suite_defaults, FlameConfig *cfg,
+                const EnvSpec **spec) {
+    int rc = bench_load_config(o, suite_defaults, cfg);
+    if (rc != FLAME_OK) {
+        return rc;
+    }
+    *spec = env_spec_find(cfg->env.id);
+    if (!*spec) {
+        return flame_errorf(FLAME_EINPUT, "unknown env id '%s' (see `flame envs`)", cfg->env.id);
+    }
+    return FLAME_OK;
 }
+
+void bench_print_context(const FlameConfig *cfg) {
+    char summary[512], host[256], core[256];
+    if (cfg) {
+        bench_config_summary(cfg, summary, sizeof summary);
+        printf("config: %s\n", summary);
+    }
+    host_cpu_summary(host, sizeof host);
+    blas_core_describe(core, sizeof core);
+    printf("host:   %s; load average %.2f\nblas:   %s, core %s\n", host, bench_load_avg(),
+           blas_info(), core);
+}
+
+int bench_variants(int kind, BenchVariant v[8], const char **skip) {
+    int n = 0;
+    *skip = NULL;
+    if (kind == BACKEND_AUTO || kind == BACKEND_CPU) {
+        v[n++] = (BenchVariant){&backend_cpu_ops, false, KERNELS_FUSED, PRECISION_FP32, "cpu"};
+    }
+    if (kind == BACKEND_AUTO || kind == BACKEND_CUDA) {
+#ifdef FLAME_HAVE_CUDA
+        if (flame_cuda_device_count() > 0) {
+            const int kk[2] = {KERNELS_FUSED, KERNELS_CUBLAS};
+            const int pp[2] = {PRECISION_FP32, PRECISION_TF32};
+            for (int a = 0; a < 2; a++) {
+                for (int p = 0; p < 2; p++) {
+                    BenchVariant *x = &v[n++];
+                    *x = (BenchVariant){&backend_cuda_ops, true, kk[a], pp[p], ""};
+                    snprintf(x->name, sizeof x->name, "cuda-%s-%s",
+                             config_enum_name("backend.kernels", kk[a]),
+                             config_enum_name("backend.precision", pp[p]));
+                }
+            }
+        } else {
+            *skip = "no CUDA device found";
+        }
+#else
+        *skip = "this flame was built without CUDA";
+#endif
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------ statistics */
 
 static int bench_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -148,33 +199,14 @@ void bench_flush_cpu_cache(void) {
 }
 
 /* ------------------------------------------------------------------ machine */
-void bench_cpu_model(char *out, size_t len) {
-    static char cached[256];
-    if (!cached[0]) {
-        char model[200] = "unknown CPU";
-        FILE *f = fopen("/proc/cpuinfo", "r");
-        if (f) {
-            char line[512];
-            while (fgets(line, sizeof line, f)) {
-                if (!strncmp(line, "model name", 10)) {
-                    const char *c = strchr(line, ':');
-                    if (c) {
-                        c++;
-                        while (*c == ' ' || *c == '\t') {
-                            c++;
-                        }
-                        snprintf(model, sizeof model, "%s", c);
-                        model[strcspn(model, "\n")] = 0;
-                    }
-                    break;
-                }
-            }
-            fclose(f);
-        }
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        snprintf(cached, sizeof cached, "%s (%ld cores)", model, cores);
+double bench_cpu_peak(int threads, double clock_ghz) {
+    const HostCpu *c = host_cpu();
+    int used = threads < c->cores ? threads : c->cores;
+    double ghz = isnan(clock_ghz) ? c->clock_ghz : clock_ghz;
+    if (c->fp32_lanes <= 0 || c->fma_units <= 0 || !(ghz > 0)) {
+        return NAN;
     }
-    snprintf(out, len, "%s", cached);
+    return (double)c->fp32_lanes * c->fma_units * 2.0 * ghz * (used > 0 ? used : 1);
 }
 
 double bench_load_avg(void) {
@@ -312,8 +344,11 @@ void bench_config_summary(const FlameConfig *cfg, char *out, size_t len) {
 void bench_json_header(BenchJson *j, const char *suite, const char *name, const char *status,
                        bool validated, bool cuda, const FlameConfig *cfg, int obs_dim, int act_dim,
                        bool quick) {
-    char host[256], device[256], driver[32] = "none", stamp[32], summary[512];
-    bench_cpu_model(host, sizeof host);
+    char host[256], device[256], driver[32] = "none", stamp[32], summary[512], core[32];
+    host_cpu_summary(host, sizeof host);
+    BlasCore bc;
+    blas_core_query(&bc);
+    snprintf(core, sizeof core, "%s", bc.origin == BLAS_CORE_NOT_OPENBLAS ? "n/a" : bc.name);
     snprintf(device, sizeof device, "%s", host);
 #ifdef FLAME_HAVE_CUDA
     if (cuda) {
@@ -346,6 +381,9 @@ void bench_json_header(BenchJson *j, const char *suite, const char *name, const 
     bench_json_str(j, "driver", driver);
     bench_json_str(j, "host", host);
     bench_json_str(j, "blas", blas_info());
+    bench_json_str(j, "blas_core", core);
+    bench_json_str(j, "cpu_simd", host_simd_name(host_cpu()->simd));
+    bench_json_num(j, "cpu_peak_gflops_core", host_cpu()->peak_gflops);
     bench_json_num(j, "load_avg_1m", bench_load_avg());
     bench_json_bool(j, "quick", quick);
     if (cfg) {
@@ -361,6 +399,17 @@ void bench_json_header(BenchJson *j, const char *suite, const char *name, const 
         bench_json_int(j, "layers", cfg->net.layers);
         bench_json_end(j);
     }
+}
+
+int bench_json_skipped(const BenchOptions *o, const char *suite, const char *name,
+                       const FlameConfig *cfg, int obs_dim, int act_dim, const char *reason) {
+    BenchJson j;
+    bench_json_header(&j, suite, name, "skipped", false, false, cfg, obs_dim, act_dim, o->quick);
+    bench_json_str(&j, "backend", "cuda");
+    bench_json_str(&j, "reason", reason);
+    int rc = bench_json_write(&j, o->json_path);
+    bench_json_free(&j);
+    return rc;
 }
 
 int bench_json_write(BenchJson *j, const char *path) {

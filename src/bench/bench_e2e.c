@@ -35,25 +35,16 @@ static const char *const e2e_quick_defaults[] = {"env.id=InvertedPendulum-v5",
 
 int bench_e2e(const BenchOptions *o) {
     FlameConfig cfg;
-    int rc = bench_load_config(o, o->quick ? e2e_quick_defaults : e2e_defaults, &cfg);
+    const EnvSpec *spec;
+    int rc = bench_setup(o, o->quick ? e2e_quick_defaults : e2e_defaults, &cfg, &spec);
     if (rc != FLAME_OK) {
         return rc;
-    }
-    const EnvSpec *spec = env_spec_find(cfg.env.id);
-    if (!spec) {
-        return flame_errorf(FLAME_EINPUT, "unknown env id '%s' (see `flame envs`)", cfg.env.id);
     }
     if (!backend_select(&cfg)) {
         /* an explicit --backend cuda without a GPU: say so, like the other CUDA measurements */
         printf("flame bench e2e: skipped (%s)\n", flame_last_error());
-        BenchJson j;
-        bench_json_header(&j, "e2e", "e2e/cuda", "skipped", false, false, &cfg, spec->obs_dim,
-                          spec->act_dim, o->quick);
-        bench_json_str(&j, "backend", "cuda");
-        bench_json_str(&j, "reason", flame_last_error());
-        rc = bench_json_write(&j, o->json_path);
-        bench_json_free(&j);
-        return rc;
+        return bench_json_skipped(o, "e2e", "e2e/cuda", &cfg, spec->obs_dim, spec->act_dim,
+                                  flame_last_error());
     }
     int64_t steps = o->steps > 0 ? o->steps : (o->quick ? 100 : 500);
     TrainOptions topt;
@@ -62,12 +53,9 @@ int bench_e2e(const BenchOptions *o) {
     topt.write_outputs = false;
     topt.max_steps = cfg.run.start_steps + steps;
 
-    char summary[512], host[256];
-    bench_config_summary(&cfg, summary, sizeof summary);
-    bench_cpu_model(host, sizeof host);
     printf("flame bench e2e: %s, %lld warm-up + %lld training transitions, %d envs\n", spec->id,
            (long long)cfg.run.start_steps, (long long)steps, cfg.env.num_envs);
-    printf("config: %s\nhost:   %s; load average %.2f\n", summary, host, bench_load_avg());
+    bench_print_context(&cfg);
     fflush(stdout);
 
     TrainSummary s;

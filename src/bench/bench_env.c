@@ -11,12 +11,12 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "flame/bench.h"
 #include "flame/check.h"
 #include "flame/env.h"
 #include "flame/env_bench.h"
+#include "flame/host.h"
 
 static const char *const env_default_ids[] = {"HalfCheetah-v5", "Hopper-v5", "Walker2d-v5",
                                               "Ant-v5", "Humanoid-v5"};
@@ -54,8 +54,7 @@ int bench_env(const BenchOptions *o) {
         }
     }
     int threads[BENCH_MAX_THREADS], nt = 0;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int W = cores > 0 ? (int)cores : 1;
+    int W = host_cores();
     if (o->n_threads > 0) {
         for (int i = 0; i < o->n_threads; i++) {
             threads[nt++] = o->threads[i];
@@ -78,11 +77,11 @@ int bench_env(const BenchOptions *o) {
     int N = cfg.env.num_envs > max_t ? cfg.env.num_envs : max_t;
     double seconds = o->seconds > 0 ? o->seconds : (o->quick ? 0.05 : 1.0);
 
-    char host[256];
-    bench_cpu_model(host, sizeof host);
     printf("flame bench env: %d env(s) per pool, %.2f s per measurement (pool, raw 1 thread, raw T "
-           "threads)\nhost:   %s; load average %.2f\n\n",
-           N, seconds, host, bench_load_avg());
+           "threads)\n",
+           N, seconds);
+    bench_print_context(NULL);
+    printf("\n");
     printf("  %-22s %7s %14s %14s %14s %9s %9s   %s\n", "env", "threads", "pool steps/s",
            "raw 1t steps/s", "raw Tt steps/s", "overhead", "episodes", "valid");
     int status = FLAME_OK;

@@ -27,6 +27,7 @@
 #include "flame/bench.h"
 #include "flame/check.h"
 #include "flame/env.h"
+#include "flame/host.h"
 #include "flame/mlp.h"
 #include "flame/update.h"
 #ifdef FLAME_HAVE_CUDA
@@ -153,20 +154,20 @@ static void bench_sgemm(int m, int n, int k, bool trans_b, int repeats, double r
         Bm[i] = 2.0f * bench_rand_uniform(12, i) - 1.0f;
     }
     /* validate the first call, which is also the warm-up */
-    double t0 = bench_now();
+    double t0 = host_now();
     sgemm_call(A, Bm, C, m, n, k, trans_b);
-    double t1 = bench_now() - t0;
+    double t1 = host_now() - t0;
     r->err_before = sgemm_check(A, Bm, C, m, n, k, trans_b);
     int calls = (int)ceil(repeat_s / (t1 > 1e-6 ? t1 : 1e-6));
     calls = calls < 1 ? 1 : (calls > 10000 ? 10000 : calls);
     double *ms = flame_malloc((size_t)repeats * sizeof(double));
     for (int rep = 0; rep < repeats; rep++) {
         bench_flush_cpu_cache();
-        double s = bench_now();
+        double s = host_now();
         for (int c = 0; c < calls; c++) {
             sgemm_call(A, Bm, C, m, n, k, trans_b);
         }
-        ms[rep] = 1e3 * (bench_now() - s) / calls;
+        ms[rep] = 1e3 * (host_now() - s) / calls;
     }
     r->err_after = sgemm_check(A, Bm, C, m, n, k, trans_b);
     r->valid = r->err_before <= 1.0 && r->err_after <= 1.0;
@@ -209,14 +210,14 @@ static double timed_begin(Backend *b) {
     if (timed.inner->sync) {
         timed.inner->sync(b);
     }
-    return bench_now();
+    return host_now();
 }
 
 static void timed_end(Backend *b, int stage, double t0) {
     if (timed.inner->sync) {
         timed.inner->sync(b);
     }
-    timed.s[stage] += bench_now() - t0;
+    timed.s[stage] += host_now() - t0;
     timed.calls[stage]++;
 }
 
@@ -257,13 +258,6 @@ static BackendOps timed_table(const BackendOps *inner) {
 }
 
 /* ------------------------------------------------------------------ one variant */
-typedef struct {
-    const BackendOps *ops;
-    bool cuda;
-    int kernels, precision;
-    char name[64];
-} UpdateVariant;
-
 typedef struct {
     bool ok;
     char why[256];
@@ -332,7 +326,7 @@ static bool validate_step(const BackendOps *ops, Backend *b, const FlameConfig *
     return true;
 }
 
-static int run_variant(const UpdateVariant *v, const FlameConfig *base, const BenchOptions *o,
+static int run_variant(const BenchVariant *v, const FlameConfig *base, const BenchOptions *o,
                        int S, int D, UpdateResult *r) {
     memset(r, 0, sizeof *r);
     FlameConfig cfg = *base;
@@ -386,16 +380,16 @@ static int run_variant(const UpdateVariant *v, const FlameConfig *base, const Be
 
     /* 2. warm up: whole cycles, at least two and warm_s seconds; the last cycle is timed */
     int warm = 1;
-    double cycle_s = 0, tw = bench_now();
+    double cycle_s = 0, tw = host_now();
     for (int c = 0; c < 1000; c++) {
-        double t0 = bench_now();
+        double t0 = host_now();
         for (int i = 0; i < cycle; i++) {
             update_step(ops, b);
         }
         sync_if(ops, b);
-        cycle_s = bench_now() - t0;
+        cycle_s = host_now() - t0;
         warm += cycle;
-        if (c >= (o->quick ? 0 : 1) && bench_now() - tw >= warm_s) {
+        if (c >= (o->quick ? 0 : 1) && host_now() - tw >= warm_s) {
             break;
         }
     }
@@ -410,12 +404,12 @@ static int run_variant(const UpdateVariant *v, const FlameConfig *base, const Be
             bench_flush_cpu_cache();
         }
         sync_if(ops, b);
-        double t0 = bench_now();
+        double t0 = host_now();
         for (int i = 0; i < per; i++) {
             update_step(ops, b);
         }
         sync_if(ops, b);
-        ms[rep] = 1e3 * (bench_now() - t0) / per;
+        ms[rep] = 1e3 * (host_now() - t0) / per;
     }
     bench_stats(ms, repeats, &r->ms);
     flame_free(ms);
@@ -464,15 +458,30 @@ static int run_variant(const UpdateVariant *v, const FlameConfig *base, const Be
 }
 
 /* ------------------------------------------------------------------ reporting */
-static void print_sgemm(const SgemmResult *s) {
+/* the FMA peak of the cores the update uses (host.h) */
+typedef struct {
+    double gflops;         /* at clock_ghz (NaN when unknown) */
+    double clock_ghz;      /* measured when the suite starts */
+    double nominal_gflops; /* at the nominal clock */
+} Peak;
+
+static void json_peak(BenchJson *j, const Peak *pk, double gflops) {
+    bench_json_num(j, "peak_gflops", pk->gflops);
+    bench_json_num(j, "peak_fraction", gflops / pk->gflops);
+    bench_json_num(j, "clock_ghz_measured", pk->clock_ghz);
+    bench_json_num(j, "peak_gflops_nominal_clock", pk->nominal_gflops);
+}
+
+static void print_sgemm(const SgemmResult *s, double peak) {
     char shape[64];
     snprintf(shape, sizeof shape, "%s %dx%dx%d", s->trans_b ? "NT" : "NN", s->m, s->n, s->k);
-    printf("  %-24s %10.3f %10.3f %12.1f %10.1f   %s\n", shape, s->ms.median, s->ms.min,
-           s->gflops_median, s->gflops_best, s->valid ? "ok" : "FAILED");
+    printf("  %-24s %10.3f %10.3f %12.1f %10.1f %6.1f%%   %s\n", shape, s->ms.median, s->ms.min,
+           s->gflops_median, s->gflops_best, 100.0 * s->gflops_median / peak,
+           s->valid ? "ok" : "FAILED");
 }
 
 static int write_sgemm_json(const SgemmResult *s, const FlameConfig *cfg, int S, int D,
-                            const BenchOptions *o) {
+                            const BenchOptions *o, const Peak *pk) {
     char name[96];
     snprintf(name, sizeof name, "sgemm/%s/%dx%dx%d", s->trans_b ? "NT" : "NN", s->m, s->n, s->k);
     BenchJson j;
@@ -491,6 +500,7 @@ static int write_sgemm_json(const SgemmResult *s, const FlameConfig *cfg, int S,
     bench_json_int(&j, "calls_per_repeat", s->calls_per_repeat);
     bench_json_num(&j, "gflops_median", s->gflops_median);
     bench_json_num(&j, "gflops_best", s->gflops_best);
+    json_peak(&j, pk, s->gflops_median);
     bench_json_num(&j, "check_before", s->err_before);
     bench_json_num(&j, "check_after", s->err_after);
     int rc = bench_json_write(&j, o->json_path);
@@ -498,9 +508,9 @@ static int write_sgemm_json(const SgemmResult *s, const FlameConfig *cfg, int S,
     return rc;
 }
 
-static int write_variant_json(const UpdateVariant *v, const UpdateResult *r, const FlameConfig *cfg,
+static int write_variant_json(const BenchVariant *v, const UpdateResult *r, const FlameConfig *cfg,
                               int S, int D, const UpdateFlops *fl, const SgemmResult *big,
-                              const SgemmResult *shaped, const BenchOptions *o) {
+                              const SgemmResult *shaped, const BenchOptions *o, const Peak *pk) {
     BenchJson j;
     char name[96];
     snprintf(name, sizeof name, "update/%s", v->name);
@@ -537,6 +547,7 @@ static int write_variant_json(const UpdateVariant *v, const UpdateResult *r, con
         bench_json_num(&j, "floor_ms", floor_ms);
         bench_json_num(&j, "floor_ratio", floor_ms / r->ms.median);
         bench_json_num(&j, "x_floor", r->ms.median / floor_ms);
+        json_peak(&j, pk, gfs);
     }
     if (r->parity_checked) {
         bench_json_num(&j, "parity_rel_err", r->parity_err);
@@ -571,7 +582,7 @@ static int write_variant_json(const UpdateVariant *v, const UpdateResult *r, con
     return rc;
 }
 
-static void print_stages(const UpdateVariant *v, const UpdateResult *r, const UpdateFlops *fl) {
+static void print_stages(const BenchVariant *v, const UpdateResult *r, const UpdateFlops *fl) {
     double sum = 0;
     for (int s = 0; s < ST_COUNT; s++) {
         sum += r->stage_s[s];
@@ -609,148 +620,130 @@ static const char *const update_quick_defaults[] = {
     "flow.num_particles=4", "update.replay_size=4096",
     "run.start_steps=1000", NULL};
 
-static void build_variants(int kind, UpdateVariant *v, int *n, const char **skip) {
-    *n = 0;
-    *skip = NULL;
-    if (kind == BACKEND_AUTO || kind == BACKEND_CPU) {
-        v[*n] = (UpdateVariant){&backend_cpu_ops, false, KERNELS_FUSED, PRECISION_FP32, "cpu"};
-        (*n)++;
+/* sgemm on the CPU at the update's thread count: a large square one and the update's GEMM shape */
+static int measure_sgemm(const BenchOptions *o, const FlameConfig *cfg, int S, int D,
+                         const Peak *pk, SgemmResult *big, SgemmResult *shaped, int *status) {
+    blas_set_threads(cfg->run.cpu_threads);
+    int reps = o->quick ? 3 : 5;
+    double rs = o->quick ? 0.01 : 0.25;
+    int nbig = o->quick ? 256 : 2048;
+    bench_sgemm(nbig, nbig, nbig, false, reps, rs, big);
+    bench_sgemm(cfg->update.batch_size * cfg->flow.sample_k, cfg->net.hidden, cfg->net.hidden, true,
+                reps, rs, shaped);
+    printf("\nsgemm (CBLAS, %d thread%s)      %10s %10s %12s %10s %7s   valid\n",
+           cfg->run.cpu_threads, cfg->run.cpu_threads == 1 ? "" : "s", "ms median", "ms min",
+           "GFLOP/s med", "best", "% peak");
+    print_sgemm(big, pk->gflops);
+    print_sgemm(shaped, pk->gflops);
+    int rc = write_sgemm_json(big, cfg, S, D, o, pk);
+    rc = rc ? rc : write_sgemm_json(shaped, cfg, S, D, o, pk);
+    if (rc == FLAME_OK && (!big->valid || !shaped->valid)) {
+        *status = flame_errorf(FLAME_ERUNTIME, "sgemm validation failed");
     }
-    if (kind == BACKEND_AUTO || kind == BACKEND_CUDA) {
-#ifdef FLAME_HAVE_CUDA
-        if (flame_cuda_device_count() > 0) {
-            const int kk[2] = {KERNELS_FUSED, KERNELS_CUBLAS};
-            const int pp[2] = {PRECISION_FP32, PRECISION_TF32};
-            for (int a = 0; a < 2; a++) {
-                for (int p = 0; p < 2; p++) {
-                    UpdateVariant *x = &v[(*n)++];
-                    *x = (UpdateVariant){&backend_cuda_ops, true, kk[a], pp[p], ""};
-                    snprintf(x->name, sizeof x->name, "cuda-%s-%s",
-                             config_enum_name("backend.kernels", kk[a]),
-                             config_enum_name("backend.precision", pp[p]));
-                }
-            }
-        } else {
-            *skip = "no CUDA device found";
-        }
-#else
-        *skip = "this flame was built without CUDA";
-#endif
+    return rc;
+}
+
+/* The FMA peak of the cores the update uses at the clock measured now (what 100 % in the "% peak"
+   columns means), next to the peak at the nominal clock. */
+static Peak measure_peak(const FlameConfig *cfg) {
+    const HostCpu *c = host_cpu();
+    Peak pk;
+    pk.clock_ghz = host_measure_clock_ghz(25); /* best of ~0.1 s: a quiet slice of the core */
+    pk.gflops = bench_cpu_peak(cfg->run.cpu_threads, pk.clock_ghz);
+    pk.nominal_gflops = bench_cpu_peak(cfg->run.cpu_threads, NAN);
+    if (isnan(pk.gflops)) {
+        printf("peak:   unknown for this CPU (no x86 SIMD level or clock); %% peak columns are nan\n");
+        return pk;
+    }
+    int cores = cfg->run.cpu_threads < c->cores ? cfg->run.cpu_threads : c->cores;
+    printf("peak:   %.1f GFLOP/s = %d core%s x %d fp32 lanes (%s) x %d FMA units x 2 x %.2f GHz "
+           "(measured now; at the nominal %.2f GHz from %s: %.1f GFLOP/s)\n",
+           pk.gflops, cores, cores == 1 ? "" : "s", c->fp32_lanes, host_simd_name(c->simd),
+           c->fma_units, pk.clock_ghz, c->clock_ghz, c->clock_source, pk.nominal_gflops);
+    return pk;
+}
+
+/* one line of the update table */
+static void print_variant(const BenchVariant *v, const UpdateResult *r, const UpdateFlops *fl,
+                          const SgemmResult *big, const SgemmResult *shaped, double peak) {
+    double gfs = fl->per_update / (r->ms.median * 1e-3) * 1e-9;
+    printf("  %-22s %10.3f %10.3f %10.3f %9.1f", v->name,
+           r->ms.median > 0 ? 1e3 / r->ms.median : 0.0, r->ms.median, r->ms.min, gfs);
+    if (!v->cuda && big && shaped) {
+        double floor_ms = fl->per_update / (shaped->gflops_median * 1e9) * 1e3;
+        printf(" %9.3f %9.3f %9.2f %6.1f%%", gfs / big->gflops_median, floor_ms / r->ms.median,
+               r->ms.median / floor_ms, 100.0 * gfs / peak);
+    } else {
+        printf(" %9s %9s %9s %7s", "-", "-", "-", "-");
+    }
+    printf("   %s%s\n", r->ok ? "ok" : "FAILED: ", r->ok ? "" : r->why);
+    if (r->parity_checked) {
+        printf("  %-22s first update vs CPU reference: worst relative difference %.3g\n", "",
+               r->parity_err);
     }
 }
 
 int bench_update(const BenchOptions *o) {
     FlameConfig cfg;
-    int rc = bench_load_config(o, o->quick ? update_quick_defaults : NULL, &cfg);
+    const EnvSpec *spec;
+    int rc = bench_setup(o, o->quick ? update_quick_defaults : NULL, &cfg, &spec);
     if (rc != FLAME_OK) {
         return rc;
     }
-    const EnvSpec *spec = env_spec_find(cfg.env.id);
-    if (!spec) {
-        return flame_errorf(FLAME_EINPUT, "unknown env id '%s' (see `flame envs`)", cfg.env.id);
-    }
     int S = spec->obs_dim, D = spec->act_dim;
-    UpdateVariant variants[8];
-    int nv = 0;
+    BenchVariant variants[8];
     const char *skip = NULL;
-    build_variants(cfg.backend.type, variants, &nv, &skip);
+    int nv = bench_variants(cfg.backend.type, variants, &skip);
     UpdateFlops fl;
     bench_update_flops(&cfg, S, D, &fl);
-
-    char summary[512], host[256];
-    bench_config_summary(&cfg, summary, sizeof summary);
-    bench_cpu_model(host, sizeof host);
     printf("flame bench update: %s (S=%d, D=%d)\n", spec->id, S, D);
-    printf("config: %s\nhost:   %s; blas %s; load average %.2f\n", summary, host, blas_info(),
-           bench_load_avg());
+    bench_print_context(&cfg);
     printf("flops:  %.3f GF per update, flame-algorithm.md §13 (critic_target %.3f, critic_step "
            "%.3f; qweight %.3f and policy_step %.3f every %d)\n",
            fl.per_update * 1e-9, fl.critic_target * 1e-9, fl.critic_step * 1e-9, fl.qweight * 1e-9,
            fl.policy_step * 1e-9, cfg.update.policy_delay);
     if (skip) {
         printf("cuda:   skipped (%s); the CUDA variants need a GPU\n", skip);
-        BenchJson j;
-        bench_json_header(&j, "update", "update/cuda", "skipped", false, false, &cfg, S, D,
-                          o->quick);
-        bench_json_str(&j, "backend", "cuda");
-        bench_json_str(&j, "reason", skip);
-        int wrc = bench_json_write(&j, o->json_path);
-        bench_json_free(&j);
-        if (wrc != FLAME_OK) {
-            return wrc;
+        if ((rc = bench_json_skipped(o, "update", "update/cuda", &cfg, S, D, skip)) != FLAME_OK) {
+            return rc;
         }
     }
-
-    /* sgemm on the CPU, at the update's thread count */
     bool have_cpu = nv > 0 && !variants[0].cuda;
     SgemmResult big, shaped;
+    Peak pk = {NAN, NAN, NAN};
     int status = FLAME_OK;
     if (have_cpu) {
-        blas_set_threads(cfg.run.cpu_threads);
-        int reps = o->quick ? 3 : 5;
-        double rs = o->quick ? 0.01 : 0.25;
-        int nbig = o->quick ? 256 : 2048;
-        bench_sgemm(nbig, nbig, nbig, false, reps, rs, &big);
-        bench_sgemm(cfg.update.batch_size * cfg.flow.sample_k, cfg.net.hidden, cfg.net.hidden, true,
-                    reps, rs, &shaped);
-        printf("\nsgemm (CBLAS, %d thread%s)      %10s %10s %12s %10s   valid\n",
-               cfg.run.cpu_threads, cfg.run.cpu_threads == 1 ? "" : "s", "ms median", "ms min",
-               "GFLOP/s med", "best");
-        print_sgemm(&big);
-        print_sgemm(&shaped);
-        rc = write_sgemm_json(&big, &cfg, S, D, o);
-        rc = rc ? rc : write_sgemm_json(&shaped, &cfg, S, D, o);
-        if (rc != FLAME_OK) {
+        pk = measure_peak(&cfg);
+        if ((rc = measure_sgemm(o, &cfg, S, D, &pk, &big, &shaped, &status)) != FLAME_OK) {
             return rc;
         }
-        if (!big.valid || !shaped.valid) {
-            status = flame_errorf(FLAME_ERUNTIME, "sgemm validation failed");
-        }
     }
-
     if (nv > 0) {
-        printf("\n  %-22s %10s %10s %10s %9s %9s %9s %9s   %s\n", "update", "updates/s",
-               "ms median", "ms min", "GFLOP/s", "x sgemm", "floor", "x floor", "valid");
+        printf("\n  %-22s %10s %10s %10s %9s %9s %9s %9s %7s   %s\n", "update", "updates/s",
+               "ms median", "ms min", "GFLOP/s", "x sgemm", "floor", "x floor", "% peak", "valid");
     }
     UpdateResult *res = flame_calloc((size_t)(nv > 0 ? nv : 1), sizeof(UpdateResult));
-    for (int i = 0; i < nv; i++) {
-        UpdateResult *r = &res[i];
-        int vrc = run_variant(&variants[i], &cfg, o, S, D, r);
-        double gfs = fl.per_update / (r->ms.median * 1e-3) * 1e-9;
-        printf("  %-22s %10.3f %10.3f %10.3f %9.1f", variants[i].name,
-               r->ms.median > 0 ? 1e3 / r->ms.median : 0.0, r->ms.median, r->ms.min, gfs);
-        if (!variants[i].cuda && have_cpu) {
-            double floor_ms = fl.per_update / (shaped.gflops_median * 1e9) * 1e3;
-            printf(" %9.3f %9.3f %9.2f", gfs / big.gflops_median, floor_ms / r->ms.median,
-                   r->ms.median / floor_ms);
-        } else {
-            printf(" %9s %9s %9s", "-", "-", "-");
-        }
-        printf("   %s%s\n", r->ok ? "ok" : "FAILED: ", r->ok ? "" : r->why);
-        if (r->parity_checked) {
-            printf("  %-22s first update vs CPU reference: worst relative difference %.3g\n", "",
-                   r->parity_err);
-        }
-        rc = write_variant_json(&variants[i], r, &cfg, S, D, &fl, have_cpu ? &big : NULL,
-                                have_cpu ? &shaped : NULL, o);
-        if (rc != FLAME_OK) {
-            flame_free(res);
-            return rc;
-        }
+    for (int i = 0; i < nv && rc == FLAME_OK; i++) {
+        int vrc = run_variant(&variants[i], &cfg, o, S, D, &res[i]);
+        print_variant(&variants[i], &res[i], &fl, have_cpu ? &big : NULL,
+                      have_cpu ? &shaped : NULL, pk.gflops);
+        rc = write_variant_json(&variants[i], &res[i], &cfg, S, D, &fl, have_cpu ? &big : NULL,
+                                have_cpu ? &shaped : NULL, o, &pk);
         if (vrc != FLAME_OK && status == FLAME_OK) {
-            status = flame_errorf(FLAME_ERUNTIME, "update %s: %s", variants[i].name, r->why);
+            status = flame_errorf(FLAME_ERUNTIME, "update %s: %s", variants[i].name, res[i].why);
         }
     }
     if (have_cpu) {
         printf("  (x sgemm: achieved GFLOP/s / large sgemm GFLOP/s; floor: time of the update's "
                "FLOPs at the sgemm speed of its GEMM shape / measured time; x floor: measured "
-               "time / that floor, 2 or less is the CPU target)\n");
+               "time / that floor, 2 or less is the CPU target; %% peak: achieved GFLOP/s / the "
+               "FMA peak above)\n");
     }
-    for (int i = 0; i < nv; i++) {
+    for (int i = 0; i < nv && rc == FLAME_OK; i++) {
         if (res[i].stage_updates > 0) {
             print_stages(&variants[i], &res[i], &fl);
         }
     }
     flame_free(res);
-    return status;
+    return rc != FLAME_OK ? rc : status;
 }

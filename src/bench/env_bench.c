@@ -8,20 +8,14 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "flame/check.h"
 #include "flame/env.h"
 #include "flame/envpool.h"
+#include "flame/host.h"
 #include "flame/rng.h"
 
 #define ENV_BENCH_SEED 20240531u
-
-static double env_bench_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 typedef struct {
     const mjModel *m;
@@ -39,7 +33,7 @@ static void *env_bench_raw(void *arg) {
     mjData *d = mj_makeData(m);
     mj_forward(m, d);
     uint64_t steps = 0;
-    const double t0 = env_bench_now();
+    const double t0 = host_now();
     double t = t0;
     while (t - t0 < r->seconds) {
         for (int rep = 0; rep < 16; rep++, steps++) {
@@ -58,7 +52,7 @@ static void *env_bench_raw(void *arg) {
             }
             mj_rnePostConstraint(m, d);
         }
-        t = env_bench_now();
+        t = host_now();
     }
     r->steps = steps;
     r->elapsed = t - t0;
@@ -121,7 +115,7 @@ int env_bench_run(const char *env_id, int num_envs, int num_threads, double seco
     /* 1. the pool */
     envpool_reset(p, obs);
     uint64_t batches = 0, episodes = 0;
-    const double t0 = env_bench_now();
+    const double t0 = host_now();
     double t = t0;
     while (t - t0 < seconds) {
         for (int i = 0; i < N * D; i++) {
@@ -134,7 +128,7 @@ int env_bench_run(const char *env_id, int num_envs, int num_threads, double seco
             episodes += flags[i] | flags[N + i];
         }
         batches++;
-        t = env_bench_now();
+        t = host_now();
     }
     snprintf(out->env_id, sizeof out->env_id, "%s", spec->id);
     out->num_envs = N;

@@ -94,6 +94,125 @@ static int parse_number(const char *opt, const char *s, double lo, double hi, do
     return FLAME_OK;
 }
 
+/* one option of a suite into o (c: getopt's code); FLAME_OK or the exit status */
+static int apply_option(int c, const char *arg, BenchOptions *o) {
+    double num = 0;
+    int rc = FLAME_OK;
+    switch (c) {
+        case 'j':
+            o->json_path = arg;
+            break;
+        case 'q':
+            o->quick = true;
+            break;
+        case 'b':
+            rc = cli_parse_backend("bench", arg, &o->backend);
+            o->backend_given = true;
+            break;
+        case 'c':
+            o->config_path = arg;
+            break;
+        case 's':
+            if (o->nsets >= BENCH_MAX_SETS) {
+                return cli_fail("bench", FLAME_EINPUT, "too many --set options (max %d)",
+                                BENCH_MAX_SETS);
+            }
+            o->sets[o->nsets++] = (char *)arg;
+            break;
+        case 'e':
+            if (o->n_env_ids >= BENCH_MAX_IDS) {
+                return cli_fail("bench", FLAME_EINPUT, "too many --env options (max %d)",
+                                BENCH_MAX_IDS);
+            }
+            o->env_ids[o->n_env_ids++] = arg;
+            break;
+        case 't':
+            rc = parse_threads(arg, o);
+            break;
+        case 'S':
+            rc = parse_number("--seconds", arg, 1e-3, 3600, &num);
+            o->seconds = num;
+            break;
+        case 'R':
+            rc = parse_number("--repeats", arg, 1, 10000, &num);
+            o->repeats = (int)num;
+            break;
+        case 'N':
+            o->no_stages = true;
+            break;
+        case 'T':
+            rc = parse_number("--steps", arg, 1, 1e12, &num);
+            o->steps = (int64_t)num;
+            break;
+    }
+    return rc;
+}
+
+/* the options after the suite name; FLAME_OK, the exit status, or -1 after --help */
+static int parse_options(int argc, char **argv, const char *suite, BenchOptions *o) {
+    static const struct option longopts[] = {{"json", required_argument, 0, 'j'},
+                                             {"quick", no_argument, 0, 'q'},
+                                             {"backend", required_argument, 0, 'b'},
+                                             {"config", required_argument, 0, 'c'},
+                                             {"set", required_argument, 0, 's'},
+                                             {"env", required_argument, 0, 'e'},
+                                             {"threads", required_argument, 0, 't'},
+                                             {"seconds", required_argument, 0, 'S'},
+                                             {"repeats", required_argument, 0, 'R'},
+                                             {"no-stages", no_argument, 0, 'N'},
+                                             {"steps", required_argument, 0, 'T'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    o->suite = suite;
+    o->backend = BACKEND_AUTO;
+    /* options start after the suite name: getopt sees argv[1..] with the suite as its argv[0] */
+    int ac = argc - 1;
+    char **av = argv + 1;
+    optind = 1;
+    opterr = 0;
+    int c, li = -1;
+    while ((c = getopt_long(ac, av, "+:h", longopts, &li)) != -1) {
+        if (c != '?' && c != ':' && !suite_accepts(suite, (char)c)) {
+            return cli_fail("bench", FLAME_EINPUT, "option '--%s' does not apply to the %s suite",
+                            li >= 0 ? longopts[li].name : "?", suite);
+        }
+        li = -1;
+        if (c == 'h') {
+            bench_usage(stdout);
+            return -1;
+        }
+        if (c == ':') {
+            return cli_fail("bench", FLAME_EINPUT, "option '%s' needs a value", av[optind - 1]);
+        }
+        if (c == '?') {
+            return cli_fail("bench", FLAME_EINPUT,
+                            "unknown option '%s' (flame bench --help lists them)", av[optind - 1]);
+        }
+        int rc = apply_option(c, optarg, o);
+        if (rc != FLAME_OK) {
+            return rc;
+        }
+    }
+    if (optind < ac) {
+        return cli_fail("bench", FLAME_EINPUT,
+                        "unexpected argument '%s'; the config file goes after --config",
+                        av[optind]);
+    }
+    if (o->n_env_ids > 1 && strcmp(suite, "env") != 0) {
+        return cli_fail("bench", FLAME_EINPUT, "the %s suite takes one --env", suite);
+    }
+    if (o->json_path) {
+        FILE *f = fopen(o->json_path, "a");
+        if (!f) {
+            return cli_fail("bench", FLAME_EINPUT, "cannot append to --json file '%s'",
+                            o->json_path);
+        }
+        fclose(f);
+    }
+    return FLAME_OK;
+}
+
 int cmd_bench(int argc, char **argv) {
     if (argc < 2) {
         return cli_fail("bench", FLAME_EINPUT,
@@ -108,143 +227,24 @@ int cmd_bench(int argc, char **argv) {
     if (!strcmp(suite, "kernels")) {
         return bench_kernels(argc - 2, argv + 2);
     }
-    if (strcmp(suite, "update") && strcmp(suite, "act") && strcmp(suite, "env") &&
-        strcmp(suite, "e2e")) {
+    static const struct {
+        const char *name;
+        int (*run)(const BenchOptions *);
+    } suites[] = {{"update", bench_update}, {"act", bench_act}, {"env", bench_env}, {"e2e", bench_e2e}};
+    int which = -1;
+    for (int i = 0; i < 4; i++) {
+        which = !strcmp(suite, suites[i].name) ? i : which;
+    }
+    if (which < 0) {
         return cli_fail("bench", FLAME_EINPUT,
                         "unknown suite '%s'; use one of update, act, env, e2e, kernels", suite);
     }
-
-    static const struct option longopts[] = {{"json", required_argument, 0, 'j'},
-                                             {"quick", no_argument, 0, 'q'},
-                                             {"backend", required_argument, 0, 'b'},
-                                             {"config", required_argument, 0, 'c'},
-                                             {"set", required_argument, 0, 's'},
-                                             {"env", required_argument, 0, 'e'},
-                                             {"threads", required_argument, 0, 't'},
-                                             {"seconds", required_argument, 0, 'S'},
-                                             {"repeats", required_argument, 0, 'R'},
-                                             {"no-stages", no_argument, 0, 'N'},
-                                             {"steps", required_argument, 0, 'T'},
-                                             {"help", no_argument, 0, 'h'},
-                                             {0, 0, 0, 0}};
     BenchOptions o;
-    memset(&o, 0, sizeof o);
-    o.suite = suite;
-    o.backend = BACKEND_AUTO;
-    /* options start after the suite name: getopt sees argv[1..] with the suite as its argv[0] */
-    int ac = argc - 1;
-    char **av = argv + 1;
-    optind = 1;
-    opterr = 0;
-    int c, rc;
-    double num = 0;
-    int li = -1;
-    while ((c = getopt_long(ac, av, "+:h", longopts, &li)) != -1) {
-        if (c != '?' && c != ':' && !suite_accepts(suite, (char)c)) {
-            return cli_fail("bench", FLAME_EINPUT, "option '--%s' does not apply to the %s suite",
-                            li >= 0 ? longopts[li].name : "?", suite);
-        }
-        li = -1;
-        switch (c) {
-            case 'j':
-                o.json_path = optarg;
-                break;
-            case 'q':
-                o.quick = true;
-                break;
-            case 'b':
-                if (!strcmp(optarg, "auto")) {
-                    o.backend = BACKEND_AUTO;
-                } else if (!strcmp(optarg, "cpu")) {
-                    o.backend = BACKEND_CPU;
-                } else if (!strcmp(optarg, "cuda")) {
-                    o.backend = BACKEND_CUDA;
-                } else {
-                    return cli_fail("bench", FLAME_EINPUT,
-                                    "bad --backend '%s'; use auto, cpu or cuda", optarg);
-                }
-                o.backend_given = true;
-                break;
-            case 'c':
-                o.config_path = optarg;
-                break;
-            case 's':
-                if (o.nsets >= BENCH_MAX_SETS) {
-                    return cli_fail("bench", FLAME_EINPUT, "too many --set options (max %d)",
-                                    BENCH_MAX_SETS);
-                }
-                o.sets[o.nsets++] = optarg;
-                break;
-            case 'e':
-                if (o.n_env_ids >= BENCH_MAX_IDS) {
-                    return cli_fail("bench", FLAME_EINPUT, "too many --env options (max %d)",
-                                    BENCH_MAX_IDS);
-                }
-                o.env_ids[o.n_env_ids++] = optarg;
-                break;
-            case 't':
-                if ((rc = parse_threads(optarg, &o)) != FLAME_OK) {
-                    return rc;
-                }
-                break;
-            case 'S':
-                if ((rc = parse_number("--seconds", optarg, 1e-3, 3600, &num)) != FLAME_OK) {
-                    return rc;
-                }
-                o.seconds = num;
-                break;
-            case 'R':
-                if ((rc = parse_number("--repeats", optarg, 1, 10000, &num)) != FLAME_OK) {
-                    return rc;
-                }
-                o.repeats = (int)num;
-                break;
-            case 'N':
-                o.no_stages = true;
-                break;
-            case 'T':
-                if ((rc = parse_number("--steps", optarg, 1, 1e12, &num)) != FLAME_OK) {
-                    return rc;
-                }
-                o.steps = (int64_t)num;
-                break;
-            case 'h':
-                bench_usage(stdout);
-                return FLAME_OK;
-            case ':':
-                return cli_fail("bench", FLAME_EINPUT, "option '%s' needs a value", av[optind - 1]);
-            default:
-                return cli_fail("bench", FLAME_EINPUT,
-                                "unknown option '%s' (flame bench --help lists them)",
-                                av[optind - 1]);
-        }
+    int rc = parse_options(argc, argv, suite, &o);
+    if (rc != FLAME_OK) {
+        return rc < 0 ? FLAME_OK : rc;
     }
-    if (optind < ac) {
-        return cli_fail("bench", FLAME_EINPUT,
-                        "unexpected argument '%s'; the config file goes after --config",
-                        av[optind]);
-    }
-    if (o.n_env_ids > 1 && strcmp(suite, "env") != 0) {
-        return cli_fail("bench", FLAME_EINPUT, "the %s suite takes one --env", suite);
-    }
-    if (o.json_path) {
-        FILE *f = fopen(o.json_path, "a");
-        if (!f) {
-            return cli_fail("bench", FLAME_EINPUT, "cannot append to --json file '%s'",
-                            o.json_path);
-        }
-        fclose(f);
-    }
-
-    if (!strcmp(suite, "update")) {
-        rc = bench_update(&o);
-    } else if (!strcmp(suite, "act")) {
-        rc = bench_act(&o);
-    } else if (!strcmp(suite, "env")) {
-        rc = bench_env(&o);
-    } else {
-        rc = bench_e2e(&o);
-    }
+    rc = suites[which].run(&o);
     fflush(stdout);
     if (rc != FLAME_OK) {
         return cli_fail_last("bench", rc == FLAME_EINPUT ? FLAME_EINPUT : FLAME_ERUNTIME);
