@@ -326,6 +326,70 @@ static bool validate_step(const BackendOps *ops, Backend *b, const FlameConfig *
     return true;
 }
 
+/* 1. the first update: finite metrics and state; CUDA: against the CPU reference from the same
+   state */
+static bool validate_first(const BenchVariant *v, Backend *b, const FlameConfig *cfg, int S, int D,
+                           int64_t fill, UpdateResult *r) {
+    const BackendOps *ops = v->ops;
+    AgentState s0;
+    if (v->cuda) {
+        agent_state_init(&s0, cfg, S, D);
+        ops->get_state(b, &s0);
+    }
+    update_step(ops, b);
+    sync_if(ops, b);
+    r->ok = validate_step(ops, b, cfg, S, D, r, "before");
+    if (v->cuda) {
+        r->parity_checked = true;
+        r->parity_err = parity_vs_cpu(cfg, &r->metrics, &s0, S, D, fill);
+        agent_state_free(&s0);
+        double tol = v->precision == PRECISION_TF32 ? 5e-2 : 1e-2;
+        if (r->ok && !(r->parity_err <= tol)) {
+            r->ok = false;
+            snprintf(r->why, sizeof r->why,
+                     "first update differs from the CPU reference: worst relative difference %.3g "
+                     "(allowed %.3g)",
+                     r->parity_err, tol);
+        }
+    }
+    return r->ok;
+}
+
+/* 5. stages: n updates through the timing table, a sync between stage ops (CUDA: on a backend
+   without graph capture, since a captured graph has no stage boundaries) */
+static void measure_stages(const BenchVariant *v, Backend *b, const FlameConfig *cfg, int S, int D,
+                           int64_t fill, int cycle, int n, UpdateResult *r) {
+    const BackendOps *ops = v->ops;
+    Backend *sb = b;
+    FlameConfig scfg = *cfg;
+    if (v->cuda && cfg->backend.graphs) {
+        scfg.backend.graphs = false;
+        sb = NULL;
+        if (ops->create(&scfg, S, D, &sb) != FLAME_OK) {
+            snprintf(r->why, sizeof r->why, "backend create (graphs off) failed: %s",
+                     flame_last_error());
+            r->ok = false;
+            return;
+        }
+        bench_fill_replay(ops, sb, S, D, fill);
+        for (int i = 0; i < 2 * cycle; i++) {
+            update_step(ops, sb);
+        }
+        sync_if(ops, sb);
+    }
+    BackendOps t = timed_table(ops);
+    for (int i = 0; i < n; i++) {
+        update_step(&t, sb);
+    }
+    memcpy(r->stage_s, timed.s, sizeof r->stage_s);
+    memcpy(r->stage_calls, timed.calls, sizeof r->stage_calls);
+    r->stage_updates = n;
+    r->ok = validate_step(ops, sb, &scfg, S, D, r, "after the stage breakdown of");
+    if (sb != b) {
+        ops->destroy(sb);
+    }
+}
+
 static int run_variant(const BenchVariant *v, const FlameConfig *base, const BenchOptions *o,
                        int S, int D, UpdateResult *r) {
     memset(r, 0, sizeof *r);
@@ -350,30 +414,7 @@ static int run_variant(const BenchVariant *v, const FlameConfig *base, const Ben
         return rc;
     }
     bench_fill_replay(ops, b, S, D, fill);
-
-    /* 1. validate the first update */
-    AgentState s0;
-    if (v->cuda) {
-        agent_state_init(&s0, &cfg, S, D);
-        ops->get_state(b, &s0);
-    }
-    update_step(ops, b);
-    sync_if(ops, b);
-    r->ok = validate_step(ops, b, &cfg, S, D, r, "before");
-    if (v->cuda) {
-        r->parity_checked = true;
-        r->parity_err = parity_vs_cpu(&cfg, &r->metrics, &s0, S, D, fill);
-        agent_state_free(&s0);
-        double tol = v->precision == PRECISION_TF32 ? 5e-2 : 1e-2;
-        if (r->ok && !(r->parity_err <= tol)) {
-            r->ok = false;
-            snprintf(r->why, sizeof r->why,
-                     "first update differs from the CPU reference: worst relative difference %.3g "
-                     "(allowed %.3g)",
-                     r->parity_err, tol);
-        }
-    }
-    if (!r->ok) {
+    if (!validate_first(v, b, &cfg, S, D, fill, r)) {
         ops->destroy(b);
         return FLAME_ERUNTIME;
     }
@@ -416,42 +457,10 @@ static int run_variant(const BenchVariant *v, const FlameConfig *base, const Ben
     r->repeats = repeats;
     r->per_repeat = per;
 
-    /* 4. validate after timing */
+    /* 4. validate after timing, 5. the stage breakdown */
     r->ok = validate_step(ops, b, &cfg, S, D, r, "after");
-
-    /* 5. stages: sync between stage ops (CUDA: a backend without graph capture) */
     if (r->ok && !o->no_stages) {
-        Backend *sb = b;
-        FlameConfig scfg = cfg;
-        if (v->cuda && cfg.backend.graphs) {
-            scfg.backend.graphs = false;
-            sb = NULL;
-            if (ops->create(&scfg, S, D, &sb) != FLAME_OK) {
-                snprintf(r->why, sizeof r->why, "backend create (graphs off) failed: %s",
-                         flame_last_error());
-                r->ok = false;
-            } else {
-                bench_fill_replay(ops, sb, S, D, fill);
-                for (int i = 0; i < 2 * cycle; i++) {
-                    update_step(ops, sb);
-                }
-                sync_if(ops, sb);
-            }
-        }
-        if (r->ok) {
-            BackendOps t = timed_table(ops);
-            int n = per > 2 * cycle ? per : 2 * cycle;
-            for (int i = 0; i < n; i++) {
-                update_step(&t, sb);
-            }
-            memcpy(r->stage_s, timed.s, sizeof r->stage_s);
-            memcpy(r->stage_calls, timed.calls, sizeof r->stage_calls);
-            r->stage_updates = n;
-            r->ok = validate_step(ops, sb, &scfg, S, D, r, "after the stage breakdown of");
-        }
-        if (sb && sb != b) {
-            ops->destroy(sb);
-        }
+        measure_stages(v, b, &cfg, S, D, fill, cycle, per > 2 * cycle ? per : 2 * cycle, r);
     }
     ops->destroy(b);
     return r->ok ? FLAME_OK : FLAME_ERUNTIME;
