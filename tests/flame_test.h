@@ -8,6 +8,7 @@
  * array fails. It prints the worst element and how much of its allowance it used, so a log shows how
  * close each check is to failing. FLAME_TOL_SCALE (environment) scales every tolerance.
  * A failing FLAME_CHECK inside library code fails the running test (fatal hook) instead of exiting 1.
+ * flame_test_run() runs a command (the flame binary of $FLAME_BIN) and keeps its output.
  * GPU tests call flame_require_gpu() first: it returns 77 (CTest SKIP_RETURN_CODE) without a device.
  */
 #ifndef FLAME_TEST_H
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "flame/check.h"
 
@@ -170,6 +172,19 @@ static inline double flame_get_d(const void *p, long i) {
         flame_expect_close_impl(__FILE__, __LINE__, name, &g_, &r_, 1, atol, rtol, flame_get_d,    \
                                 0);                                                                \
     } while (0)
+
+/* Runs a shell command, keeps up to n - 1 bytes of its stdout in out; returns its exit status (-1
+   when it did not exit normally). */
+static inline int flame_test_run(const char *cmd, char *out, size_t n) {
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        return -1;
+    }
+    size_t k = fread(out, 1, n - 1, p);
+    out[k] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
 
 static inline int flame_test_report(void) {
     printf("%d test(s), %d check(s), %d failure(s)\n", flame_test_count, flame_test_checks,

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include "flame/blas_core.h"
 #include "flame/host.h"
@@ -112,12 +111,12 @@ FLAME_TEST(this_cpu) {
     EXPECT(c->cores == host_cores() && c->model[0]);
 #if defined(__x86_64__)
     /* the SIMD level agrees with the kernel's view of the CPU (it also checks the OS state) */
-    bool avx512 = cpuinfo_flag("avx512f") && cpuinfo_flag("avx512bw") &&
-                  cpuinfo_flag("avx512dq") && cpuinfo_flag("avx512vl") && cpuinfo_flag("avx512cd");
+    bool avx512 = cpuinfo_flag("avx512f") && cpuinfo_flag("avx512bw") && cpuinfo_flag("avx512dq") &&
+                  cpuinfo_flag("avx512vl") && cpuinfo_flag("avx512cd");
     bool avx2 = cpuinfo_flag("avx2") && cpuinfo_flag("fma");
-    HostSimd want = avx512 ? HOST_SIMD_AVX512
-                           : (avx2 ? HOST_SIMD_AVX2 : (cpuinfo_flag("avx") ? HOST_SIMD_AVX
-                                                                            : HOST_SIMD_SSE));
+    HostSimd want =
+        avx512 ? HOST_SIMD_AVX512
+               : (avx2 ? HOST_SIMD_AVX2 : (cpuinfo_flag("avx") ? HOST_SIMD_AVX : HOST_SIMD_SSE));
     EXPECT_MSG(c->simd == want, "cpuid says %s, /proc/cpuinfo %s", host_simd_name(c->simd),
                host_simd_name(want));
     EXPECT(c->avx512_fp16 == cpuinfo_flag("avx512_fp16"));
@@ -127,8 +126,8 @@ FLAME_TEST(this_cpu) {
 #endif
     if (!isnan(c->peak_gflops)) {
         EXPECT(c->clock_ghz > 0.1 && c->clock_ghz < 10 && c->clock_source[0]);
-        EXPECT_NEAR("peak", c->peak_gflops, c->fp32_lanes * c->fma_units * 2.0 * c->clock_ghz,
-                    1e-9, 1e-12);
+        EXPECT_NEAR("peak", c->peak_gflops, c->fp32_lanes * c->fma_units * 2.0 * c->clock_ghz, 1e-9,
+                    1e-12);
     }
     char line[256];
     host_cpu_summary(line, sizeof line);
@@ -158,17 +157,6 @@ FLAME_TEST(blas_core_choice) {
     EXPECT(blas_core_choose("Prescott", HOST_SIMD_UNKNOWN, false) == NULL);
 }
 
-static int run_cmd(const char *cmd, char *out, size_t n) {
-    FILE *p = popen(cmd, "r");
-    if (!p) {
-        return -1;
-    }
-    size_t k = fread(out, 1, n - 1, p);
-    out[k] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* "blas core: NAME (LEVEL), ..." of `flame info` */
 static bool info_core(const char *out, char *name, size_t nlen, char *rest, size_t rlen) {
     const char *p = strstr(out, "\nblas core: ");
@@ -191,24 +179,23 @@ FLAME_TEST(flame_info_reports_the_core) {
     char cmd[1024], out[8192], name[64], rest[512];
     /* as users start it: the core in use is as wide as the CPU, or the line says why not */
     snprintf(cmd, sizeof cmd, "env -u OPENBLAS_CORETYPE '%s' info 2>&1", bin);
-    EXPECT(run_cmd(cmd, out, sizeof out) == 0);
+    EXPECT(flame_test_run(cmd, out, sizeof out) == 0);
     if (!strstr(out, "blas core: n/a")) {
         EXPECT_MSG(info_core(out, name, sizeof name, rest, sizeof rest), "%s", out);
         HostSimd level = blas_core_simd(name), cpu = host_cpu()->simd;
         bool explained = strstr(rest, "not DYNAMIC_ARCH or could not be re-executed") != NULL;
         EXPECT_MSG(level == HOST_SIMD_UNKNOWN || level >= cpu || explained,
-                   "core %s (%s) on a %s CPU: %s", name, host_simd_name(level),
-                   host_simd_name(cpu), rest);
+                   "core %s (%s) on a %s CPU: %s", name, host_simd_name(level), host_simd_name(cpu),
+                   rest);
         if (strstr(rest, "chosen by flame")) {
             EXPECT_MSG(level == cpu, "%s", rest);
         }
         printf("  this machine: %s\n", rest);
         /* the user's choice wins, also a narrower one */
         snprintf(cmd, sizeof cmd, "OPENBLAS_CORETYPE=Prescott '%s' info 2>&1", bin);
-        EXPECT(run_cmd(cmd, out, sizeof out) == 0);
+        EXPECT(flame_test_run(cmd, out, sizeof out) == 0);
         EXPECT_MSG(info_core(out, name, sizeof name, rest, sizeof rest) &&
-                       !strcmp(name, "Prescott") &&
-                       strstr(rest, "from OPENBLAS_CORETYPE=Prescott"),
+                       !strcmp(name, "Prescott") && strstr(rest, "from OPENBLAS_CORETYPE=Prescott"),
                    "%s", out);
     }
     EXPECT(strstr(out, "\ncpu:       ") != NULL);

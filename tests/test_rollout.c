@@ -1,15 +1,15 @@
 /*
  * test_rollout.c: the rollout engine (include/flame/rollout.h): evaluation and dataset rollouts of
- * the same policy, seed and envs give the same episodes (library and `flame eval` / `flame rollout`),
- * independent of the thread count; the unstable-episode policy (replaced, counted, never stored in
- * a dataset or the replay, a run fails past the limit); stop requests; the random policy's draws.
+ * the same policy, seed and envs give the same episodes (library and `flame eval` / `flame
+ * rollout`), independent of the thread count; the unstable-episode policy (replaced, counted, never
+ * stored in a dataset or the replay, a run fails past the limit); stop requests; the random
+ * policy's draws.
  */
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "flame/ckpt.h"
@@ -340,24 +340,14 @@ FLAME_TEST(random_policy_draws) {
     rollout_policy_act(&p, NULL, 3, 2, 17, act);
     for (int i = 0; i < 3; i++) {
         for (int d = 0; d < 2; d++) {
-            float want = 2.0f * rng_uniform(42, RNG_STREAM_WARMUP, 17, (uint32_t)i, (uint32_t)d) -
-                         1.0f;
+            float want =
+                2.0f * rng_uniform(42, RNG_STREAM_WARMUP, 17, (uint32_t)i, (uint32_t)d) - 1.0f;
             EXPECT(act[i * 2 + d] == want && fabsf(want) <= 1.0f);
         }
     }
 }
 
 /* ------------------------------------------------------------------ the commands */
-static int run_cmd(const char *cmd, char *out, size_t n) {
-    FILE *p = popen(cmd, "r");
-    if (!p) {
-        return -1;
-    }
-    size_t k = fread(out, 1, n - 1, p);
-    out[k] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* the numbers after `key` on its line of `text` (at most cap) */
 static int parse_list(const char *text, const char *key, double *v, int cap) {
@@ -387,7 +377,7 @@ static void check_commands_agree(const char *bin, const char *ck, const char *ex
     snprintf(dir, sizeof dir, "%s/agree-v0", tmpdir);
     snprintf(cmd, sizeof cmd, "'%s' eval --ckpt '%s' --episodes %d --seed 9 %s 2>&1", bin, ck,
              episodes, extra);
-    EXPECT_MSG(run_cmd(cmd, out, sizeof out) == 0, "%s", out);
+    EXPECT_MSG(flame_test_run(cmd, out, sizeof out) == 0, "%s", out);
     double ret[64], len[64];
     int nr = parse_list(out, "\nreturns:", ret, 64), nl = parse_list(out, "\nlengths:", len, 64);
     EXPECT_MSG(nr == episodes && nl == episodes, "eval output: %s", out);
@@ -395,7 +385,7 @@ static void check_commands_agree(const char *bin, const char *ck, const char *ex
              "'%s' rollout --ckpt '%s' --episodes %d --seed 9 %s --format minari --force --out "
              "'%s' 2>&1",
              bin, ck, episodes, extra, dir);
-    EXPECT_MSG(run_cmd(cmd, out, sizeof out) == 0, "%s", out);
+    EXPECT_MSG(flame_test_run(cmd, out, sizeof out) == 0, "%s", out);
     char p[640];
     snprintf(p, sizeof p, "%s/data/main_data.hdf5", dir);
     hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -414,11 +404,12 @@ static void check_commands_agree(const char *bin, const char *ck, const char *ex
         free(rw);
         EXPECT_MSG((double)d[0] == len[k], "episode %d: rollout %llu steps, eval %g", k,
                    (unsigned long long)d[0], len[k]);
-        EXPECT_MSG(fabs(sum - ret[k]) <= 0.005 + 1e-9 * fabs(sum), "episode %d: rollout %.6f, eval %.2f",
-                   k, sum, ret[k]);
+        EXPECT_MSG(fabs(sum - ret[k]) <= 0.005 + 1e-9 * fabs(sum),
+                   "episode %d: rollout %.6f, eval %.2f", k, sum, ret[k]);
         varied |= ret[k] != ret[0];
     }
-    EXPECT_MSG(varied, "all %d episodes have the same return: the comparison is too weak", episodes);
+    EXPECT_MSG(varied, "all %d episodes have the same return: the comparison is too weak",
+               episodes);
     if (f >= 0) {
         H5Fclose(f);
     }
@@ -444,9 +435,9 @@ FLAME_TEST(flame_eval_and_flame_rollout_run_the_same_episodes) {
     memset(&tc, 0, sizeof tc);
     EXPECT(ckpt_write(ck, &cfg, &st, &tc, NULL, NULL, 0, "cpu") == FLAME_OK);
     agent_state_free(&st);
-    check_commands_agree(bin, ck, "", 9);                          /* default envs */
-    check_commands_agree(bin, ck, "--envs 4 --threads 2", 9);      /* 4 envs */
-    check_commands_agree(bin, ck, "--stochastic --envs 3", 7);     /* exploring actions */
+    check_commands_agree(bin, ck, "", 9);                      /* default envs */
+    check_commands_agree(bin, ck, "--envs 4 --threads 2", 9);  /* 4 envs */
+    check_commands_agree(bin, ck, "--stochastic --envs 3", 7); /* exploring actions */
     remove(ck);
 }
 

@@ -26,7 +26,8 @@
  *          bench_env bench_e2e bench_kernels bench_load_config bench_setup bench_print_context
  *          bench_variants bench_stats bench_flush_cpu_cache bench_load_avg bench_cpu_peak
  *          bench_update_flops bench_json_begin bench_json_end bench_json_key bench_json_str
- *          bench_json_num bench_json_int bench_json_bool bench_json_header bench_json_skipped
+ *          bench_json_num bench_json_int bench_json_bool bench_json_header bench_json_variant
+ *          bench_json_skipped
  *          bench_json_write bench_json_free bench_config_summary bench_rand_normal
  *          bench_rand_uniform bench_fill_replay bench_state_finite bench_metrics_finite
  */
@@ -170,6 +171,9 @@ void bench_json_free(BenchJson *j);
 void bench_json_header(BenchJson *j, const char *suite, const char *name, const char *status,
                        bool validated, bool cuda, const FlameConfig *cfg, int obs_dim, int act_dim,
                        bool quick);
+
+/* backend ("cpu" or "cuda"), kernels ("reference" on the CPU) and precision of a variant. */
+void bench_json_variant(BenchJson *j, const BenchVariant *v);
 
 /* Appends a "skipped" record {backend: "cuda", reason} (CUDA variants this machine cannot run). */
 int bench_json_skipped(const BenchOptions *o, const char *suite, const char *name,

@@ -14,7 +14,8 @@
  *     (host_cpu()->simd), and a core of the CPU's level exists: SkylakeX for AVX-512, Haswell
  *     (Intel) or Zen (AMD) for AVX2, Sandybridge for AVX.
  * The re-executed process carries FLAME_BLAS_CORE_DETECTED=<OpenBLAS's own pick>, which also stops
- * a second re-exec. Unknown core names are left alone. Linked against another BLAS, nothing happens.
+ * a second re-exec. Unknown core names are left alone. Linked against another BLAS, nothing
+ * happens.
  *
  * defines: BlasCoreOrigin BlasCore blas_core_select blas_core_query blas_core_choose
  *          blas_core_simd blas_core_describe BLAS_CORE_MARKER

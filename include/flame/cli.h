@@ -59,8 +59,8 @@ typedef struct {
 } CliPolicy;
 
 /* Reads and checks the checkpoint (readable, a known env matching env_id when given, matching
-   dimensions), picks the backend (backend_kind < 0: the checkpoint's backend.type), sets run.seed to
-   `seed` (< 0: the checkpoint's; p->cfg.run.seed holds the one used) and loads the state. The
+   dimensions), picks the backend (backend_kind < 0: the checkpoint's backend.type), sets run.seed
+   to `seed` (< 0: the checkpoint's; p->cfg.run.seed holds the one used) and loads the state. The
    backend keeps a pointer to p->cfg: p must not move until cli_policy_close. On failure prints the
    error for `cmd`, frees everything and returns the exit status (2 for bad input). */
 int cli_policy_open(const char *cmd, CliPolicy *p, const char *ckpt_path, const char *env_id,

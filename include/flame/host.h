@@ -4,7 +4,8 @@
  * from cpuid, the FMA peak of one core). /proc/cpuinfo and cpuid are read once per process.
  *
  * The FMA peak of one core in fp32 is lanes x FMA units x 2 flops x clock, with
- *   lanes     16 (AVX-512: F, CD, BW, DQ and VL, enabled by the OS), 8 (AVX2 + FMA or AVX), 4 (SSE);
+ *   lanes     16 (AVX-512: F, CD, BW, DQ and VL, enabled by the OS), 8 (AVX2 + FMA, AVX),
+ *             4 (SSE);
  *   FMA units 2 for AVX2 and AVX-512 cores, except 1 for AMD Zen 1 (128-bit FMA pipes), AVX-512 on
  *             AMD Zen 4 (a 512-bit FMA in two halves), AVX-512 on Intel client cores (model name
  *             without "Xeon") and on the Xeon Bronze, Silver and Gold 5xxx of the Skylake /

@@ -10,21 +10,21 @@
  * 2 rng_uniform(seed, RNG_STREAM_WARMUP, call, i, d) - 1 (training's warm-up uses call = the
  * number of vectorised steps done). Actions are in agent units; the env maps them to its box.
  *
- * Episode runs (rollout_episodes): exactly `episodes` complete episodes from the N envs of the pool,
- * reset first. Env i owes episodes / N of them (the first episodes % N one more); once its quota is
- * met its further steps are ignored. Step k of a run uses draw index call_base + k. Episodes are
- * numbered in completion order (vectorised step, then env index), so a run depends on the seed, the
- * env offset, N, call_base and the policy, never on the number of threads. `flame eval` and
- * `flame rollout` address their envs the same way (ROLLOUT_ENV_OFFSET, call_base 0): the same
- * checkpoint, seed and env count give the same episodes through both.
+ * Episode runs (rollout_episodes): exactly `episodes` complete episodes from the N envs of the
+ * pool, reset first. Env i owes episodes / N of them (the first episodes % N one more); once its
+ * quota is met its further steps are ignored. Step k of a run uses draw index call_base + k.
+ * Episodes are numbered in completion order (vectorised step, then env index), so a run depends on
+ * the seed, the env offset, N, call_base and the policy, never on the number of threads.
+ * `flame eval` and `flame rollout` address their envs the same way (ROLLOUT_ENV_OFFSET, call_base
+ * 0): the same checkpoint, seed and env count give the same episodes through both.
  *
  * Unstable episodes (MuJoCo's integrator failed; envpool.h ends the episode as truncated +
  * unstable, with reward 0 and a reset observation for that step). One policy everywhere:
  *   1. the unstable step is not a physical transition and is never stored: RolloutStep.unstable
  *      marks it, the training's replay push skips it, the dataset sink drops the whole episode;
  *   2. an unstable episode is not an episode of the policy: it does not count toward a quota (its
- *      env runs another episode in its place), nor in returns, lengths, the training's episode count
- *      or its /episodes rows; it is counted instead (RolloutResult.unstable, the training's
+ *      env runs another episode in its place), nor in returns, lengths, the training's episode
+ *      count or its /episodes rows; it is counted instead (RolloutResult.unstable, the training's
  *      `instabilities`);
  *   3. an episode run fails with FLAME_ERUNTIME once more episodes went unstable than were asked
  *      for: the policy or the model is broken, and replacing more would hide it.

@@ -1,4 +1,4 @@
-/* backend.c: choosing the backend, and the fields both backends share (see include/flame/backend.h). */
+/* backend.c: choosing the backend, and the fields both backends share (include/flame/backend.h). */
 #include "flame/backend.h"
 
 #include <string.h>

@@ -21,10 +21,11 @@ static double base_entropy(int D, double sd) {
     return 0.5 * D * (1.0 + log(2.0 * M_PI)) + D * log(sd);
 }
 
-/* scratch of entropy_estimate (entropy_scratch_floats): rows x D, rows x D, 4 x rows, rows x D x D */
+/* scratch of entropy_estimate (entropy_scratch_floats): rows x D, rows x D, 4 x rows, rows x D x D
+ */
 typedef struct {
-    float *zk;  /* (rows, D) the flow's state */
-    float *tan; /* (rows, D) the tangent of a JVP */
+    float *zk;      /* (rows, D) the flow's state */
+    float *tan;     /* (rows, D) the tangent of a JVP */
     float *rr, *tt; /* (rows) the times (r, t) */
     float *tr;      /* (rows) accumulated traces */
     float *J;       /* (rows, D, D) Jacobians (exact only) */

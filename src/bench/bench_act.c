@@ -121,11 +121,7 @@ static int act_report(const BenchOptions *o, const BenchVariant *v, const FlameC
     BenchJson j;
     bench_json_header(&j, "act", name, r->ok ? "ok" : "failed", r->ok, v->cuda, vc, S, D,
                       o->quick);
-    bench_json_str(&j, "backend", v->cuda ? "cuda" : "cpu");
-    bench_json_str(&j, "kernels",
-                   v->cuda ? config_enum_name("backend.kernels", v->kernels) : "reference");
-    bench_json_str(&j, "precision",
-                   v->cuda ? config_enum_name("backend.precision", v->precision) : "fp32");
+    bench_json_variant(&j, v);
     bench_json_int(&j, "batch", batch);
     bench_json_str(&j, "mode", mode);
     bench_json_int(&j, "particles", vc->flow.num_particles);

@@ -401,6 +401,14 @@ void bench_json_header(BenchJson *j, const char *suite, const char *name, const 
     }
 }
 
+void bench_json_variant(BenchJson *j, const BenchVariant *v) {
+    bench_json_str(j, "backend", v->cuda ? "cuda" : "cpu");
+    bench_json_str(j, "kernels",
+                   v->cuda ? config_enum_name("backend.kernels", v->kernels) : "reference");
+    bench_json_str(j, "precision",
+                   v->cuda ? config_enum_name("backend.precision", v->precision) : "fp32");
+}
+
 int bench_json_skipped(const BenchOptions *o, const char *suite, const char *name,
                        const FlameConfig *cfg, int obs_dim, int act_dim, const char *reason) {
     BenchJson j;

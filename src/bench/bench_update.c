@@ -525,11 +525,7 @@ static int write_variant_json(const BenchVariant *v, const UpdateResult *r, cons
     snprintf(name, sizeof name, "update/%s", v->name);
     bench_json_header(&j, "update", name, r->ok ? "ok" : "failed", r->ok, v->cuda, cfg, S, D,
                       o->quick);
-    bench_json_str(&j, "backend", v->cuda ? "cuda" : "cpu");
-    bench_json_str(&j, "kernels",
-                   v->cuda ? config_enum_name("backend.kernels", v->kernels) : "reference");
-    bench_json_str(&j, "precision",
-                   v->cuda ? config_enum_name("backend.precision", v->precision) : "fp32");
+    bench_json_variant(&j, v);
     bench_json_bool(&j, "graphs", v->cuda && cfg->backend.graphs);
     bench_json_int(&j, "threads", cfg->run.cpu_threads);
     if (!r->ok) {
@@ -661,7 +657,8 @@ static Peak measure_peak(const FlameConfig *cfg) {
     pk.gflops = bench_cpu_peak(cfg->run.cpu_threads, pk.clock_ghz);
     pk.nominal_gflops = bench_cpu_peak(cfg->run.cpu_threads, NAN);
     if (isnan(pk.gflops)) {
-        printf("peak:   unknown for this CPU (no x86 SIMD level or clock); %% peak columns are nan\n");
+        printf("peak:   unknown for this CPU (no x86 SIMD level or clock); %% peak columns are "
+               "nan\n");
         return pk;
     }
     int cores = cfg->run.cpu_threads < c->cores ? cfg->run.cpu_threads : c->cores;

@@ -230,7 +230,8 @@ int cmd_bench(int argc, char **argv) {
     static const struct {
         const char *name;
         int (*run)(const BenchOptions *);
-    } suites[] = {{"update", bench_update}, {"act", bench_act}, {"env", bench_env}, {"e2e", bench_e2e}};
+    } suites[] = {
+        {"update", bench_update}, {"act", bench_act}, {"env", bench_env}, {"e2e", bench_e2e}};
     int which = -1;
     for (int i = 0; i < 4; i++) {
         which = !strcmp(suite, suites[i].name) ? i : which;

@@ -20,29 +20,30 @@
 #define CMD "eval"
 
 static void eval_usage(FILE *f) {
-    fprintf(f,
-            "usage: flame eval --ckpt FILE [--episodes N] [--stochastic] [--seed S] [--envs N]\n"
-            "                  [--threads W] [--backend auto|cpu|cuda]\n\n"
-            "Runs N episodes (default 20) of a checkpoint's policy on fresh envs: the deterministic "
-            "EMA policy\n(best-of-N particles, no exploration noise), or the exploring one with "
-            "--stochastic; prints the\nmean +- std return and the episode lengths.\n\n"
-            "options:\n"
-            "  --ckpt FILE      checkpoint (runs/<name>/ckpt/step_<N>.h5)\n"
-            "  --episodes N     complete episodes (default 20)\n"
-            "  --stochastic     exploring actions\n"
-            "  --seed S         seed of env resets and action draws (default: the checkpoint's "
-            "run.seed)\n"
-            "  --envs N         parallel envs (default min(episodes, %d)); the result depends on "
-            "seed and\n"
-            "                   envs, never on threads; `flame rollout` with the same checkpoint, "
-            "seed, episodes\n"
-            "                   and envs runs the same episodes\n"
-            "  --threads W      env worker threads (default 0: all cores but one)\n"
-            "  --backend B      backend that computes the actions: auto, cpu, cuda (default: the "
-            "checkpoint's)\n"
-            "Episodes in which MuJoCo went unstable are replaced and counted (include/flame/"
-            "rollout.h).\n",
-            ROLLOUT_DEFAULT_ENVS);
+    fprintf(
+        f,
+        "usage: flame eval --ckpt FILE [--episodes N] [--stochastic] [--seed S] [--envs N]\n"
+        "                  [--threads W] [--backend auto|cpu|cuda]\n\n"
+        "Runs N episodes (default 20) of a checkpoint's policy on fresh envs: the deterministic "
+        "EMA policy\n(best-of-N particles, no exploration noise), or the exploring one with "
+        "--stochastic; prints the\nmean +- std return and the episode lengths.\n\n"
+        "options:\n"
+        "  --ckpt FILE      checkpoint (runs/<name>/ckpt/step_<N>.h5)\n"
+        "  --episodes N     complete episodes (default 20)\n"
+        "  --stochastic     exploring actions\n"
+        "  --seed S         seed of env resets and action draws (default: the checkpoint's "
+        "run.seed)\n"
+        "  --envs N         parallel envs (default min(episodes, %d)); the result depends on "
+        "seed and\n"
+        "                   envs, never on threads; `flame rollout` with the same checkpoint, "
+        "seed, episodes\n"
+        "                   and envs runs the same episodes\n"
+        "  --threads W      env worker threads (default 0: all cores but one)\n"
+        "  --backend B      backend that computes the actions: auto, cpu, cuda (default: the "
+        "checkpoint's)\n"
+        "Episodes in which MuJoCo went unstable are replaced and counted (include/flame/"
+        "rollout.h).\n",
+        ROLLOUT_DEFAULT_ENVS);
 }
 
 typedef struct {
@@ -52,14 +53,14 @@ typedef struct {
     bool stochastic;
 } EvalArgs;
 
-static int parse_count(const char *opt, const char *s, long long lo, long long hi,
-                       long long *out) {
+static int parse_count(const char *opt, const char *s, long long lo, long long hi, long long *out) {
     char *end = NULL;
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (!s[0] || *end || errno || v < lo || v > hi) {
-        return cli_fail(CMD, FLAME_EINPUT, "%s '%s' is not valid: expected an integer in [%lld, %lld]",
-                        opt, s, lo, hi);
+        return cli_fail(CMD, FLAME_EINPUT,
+                        "%s '%s' is not valid: expected an integer in [%lld, %lld]", opt, s, lo,
+                        hi);
     }
     *out = v;
     return FLAME_OK;
@@ -67,12 +68,15 @@ static int parse_count(const char *opt, const char *s, long long lo, long long h
 
 /* FLAME_OK, an exit status, or -1 after --help */
 static int parse_args(int argc, char **argv, EvalArgs *a) {
-    static const struct option longopts[] = {
-        {"ckpt", required_argument, 0, 'k'},   {"episodes", required_argument, 0, 'e'},
-        {"stochastic", no_argument, 0, 'S'},   {"seed", required_argument, 0, 's'},
-        {"envs", required_argument, 0, 'n'},   {"threads", required_argument, 0, 't'},
-        {"backend", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"ckpt", required_argument, 0, 'k'},
+                                             {"episodes", required_argument, 0, 'e'},
+                                             {"stochastic", no_argument, 0, 'S'},
+                                             {"seed", required_argument, 0, 's'},
+                                             {"envs", required_argument, 0, 'n'},
+                                             {"threads", required_argument, 0, 't'},
+                                             {"backend", required_argument, 0, 'b'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->episodes = 20;
     a->seed = -1;

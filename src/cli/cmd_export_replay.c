@@ -125,8 +125,8 @@ static int parse_args(int argc, char **argv, ExportArgs *a) {
                            : !strcmp(o, "--env")    ? &a->env
                                                     : NULL;
         if (!dst) {
-            return cli_fail(CMD, FLAME_EINPUT, "unknown option '%s'; see `flame export-replay --help`",
-                            o);
+            return cli_fail(CMD, FLAME_EINPUT,
+                            "unknown option '%s'; see `flame export-replay --help`", o);
         }
         if (i + 1 >= argc) {
             return cli_fail(CMD, FLAME_EINPUT, "%s needs a value; see `flame export-replay --help`",
@@ -177,11 +177,13 @@ static int check_checkpoint(const Checkpoint *ck, const char *path, const char *
                         path, ck->env_id, env, env);
     }
     if (ck->obs_dim != ck_spec->obs_dim || ck->act_dim != ck_spec->act_dim) {
-        return cli_fail(CMD, FLAME_EINPUT, "%s: checkpoint dimensions (obs %d, act %d) differ from %s",
-                        path, ck->obs_dim, ck->act_dim, ck->env_id);
+        return cli_fail(CMD, FLAME_EINPUT,
+                        "%s: checkpoint dimensions (obs %d, act %d) differ from %s", path,
+                        ck->obs_dim, ck->act_dim, ck->env_id);
     }
     if (ck->replay.size == 0) {
-        return cli_fail(CMD, FLAME_EINPUT, "%s: the replay buffer is empty; nothing to export", path);
+        return cli_fail(CMD, FLAME_EINPUT, "%s: the replay buffer is empty; nothing to export",
+                        path);
     }
     return FLAME_OK;
 }

@@ -172,7 +172,8 @@ static int check_args(const RolloutArgs *a, DatasetFormat *fmt, const EnvSpec **
         return cli_fail(CMD, FLAME_EINPUT, "give exactly one of --ckpt FILE and --policy random");
     }
     if (a->policy && !a->env) {
-        return cli_fail(CMD, FLAME_EINPUT, "--policy random needs --env ID (`flame envs` lists them)");
+        return cli_fail(CMD, FLAME_EINPUT,
+                        "--policy random needs --env ID (`flame envs` lists them)");
     }
     *spec = NULL;
     if (a->env && !(*spec = env_spec_find(a->env))) {

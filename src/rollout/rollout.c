@@ -83,13 +83,14 @@ int rollout_create(const RolloutEnvs *e, Rollout **out) {
         return flame_errorf(FLAME_EINPUT, "rollout: no environment given");
     }
     if (e->num_envs < 1 || e->num_threads < 1) {
-        return flame_errorf(FLAME_EINPUT, "rollout: envs and threads must be at least 1 (got %d, %d)",
+        return flame_errorf(FLAME_EINPUT,
+                            "rollout: envs and threads must be at least 1 (got %d, %d)",
                             e->num_envs, e->num_threads);
     }
     EnvPool *pool = NULL;
     int threads = e->num_threads < e->num_envs ? e->num_threads : e->num_envs;
-    int rc = envpool_create(e->spec, e->model_xml, e->num_envs, threads, e->seed, e->env_offset,
-                            &pool);
+    int rc =
+        envpool_create(e->spec, e->model_xml, e->num_envs, threads, e->seed, e->env_offset, &pool);
     if (rc != FLAME_OK) {
         return rc;
     }

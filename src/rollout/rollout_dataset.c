@@ -5,12 +5,13 @@
  * units, ctrl = center + a * half_range computed in double exactly as env_step does; the random
  * policy's actions also carry their log-density in env units, -log(volume of the action box).
  */
+#include "flame/rollout.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "flame/check.h"
-#include "flame/rollout.h"
 
 /* the running episode of one env */
 typedef struct {
@@ -26,10 +27,10 @@ typedef struct {
 typedef struct {
     DatasetWriter *w; /* may be NULL: nothing written */
     int N, S, D, nq, nv;
-    EpisodeBuf *buf;                /* (N) */
-    double *center, *half;          /* (D) action box in env units */
-    bool store_logp;                /* random policy */
-    float logp;                     /* its log-density */
+    EpisodeBuf *buf;       /* (N) */
+    double *center, *half; /* (D) action box in env units */
+    bool store_logp;       /* random policy */
+    float logp;            /* its log-density */
 } DatasetSink;
 
 static void episode_buf_init(EpisodeBuf *b, int Tmax, int S, int D, int nq, int nv) {
@@ -64,7 +65,8 @@ static int dataset_on_step(void *ctx, const RolloutStep *s) {
             memcpy(b->obs, s->obs + (size_t)i * S, (size_t)S * sizeof(double));
         }
         for (int d = 0; d < D; d++) {
-            b->act[t * D + d] = (float)(k->center[d] + (double)s->act[(size_t)i * D + d] * k->half[d]);
+            b->act[t * D + d] =
+                (float)(k->center[d] + (double)s->act[(size_t)i * D + d] * k->half[d]);
         }
         b->rew[t] = s->reward[i];
         b->term[t] = s->terminated[i];

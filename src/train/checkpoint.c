@@ -1,9 +1,10 @@
 /* checkpoint.c: writing, checking and restoring a run's checkpoints (see include/flame/train.h). */
+#include "flame/train.h"
+
 #include <string.h>
 
 #include "flame/check.h"
 #include "flame/run_dir.h"
-#include "flame/train.h"
 
 int train_checkpoint_save(const char *run_dir, const FlameConfig *cfg, const BackendOps *ops,
                           Backend *b, EnvPool *pool, const TrainCounters *tc) {
@@ -45,10 +46,11 @@ int train_checkpoint_check(const Checkpoint *ck, const FlameConfig *cfg, const c
                             cfg->net.layers, cfg->net.hidden);
     }
     if (cfg->run.save_replay && !ck->has_replay) {
-        return flame_errorf(FLAME_EINPUT,
-                            "%s holds no replay buffer; resume needs one (set run.save_replay=false "
-                            "to resume with an empty buffer)",
-                            path);
+        return flame_errorf(
+            FLAME_EINPUT,
+            "%s holds no replay buffer; resume needs one (set run.save_replay=false "
+            "to resume with an empty buffer)",
+            path);
     }
     return FLAME_OK;
 }
@@ -58,8 +60,9 @@ int train_checkpoint_restore(const Checkpoint *ck, const FlameConfig *cfg, const
     ops->set_state(b, &ck->st);
     if (ck->has_replay) {
         if (ck->replay.capacity != cfg->update.replay_size) {
-            return flame_errorf(FLAME_EINPUT, "%s: replay capacity %lld differs from "
-                                              "update.replay_size %lld",
+            return flame_errorf(FLAME_EINPUT,
+                                "%s: replay capacity %lld differs from "
+                                "update.replay_size %lld",
                                 path, (long long)ck->replay.capacity,
                                 (long long)cfg->update.replay_size);
         }

@@ -42,7 +42,8 @@ void progress_update(Progress *p, const ProgressSample *s, bool force) {
                 p->label, (long long)s->steps, (long long)s->end_steps, phase, sps, ups, ev, eta);
         p->open_line = true;
     } else {
-        fprintf(p->out, "step %lld/%lld%s steps_per_s %.0f updates_per_s %.1f last_eval %s eta_s %.0f\n",
+        fprintf(p->out,
+                "step %lld/%lld%s steps_per_s %.0f updates_per_s %.1f last_eval %s eta_s %.0f\n",
                 (long long)s->steps, (long long)s->end_steps, phase, sps, ups, ev, eta);
     }
     fflush(p->out);

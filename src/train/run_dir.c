@@ -18,8 +18,9 @@ static bool path_exists(const char *p) {
 
 static int mkdir_one(const char *path) {
     if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-        return flame_errorf(FLAME_EINPUT, "cannot create directory %s (%s); choose a writable "
-                                          "run.out_dir",
+        return flame_errorf(FLAME_EINPUT,
+                            "cannot create directory %s (%s); choose a writable "
+                            "run.out_dir",
                             path, strerror(errno));
     }
     return FLAME_OK;
@@ -44,8 +45,9 @@ static int make_dir(const char *path) {
         return rc;
     }
     if (access(buf, W_OK) != 0) {
-        return flame_errorf(FLAME_EINPUT, "run directory %s is not writable; choose another "
-                                          "run.out_dir or run.name",
+        return flame_errorf(FLAME_EINPUT,
+                            "run directory %s is not writable; choose another "
+                            "run.out_dir or run.name",
                             buf);
     }
     return FLAME_OK;

@@ -76,8 +76,11 @@ static int64_t next_multiple(int64_t now, int64_t origin, int64_t every) {
 }
 
 static ProgressSample progress_sample(const Loop *L) {
-    ProgressSample s = {host_now(),  L->tc.env_steps,        L->end_steps,
-                        L->tc.env_steps < L->start_steps, L->b ? updates_done(L) : 0,
+    ProgressSample s = {host_now(),
+                        L->tc.env_steps,
+                        L->end_steps,
+                        L->tc.env_steps < L->start_steps,
+                        L->b ? updates_done(L) : 0,
                         L->eval_return};
     return s;
 }
@@ -101,7 +104,8 @@ static int episode_on_end(void *ctx, const RolloutStep *s, const RolloutEpisode 
     }
     L->tc.episodes++;
     if (L->metrics) {
-        MetricsEpisodeRow r = {L->tc.env_steps, e->ret, e->length, (uint8_t)(e->terminated ? 0 : 1)};
+        MetricsEpisodeRow r = {L->tc.env_steps, e->ret, e->length,
+                               (uint8_t)(e->terminated ? 0 : 1)};
         metrics_add_episode(L->metrics, &r);
     }
     return FLAME_OK;
@@ -174,8 +178,8 @@ static void metrics_rows(Loop *L) {
     };
     metrics_add_train(L->metrics, &r);
     const TrainSummary *s = L->sum;
-    MetricsTimingRow tr = {L->tc.env_steps, s->env_s,  s->act_s, s->update_s + s->push_s,
-                           s->eval_s,       s->io_s};
+    MetricsTimingRow tr = {L->tc.env_steps,         s->env_s,  s->act_s,
+                           s->update_s + s->push_s, s->eval_s, s->io_s};
     metrics_add_timing(L->metrics, &tr);
     L->last_row_t = host_now();
     L->last_row_steps = L->tc.env_steps;
@@ -242,15 +246,15 @@ static int evaluate(Loop *L) {
             L->sum->best_eval_return = er.return_mean;
         }
         if (L->metrics) {
-            MetricsEvalRow r = {L->tc.env_steps, er.return_mean, er.return_std, er.return_min,
-                                er.return_max,   er.length_mean};
+            MetricsEvalRow r = {L->tc.env_steps, er.return_mean, er.return_std,
+                                er.return_min,   er.return_max,  er.length_mean};
             metrics_add_eval(L->metrics, &r);
         }
         if (!L->opt->quiet) {
             progress_note(&L->progress,
                           "eval step %lld: return %.2f +- %.2f (min %.2f, max %.2f), length %.1f%s",
-                          (long long)L->tc.env_steps, er.return_mean, er.return_std,
-                          er.return_min, er.return_max, er.length_mean,
+                          (long long)L->tc.env_steps, er.return_mean, er.return_std, er.return_min,
+                          er.return_max, er.length_mean,
                           er.unstable ? " (MuJoCo went unstable in some episodes: replaced)" : "");
         }
     }
@@ -324,8 +328,9 @@ static int train_loop(Loop *L) {
         }
         if (L->target_reached) {
             if (!L->opt->quiet) {
-                progress_note(&L->progress, "flame train: evaluation return %.2f reached "
-                                            "run.stop_return %.2f",
+                progress_note(&L->progress,
+                              "flame train: evaluation return %.2f reached "
+                              "run.stop_return %.2f",
                               L->eval_return, L->cfg->run.stop_return);
             }
             L->stopped_at_target = true;
@@ -462,7 +467,8 @@ static int train_open(Loop *L) {
         printf("flame train: %s %s on %s (%s), %d envs x %d threads, %s run in %s\n",
                config_algo_name(cfg->algo), cfg->env.id, L->ops->name, L->device, L->N,
                host_resolve_threads(cfg->env.threads, cfg->env.num_envs),
-               opt->resume_ckpt ? "resumed" : "new", opt->write_outputs ? opt->run_dir : "(no outputs)");
+               opt->resume_ckpt ? "resumed" : "new",
+               opt->write_outputs ? opt->run_dir : "(no outputs)");
         fflush(stdout);
     }
     signals_install(L);

@@ -16,19 +16,19 @@ static const struct {
     const char *name;
     HostSimd simd;
 } blas_cores[] = {
-    {"Katmai", HOST_SIMD_SSE},          {"Coppermine", HOST_SIMD_SSE},
-    {"Northwood", HOST_SIMD_SSE},       {"Prescott", HOST_SIMD_SSE},
-    {"Banias", HOST_SIMD_SSE},          {"Atom", HOST_SIMD_SSE},
-    {"Core2", HOST_SIMD_SSE},           {"Penryn", HOST_SIMD_SSE},
-    {"Dunnington", HOST_SIMD_SSE},      {"Nehalem", HOST_SIMD_SSE},
-    {"Athlon", HOST_SIMD_SSE},          {"Opteron", HOST_SIMD_SSE},
-    {"Opteron_SSE3", HOST_SIMD_SSE},    {"Barcelona", HOST_SIMD_SSE},
-    {"Nano", HOST_SIMD_SSE},            {"Bobcat", HOST_SIMD_SSE},
-    {"Sandybridge", HOST_SIMD_AVX},     {"Bulldozer", HOST_SIMD_AVX},
-    {"Piledriver", HOST_SIMD_AVX},      {"Steamroller", HOST_SIMD_AVX},
-    {"Excavator", HOST_SIMD_AVX2},      {"Haswell", HOST_SIMD_AVX2},
-    {"Zen", HOST_SIMD_AVX2},            {"SkylakeX", HOST_SIMD_AVX512},
-    {"Cooperlake", HOST_SIMD_AVX512},   {"SapphireRapids", HOST_SIMD_AVX512},
+    {"Katmai", HOST_SIMD_SSE},        {"Coppermine", HOST_SIMD_SSE},
+    {"Northwood", HOST_SIMD_SSE},     {"Prescott", HOST_SIMD_SSE},
+    {"Banias", HOST_SIMD_SSE},        {"Atom", HOST_SIMD_SSE},
+    {"Core2", HOST_SIMD_SSE},         {"Penryn", HOST_SIMD_SSE},
+    {"Dunnington", HOST_SIMD_SSE},    {"Nehalem", HOST_SIMD_SSE},
+    {"Athlon", HOST_SIMD_SSE},        {"Opteron", HOST_SIMD_SSE},
+    {"Opteron_SSE3", HOST_SIMD_SSE},  {"Barcelona", HOST_SIMD_SSE},
+    {"Nano", HOST_SIMD_SSE},          {"Bobcat", HOST_SIMD_SSE},
+    {"Sandybridge", HOST_SIMD_AVX},   {"Bulldozer", HOST_SIMD_AVX},
+    {"Piledriver", HOST_SIMD_AVX},    {"Steamroller", HOST_SIMD_AVX},
+    {"Excavator", HOST_SIMD_AVX2},    {"Haswell", HOST_SIMD_AVX2},
+    {"Zen", HOST_SIMD_AVX2},          {"SkylakeX", HOST_SIMD_AVX512},
+    {"Cooperlake", HOST_SIMD_AVX512}, {"SapphireRapids", HOST_SIMD_AVX512},
 };
 
 HostSimd blas_core_simd(const char *core) {
@@ -126,8 +126,9 @@ void blas_core_describe(char *out, size_t len) {
     bool short_of_cpu = c.simd != HOST_SIMD_UNKNOWN && c.simd < cpu->simd;
     switch (c.origin) {
         case BLAS_CORE_FLAME:
-            snprintf(out, len, "%s, chosen by flame%s%s%s: OpenBLAS picked %s (%s) on this %s CPU; "
-                               "set OPENBLAS_CORETYPE to choose",
+            snprintf(out, len,
+                     "%s, chosen by flame%s%s%s: OpenBLAS picked %s (%s) on this %s CPU; "
+                     "set OPENBLAS_CORETYPE to choose",
                      head, strcasecmp(c.name, c.wanted) ? " (asked for " : "",
                      strcasecmp(c.name, c.wanted) ? c.wanted : "",
                      strcasecmp(c.name, c.wanted) ? ")" : "", c.detected,

@@ -300,8 +300,7 @@ double host_measure_clock_ghz(int repeats) {
         unsigned long x = 3;
         double t0 = host_now();
         for (long i = 0; i < iters; i++) {
-            __asm__ volatile("imul %0, %0\n\timul %0, %0\n\timul %0, %0\n\timul %0, %0"
-                             : "+r"(x));
+            __asm__ volatile("imul %0, %0\n\timul %0, %0\n\timul %0, %0\n\timul %0, %0" : "+r"(x));
         }
         double dt = host_now() - t0;
         double ghz = 12.0 * (double)iters / dt * 1e-9;
