@@ -817,16 +817,6 @@ FLAME_TEST(test_minari_ids) {
 }
 
 /* runs a shell command, returns its exit status and captures stdout */
-static int run_cmd(const char *cmd, char *out, size_t n) {
-    FILE *p = popen(cmd, "r");
-    if (!p) {
-        return -1;
-    }
-    size_t k = fread(out, 1, n - 1, p);
-    out[k] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* `flame rollout` prints mean +- std of the returns that the dataset's rewards sum to */
 FLAME_TEST(test_cli_rollout_returns) {
@@ -841,7 +831,7 @@ FLAME_TEST(test_cli_rollout_returns) {
              "'%s' rollout --policy random --env Hopper-v5 --episodes 5 "
              "--envs 2 --threads 2 --seed 4 --format minari --out '%s' 2>&1",
              bin, dir);
-    EXPECT(run_cmd(cmd, out, sizeof out) == 0);
+    EXPECT(flame_test_run(cmd, out, sizeof out) == 0);
     const char *r = strstr(out, "\nreturn ");
     double mean = NAN, sd = NAN;
     EXPECT_MSG(r && sscanf(r, "\nreturn %lf +- %lf", &mean, &sd) == 2, "output: %s", out);
@@ -883,7 +873,7 @@ static void check_export(int cap, int count) {
     tmp_path(path, sizeof path, "replay.hdf5");
     EXPECT(make_ckpt(ck, "Hopper-v5", "sac", cap, count) == FLAME_OK);
     snprintf(cmd, sizeof cmd, "'%s' export-replay --ckpt '%s' --out '%s' 2>&1", bin, ck, path);
-    EXPECT_MSG(run_cmd(cmd, out, sizeof out) == 0, "%s", out);
+    EXPECT_MSG(flame_test_run(cmd, out, sizeof out) == 0, "%s", out);
     const EnvSpec *spec = env_spec_find("Hopper-v5");
     const int S = spec->obs_dim, D = spec->act_dim;
     double low[8], high[8];
