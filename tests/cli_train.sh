@@ -33,6 +33,10 @@ grep -q "step 140/140" out.txt || fail "progress lines: $(cat out.txt)"
 expect_rc "eval of the checkpoint" 0 "" "$F" eval --ckpt runs/a/ckpt/step_140.h5 --episodes 3
 grep -q "return .* +- " out.txt || fail "eval prints mean +- std: $(cat out.txt)"
 grep -q "^lengths:" out.txt || fail "eval prints lengths"
+expect_rc "eval with --envs and --threads" 0 "" "$F" eval --ckpt runs/a/ckpt/step_140.h5 --episodes 3 --envs 2 --threads 1
+expect_rc "eval of a missing checkpoint" 2 "cannot open the checkpoint" "$F" eval --ckpt runs/a/ckpt/none.h5
+expect_rc "eval with zero envs" 2 "--envs '0' is not valid" "$F" eval --ckpt runs/a/ckpt/step_140.h5 --envs 0
+expect_rc "eval without a checkpoint" 2 "--ckpt FILE is required" "$F" eval --episodes 3
 
 # an existing run is never overwritten without --force
 cp runs/a/metrics.h5 keep.h5
