@@ -3,8 +3,11 @@
  * C API; resume is exact (N steps, checkpoint, resume to 2N == an uninterrupted 2N run: every
  * parameter, Adam moment, counter and the replay buffer bitwise, and the deterministic metrics
  * columns); a run killed with SIGKILL leaves a metrics.h5 that opens and holds every row up to the
- * last flush; a checkpoint of another env is refused.
+ * last flush; a checkpoint of another env is refused; on a model MuJoCo cannot integrate, unstable
+ * episodes are counted as instabilities, never as episodes, and their last step stays out of the
+ * replay.
  */
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,6 +286,77 @@ FLAME_TEST(test_resume_rejects_other_env) {
     EXPECT(strstr(flame_last_error(), "--force") != NULL);
 }
 
+/* Training on a model that MuJoCo cannot integrate (Hopper with a 0.5 s time step): unstable
+   episodes follow rollout.h's policy: counted as instabilities, not as episodes or /episodes rows,
+   and their last step never reaches the replay (every other step does). */
+FLAME_TEST(test_unstable_episodes_in_training) {
+    const char *src = getenv("FLAME_SOURCE_DIR");
+    if (!src) {
+        printf("  (FLAME_SOURCE_DIR not set: needs the model files of the source tree)\n");
+        return;
+    }
+    char in[600], model[400];
+    snprintf(in, sizeof in, "%s/src/env/models/hopper.xml", src);
+    snprintf(model, sizeof model, "%s/unstable_hopper.xml", g_tmp);
+    FILE *f = fopen(in, "r"), *g = fopen(model, "w");
+    EXPECT(f && g);
+    if (!f || !g) {
+        return;
+    }
+    char line[1024];
+    int replaced = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *t = strstr(line, "timestep=\"0.002\"");
+        if (t) {
+            memcpy(t, "timestep=\"0.500\"", 16);
+            replaced++;
+        }
+        fputs(line, g);
+    }
+    fclose(f);
+    fclose(g);
+    EXPECT(replaced == 1);
+    FlameConfig cfg;
+    tiny_config(&cfg, ALGO_FLAME_M);
+    snprintf(cfg.env.model_xml, sizeof cfg.env.model_xml, "%s", model);
+    cfg.run.total_steps = 60;
+    cfg.run.eval_episodes = 0;
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/unstable", g_tmp);
+    EXPECT(run(&cfg, dir, NULL) == FLAME_OK);
+    Checkpoint ck;
+    load_final(dir, &ck);
+    EXPECT_MSG(ck.tc.instabilities > 0, "no unstable episode: the test model is too stable");
+    /* every env step is in the replay but the unstable ones (the ring holds them all: 120 < 500) */
+    EXPECT_MSG(ck.has_replay && ck.replay.size == ck.tc.env_steps - ck.tc.instabilities,
+               "replay %lld rows, %lld env steps, %lld unstable", (long long)ck.replay.size,
+               (long long)ck.tc.env_steps, (long long)ck.tc.instabilities);
+    bool finite = true;
+    for (int64_t i = 0; i < ck.replay.size * 3; i++) {
+        finite &= isfinite(ck.replay.act[i]);
+    }
+    EXPECT(finite);
+    /* /episodes holds the other episodes only */
+    snprintf(path, sizeof path, "%s/metrics.h5", dir);
+    double rows[4096];
+    int64_t n = read_column(path, "episodes/step", rows, 4096);
+    EXPECT_MSG(n == ck.tc.episodes, "%lld /episodes rows, %lld episodes", (long long)n,
+               (long long)ck.tc.episodes);
+    /* a truncated row is a time limit (1000 steps), never an unstable episode cut short */
+    double trunc[4096], len[4096];
+    EXPECT(read_column(path, "episodes/truncated", trunc, 4096) == n);
+    EXPECT(read_column(path, "episodes/length", len, 4096) == n);
+    int cut = 0;
+    for (int64_t i = 0; i < n; i++) {
+        cut += trunc[i] != 0 && len[i] != 1000;
+    }
+    EXPECT_MSG(cut == 0, "%d truncated /episodes rows shorter than the time limit", cut);
+    double inst[64];
+    int64_t nt = read_column(path, "train/instabilities", inst, 64);
+    EXPECT(nt > 0 && inst[nt - 1] == (double)ck.tc.instabilities);
+    ckpt_free(&ck);
+}
+
 int main(void) {
     h5_silence();
     snprintf(g_tmp, sizeof g_tmp, "/tmp/flame_test_train_XXXXXX");
@@ -294,6 +368,7 @@ int main(void) {
     RUN_TEST(test_resume_exact_sac);
     RUN_TEST(test_sigkill_leaves_readable_metrics);
     RUN_TEST(test_resume_rejects_other_env);
+    RUN_TEST(test_unstable_episodes_in_training);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
     if (system(cmd) != 0) {
