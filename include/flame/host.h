@@ -82,8 +82,9 @@ int host_fma_units(const HostCpu *c);
 /* "AVX-512", "AVX2", "AVX", "SSE" or "unknown". */
 const char *host_simd_name(HostSimd s);
 
-/* The clock of the calling thread's core in GHz, the best of `repeats` timings of about 10 ms of
-   dependent 64-bit multiplies (3 cycles each); NaN on CPUs other than x86-64. */
+/* The clock of the calling thread's core in GHz: the best of `repeats` timings of 4 million
+   dependent 64-bit multiplies (3 cycles each, about 4 ms), timed in the thread's CPU time so that
+   other work sharing the core does not count; NaN on CPUs other than x86-64. */
 double host_measure_clock_ghz(int repeats);
 
 /* One line: "<model> (<cores> cores)", the device of CPU measurements. */

@@ -653,7 +653,7 @@ static int measure_sgemm(const BenchOptions *o, const FlameConfig *cfg, int S, i
 static Peak measure_peak(const FlameConfig *cfg) {
     const HostCpu *c = host_cpu();
     Peak pk;
-    pk.clock_ghz = host_measure_clock_ghz(25); /* best of ~0.1 s: a quiet slice of the core */
+    pk.clock_ghz = host_measure_clock_ghz(25); /* best of 25 x 4 ms of CPU time */
     pk.gflops = bench_cpu_peak(cfg->run.cpu_threads, pk.clock_ghz);
     pk.nominal_gflops = bench_cpu_peak(cfg->run.cpu_threads, NAN);
     if (isnan(pk.gflops)) {
