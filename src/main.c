@@ -15,6 +15,7 @@
 #include "flame/check.h"
 #include "flame/cli.h"
 #include "flame/h5util.h"
+#include "flame/proc.h"
 
 typedef struct {
     const char *name;
@@ -46,6 +47,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    proc_init(); /* a closed pipe or a file size limit fails a write, never kills the process */
     h5_silence();
     if (argc < 2) {
         usage(stderr);

@@ -8,7 +8,7 @@
 #include "flame/check.h"
 
 int cli_fail(const char *cmd, int code, const char *fmt, ...) {
-    char msg[1024];
+    char msg[FLAME_ERROR_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
