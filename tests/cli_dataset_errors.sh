@@ -90,9 +90,9 @@ expect_error "rollout: unknown policy" "unknown --policy 'expert'" \
     "${R[@]}" --policy expert --env Hopper-v5 --episodes 1 --out "$out/a.hdf5"
 expect_error "rollout: unknown option" "unknown option '--episode'" \
     "${R[@]}" --policy random --env Hopper-v5 --episode 1 --out "$out/a.hdf5"
-expect_error "rollout: missing directory" "directory '$out/no/such' does not exist" \
-    "${R[@]}" --policy random --env Hopper-v5 --episodes 1 --out "$out/no/such/a.hdf5"
 touch "$out/plain_file"
+expect_error "rollout: directory under a file" "cannot create directory .*plain_file .it exists and is not a directory" \
+    "${R[@]}" --policy random --env Hopper-v5 --episodes 1 --out "$out/plain_file/no/a.hdf5"
 expect_error "rollout: output under a file" "plain_file. is not a directory" \
     "${R[@]}" --policy random --env Hopper-v5 --episodes 1 --out "$out/plain_file/a.hdf5"
 expect_error "rollout: unwritable location" "not writable|cannot create" \
@@ -162,8 +162,8 @@ expect_error "export: unknown format" "unknown dataset format 'csv'" \
     "${X[@]}" --ckpt "$in/hopper_replay.h5" --format csv --out "$out/r.hdf5"
 expect_error "export: existing file" "already exists; pass --force" \
     "${X[@]}" --ckpt "$in/hopper_replay.h5" --out "$out/exists.hdf5"
-expect_error "export: missing directory" "does not exist" \
-    "${X[@]}" --ckpt "$in/hopper_replay.h5" --out "$out/no/such/r.hdf5"
+expect_error "export: directory under a file" "cannot create directory" \
+    "${X[@]}" --ckpt "$in/hopper_replay.h5" --out "$out/plain_file/no/r.hdf5"
 expect_error "export: unwritable location" "not writable|cannot create" \
     "${X[@]}" --ckpt "$in/hopper_replay.h5" --out /proc/flame_replay.hdf5
 expect_error "export: both sources" "exactly one of --run" \
