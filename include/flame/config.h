@@ -235,6 +235,12 @@ int config_load_string(FlameConfig *cfg, const char *yaml, size_t len, const cha
 /* Applies one "key=value" override with the same validation as the YAML loader. */
 int config_set(FlameConfig *cfg, const char *assignment);
 
+/* Parses an integer exactly (no rounding through a double): decimal digits with an optional
+   sign and YAML-style underscores between digits, with an optional fraction or exponent as long
+   as the value is whole (1e6, 2.5e3). Returns 0 when s is anything else or does not fit in
+   int64_t. */
+int config_parse_integer(const char *s, int64_t *out);
+
 /* Sets one key from its text value; `origin` names the source in messages. */
 int config_set_value(FlameConfig *cfg, const ConfigField *f, const char *value, const char *origin);
 
