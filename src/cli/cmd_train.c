@@ -7,9 +7,12 @@
 #include "flame/check.h"
 #include "flame/ckpt.h"
 #include "flame/cli.h"
+#include "flame/fsutil.h"
 #include "flame/train.h"
 
 #define MAX_SETS 256
+/* what the run directory gets appended at most: "/ckpt/step_<int64>.h5.tmp" */
+#define RUN_DIR_RESERVE 40
 
 static void train_usage(FILE *f) {
     fprintf(f,
@@ -112,7 +115,21 @@ int cmd_train(int argc, char **argv) {
         }
         config_path = argv[optind];
     }
-    /* --backend/--name/--out are --set shorthands */
+    /* --backend/--name/--out are --set shorthands; a run name is one directory name */
+    if (name && !fs_name_component_ok(name)) {
+        return cli_fail("train", FLAME_EINPUT,
+                        "--name '%s' is not a single directory name (not empty, no '/', not '.' "
+                        "or '..'); choose the parent directory with --out",
+                        name);
+    }
+    const char *too_long = name && strlen(name) >= FLAME_CFG_STR ? "--name"
+                           : out && strlen(out) >= FLAME_CFG_STR ? "--out"
+                                                                 : NULL;
+    if (too_long) {
+        return cli_fail("train", FLAME_EINPUT, "%s is %zu bytes; at most %d bytes are allowed",
+                        too_long, strlen(!strcmp(too_long, "--name") ? name : out),
+                        FLAME_CFG_STR - 1);
+    }
     char bset[64], nset[FLAME_CFG_STR + 16], oset[FLAME_CFG_STR + 16];
     if (backend) {
         snprintf(bset, sizeof bset, "backend.type=%s", backend);
@@ -128,8 +145,11 @@ int cmd_train(int argc, char **argv) {
     }
 
     FlameConfig cfg;
-    char ckpt_path[1200] = "";
-    char run_dir[1100];
+    char ckpt_path[FS_PATH_MAX] = "";
+    char run_dir[FS_PATH_MAX];
+    if (resume && fs_check_path(resume, RUN_DIR_RESERVE, "--resume") != FLAME_OK) {
+        return cli_fail_last("train", FLAME_EINPUT);
+    }
     if (resume) {
         /* the run's own config, from its latest checkpoint */
         if (ckpt_latest(resume, ckpt_path, sizeof ckpt_path) != FLAME_OK) {
@@ -176,6 +196,13 @@ int cmd_train(int argc, char **argv) {
         if (cli_load_config(&cfg, config_path, sets, nsets) != FLAME_OK) {
             return cli_fail_last("train", FLAME_EINPUT);
         }
+        /* the run directory is run.out_dir/run.name: the name stays one directory below */
+        if (cfg.run.name[0] && !fs_name_component_ok(cfg.run.name)) {
+            return cli_fail("train", FLAME_EINPUT,
+                            "run.name '%s' is not a single directory name (no '/', not '.' or "
+                            "'..'); choose the parent directory with run.out_dir (--out)",
+                            cfg.run.name);
+        }
         if (!cfg.run.name[0]) {
             char nm[FLAME_CFG_STR + 64];
             int len = snprintf(nm, sizeof nm, "%s_%s_s%lld", cfg.env.id,
@@ -185,7 +212,12 @@ int cmd_train(int argc, char **argv) {
             }
             memcpy(cfg.run.name, nm, (size_t)len + 1);
         }
-        snprintf(run_dir, sizeof run_dir, "%s/%s", cfg.run.out_dir, cfg.run.name);
+        if (fs_printf(run_dir, sizeof run_dir, "run directory", "%s/%s", cfg.run.out_dir,
+                      cfg.run.name) != FLAME_OK ||
+            fs_check_path(run_dir, RUN_DIR_RESERVE, "run directory (run.out_dir/run.name)") !=
+                FLAME_OK) {
+            return cli_fail_last("train", FLAME_EINPUT);
+        }
     }
     if (print_config) {
         char *y = config_to_yaml(&cfg);
@@ -223,21 +255,21 @@ int cmd_eval(int argc, char **argv) {
         {"backend", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *ckpt = NULL, *backend = NULL;
-    long episodes = 20;
-    long long seed = -1;
+    int64_t episodes = 20, seed = -1;
     bool stochastic = false;
+    FlameConfig scratch;
+    config_defaults(&scratch);
     optind = 1;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        char *end;
         switch (c) {
             case 'k':
                 ckpt = optarg;
                 break;
             case 'e':
-                episodes = strtol(optarg, &end, 10);
-                if (*end || episodes < 1 || episodes > 1000000) {
+                if (!config_parse_integer(optarg, &episodes) || episodes < 1 ||
+                    episodes > 1000000) {
                     return cli_fail("eval", FLAME_EINPUT,
                                     "--episodes '%s' is not valid: expected an integer in [1, "
                                     "1000000]",
@@ -245,12 +277,12 @@ int cmd_eval(int argc, char **argv) {
                 }
                 break;
             case 's':
-                seed = strtoll(optarg, &end, 10);
-                if (*end || seed < 0) {
-                    return cli_fail("eval", FLAME_EINPUT,
-                                    "--seed '%s' is not valid: expected a non-negative integer",
-                                    optarg);
+                /* the range of run.seed */
+                if (config_set_value(&scratch, config_find_field("run.seed"), optarg, "--seed") !=
+                    FLAME_OK) {
+                    return cli_fail_last("eval", FLAME_EINPUT);
                 }
+                seed = scratch.run.seed;
                 break;
             case 'S':
                 stochastic = true;
@@ -302,10 +334,10 @@ int cmd_eval(int argc, char **argv) {
     EvalResult er;
     int rc = eval_policy(ops, b, &cfg, (int)episodes, stochastic, 0, &er);
     if (rc == FLAME_OK) {
-        printf("%s %s, %s policy, %ld episodes: return %.2f +- %.2f (min %.2f, max %.2f), "
+        printf("%s %s, %s policy, %d episodes: return %.2f +- %.2f (min %.2f, max %.2f), "
                "length %.1f\n",
                cfg.env.id, config_algo_name(cfg.algo), stochastic ? "stochastic" : "deterministic",
-               episodes, er.return_mean, er.return_std, er.return_min, er.return_max,
+               (int)episodes, er.return_mean, er.return_std, er.return_min, er.return_max,
                er.length_mean);
         printf("returns:");
         for (int i = 0; i < er.episodes; i++) {

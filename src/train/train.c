@@ -21,7 +21,9 @@
 #include "flame/ckpt.h"
 #include "flame/cli.h"
 #include "flame/envpool.h"
+#include "flame/fsutil.h"
 #include "flame/metrics.h"
+#include "flame/proc.h"
 #include "flame/rng.h"
 #include "flame/train.h"
 #include "flame/update.h"
@@ -48,24 +50,13 @@ static bool path_exists(const char *p) {
 }
 
 static int make_dir(const char *path) {
-    char buf[1024];
+    if (fs_mkdir_p(path, NULL, 0) != FLAME_OK) {
+        char why[FLAME_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", flame_last_error());
+        return flame_errorf(FLAME_EINPUT, "%s; choose a writable run.out_dir", why);
+    }
+    char buf[FS_PATH_MAX];
     snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-                return flame_errorf(FLAME_EINPUT, "cannot create directory %s (%s); choose a "
-                                                  "writable run.out_dir",
-                                    buf, strerror(errno));
-            }
-            *p = '/';
-        }
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-        return flame_errorf(FLAME_EINPUT, "cannot create directory %s (%s); choose a writable "
-                                          "run.out_dir",
-                            buf, strerror(errno));
-    }
     if (access(buf, W_OK) != 0) {
         return flame_errorf(FLAME_EINPUT, "run directory %s is not writable; choose another "
                                           "run.out_dir or run.name",
@@ -76,7 +67,7 @@ static int make_dir(const char *path) {
 
 /* Prepares a fresh run directory; refuses to touch an existing run without --force. */
 static int prepare_run_dir(const char *dir, bool force) {
-    char p[1100];
+    char p[FS_PATH_MAX];
     snprintf(p, sizeof p, "%s/metrics.h5", dir);
     bool has_metrics = path_exists(p);
     snprintf(p, sizeof p, "%s/ckpt", dir);
@@ -97,7 +88,7 @@ static int prepare_run_dir(const char *dir, bool force) {
         remove(p);
         snprintf(p, sizeof p, "%s/config.yaml", dir);
         remove(p);
-        char latest[1200];
+        char latest[FS_PATH_MAX];
         while (has_ckpt && ckpt_latest(dir, latest, sizeof latest) == FLAME_OK) {
             if (remove(latest) != 0) {
                 break;
@@ -110,17 +101,18 @@ static int prepare_run_dir(const char *dir, bool force) {
 }
 
 static int write_config_copy(const char *dir, const FlameConfig *cfg) {
-    char p[1100];
+    char p[FS_PATH_MAX];
     snprintf(p, sizeof p, "%s/config.yaml", dir);
-    FILE *f = fopen(p, "w");
-    if (!f) {
-        return flame_errorf(FLAME_EINPUT, "cannot write %s (%s)", p, strerror(errno));
-    }
     char *y = config_to_yaml(cfg);
-    fprintf(f, "# resolved configuration of this run (flame train --config loads it back)\n%s", y);
+    char *text = NULL;
+    int n = asprintf(&text, "# resolved configuration of this run (flame train --config loads it "
+                            "back)\n%s",
+                     y);
     free(y);
-    fclose(f);
-    return FLAME_OK;
+    FLAME_CHECK(n >= 0, "out of memory");
+    int rc = fs_write_atomic(p, text, (size_t)n);
+    free(text);
+    return rc;
 }
 
 static void device_name(const BackendOps *ops, char *buf, size_t n) {
@@ -181,7 +173,7 @@ typedef struct {
 
 /* Deletes all but the `keep` newest step_<N>.h5 of <run_dir>/ckpt. */
 static void prune_checkpoints(const char *run_dir, int keep) {
-    char dir[1100];
+    char dir[FS_PATH_MAX];
     snprintf(dir, sizeof dir, "%s/ckpt", run_dir);
     DIR *d = opendir(dir);
     if (!d) {
@@ -204,7 +196,7 @@ static void prune_checkpoints(const char *run_dir, int keep) {
             newer += steps[j] > steps[i];
         }
         if (newer >= keep) {
-            char p[1200];
+            char p[FS_PATH_MAX + 32];
             snprintf(p, sizeof p, "%s/step_%lld.h5", dir, steps[i]);
             remove(p);
         }
@@ -213,7 +205,7 @@ static void prune_checkpoints(const char *run_dir, int keep) {
 
 static int save_checkpoint(Loop *L) {
     const FlameConfig *cfg = L->cfg;
-    char path[1200];
+    char path[FS_PATH_MAX];
     snprintf(path, sizeof path, "%s/ckpt/step_%lld.h5", L->run_dir, (long long)L->tc.env_steps);
     AgentState st;
     agent_state_init(&st, cfg, L->S, L->D);
@@ -315,7 +307,7 @@ static void progress(Loop *L, bool force) {
         printf("step %lld/%lld%s steps_per_s %.0f updates_per_s %.1f last_eval %s eta_s %.0f\n",
                (long long)L->tc.env_steps, (long long)L->end_steps, phase, sps, ups, ev, eta);
     }
-    fflush(stdout);
+    proc_flush_stdout(); /* a closed pipe stops the printing, not the run */
     L->last_log = now;
     L->log_steps = L->tc.env_steps;
     L->log_updates = updates;
@@ -347,7 +339,7 @@ static int evaluate(Loop *L) {
         printf("%seval step %lld: return %.2f +- %.2f (min %.2f, max %.2f), length %.1f\n",
                cli_is_tty() ? "\n" : "", (long long)L->tc.env_steps, er.return_mean,
                er.return_std, er.return_min, er.return_max, er.length_mean);
-        fflush(stdout);
+        proc_flush_stdout();
     }
     free(er.returns);
     free(er.lengths);
@@ -546,7 +538,7 @@ int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *sum
     char device[256];
     device_name(ops, device, sizeof device);
     if (rc == FLAME_OK && opt->write_outputs) {
-        char p[1100];
+        char p[FS_PATH_MAX];
         snprintf(p, sizeof p, "%s/metrics.h5", opt->run_dir);
         if (opt->resume_ckpt) {
             rc = metrics_open_append(p, &L.metrics);
@@ -565,7 +557,7 @@ int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *sum
                config_algo_name(cfg->algo), cfg->env.id, ops->name, device, L.N, threads,
                opt->resume_ckpt ? "resumed" : "new",
                opt->write_outputs ? opt->run_dir : "(no outputs)");
-        fflush(stdout);
+        proc_flush_stdout();
     }
 
     /* signals: finish the iteration, flush, checkpoint, exit 130/143 */
@@ -662,11 +654,16 @@ int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *sum
     if (finished && cfg->run.eval_episodes > 0 && last_eval_step != L.tc.env_steps) {
         rc = evaluate(&L);
     }
+    char first_error[FLAME_ERROR_MAX];
+    snprintf(first_error, sizeof first_error, "%s", flame_last_error());
     if (L.metrics) {
         if (rc == FLAME_OK && L.tc.env_steps > L.start_steps && last_row_step != L.tc.env_steps) {
             metrics_rows(&L); /* a last row, unless the cadence just wrote one */
         }
         int frc = metrics_close(L.metrics);
+        if (rc != FLAME_OK) {
+            flame_errorf(rc, "%s", first_error); /* the failure that ended the run */
+        }
         rc = rc ? rc : frc;
     }
     if (opt->write_outputs && (rc == FLAME_OK || g_signal)) {
