@@ -6,7 +6,8 @@
  * reports the topmost directory it created and that directory chain is removed again, never a
  * directory that holds something; inputs must be regular files (a FIFO never blocks, /dev/zero
  * is refused); a file written atomically is either the old one or the new one, also when the
- * write fails (file size limit); a closed stdout pipe stops the printing, not the process.
+ * write fails (file size limit); a closed stdout pipe stops the printing, not the process; a lock
+ * held by another process is refused naming it, and is free again once that process is killed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -203,6 +204,50 @@ FLAME_TEST(test_closed_stdout_pipe) {
                WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
+/* a second process cannot take the lock; it names the holder; SIGKILL of the holder frees it */
+FLAME_TEST(test_lock_file) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/.lock", g_dir);
+    int ready[2];
+    EXPECT(pipe(ready) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        FsLock l;
+        if (fs_lock(path, "run x", &l) != FLAME_OK) {
+            _exit(1);
+        }
+        ssize_t w = write(ready[1], "1", 1);
+        (void)w;
+        pause(); /* holds the lock until killed */
+        _exit(0);
+    }
+    char c = 0;
+    EXPECT(read(ready[0], &c, 1) == 1);
+    FsLock mine;
+    EXPECT(fs_lock(path, "run x", &mine) == FLAME_EINPUT);
+    char want[64];
+    snprintf(want, sizeof want, "run x is in use by process %ld on host ", (long)pid);
+    EXPECT_MSG(strstr(flame_last_error(), want) != NULL, "%s", flame_last_error());
+    EXPECT(mine.fd == -1);
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    EXPECT_MSG(fs_lock(path, "run x", &mine) == FLAME_OK, "%s", flame_last_error());
+    char *s = slurp(path);
+    char me[32];
+    snprintf(me, sizeof me, "%ld ", (long)getpid());
+    EXPECT(s && !strncmp(s, me, strlen(me)));
+    free(s);
+    fs_unlock(&mine);
+    EXPECT(mine.fd == -1);
+    /* released: taken again at once */
+    EXPECT(fs_lock(path, "run x", &mine) == FLAME_OK);
+    fs_unlock(&mine);
+    close(ready[0]);
+    close(ready[1]);
+    remove(path);
+}
+
 int main(void) {
     if (!mkdtemp(g_dir)) {
         perror("mkdtemp");
@@ -214,6 +259,7 @@ int main(void) {
     RUN_TEST(test_regular_files_only);
     RUN_TEST(test_atomic_write);
     RUN_TEST(test_closed_stdout_pipe);
+    RUN_TEST(test_lock_file);
     rmdir(g_dir);
     return flame_test_report();
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -447,4 +448,71 @@ int fs_copy_file(const char *src, const char *dst) {
     rc = write_new_file(dst, fill_copy, &c);
     close(fd);
     return rc;
+}
+
+// ---------------------------------------------------------------------------- locks
+
+int fs_lock(const char *path, const char *what, FsLock *lock) {
+    char ab[160];
+    lock->fd = -1;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+    if (fd < 0) {
+        int err = errno;
+        return fail(fs_errno_code(err), err, "%s: cannot create the lock file (%s)",
+                    fs_abbrev(path, ab, sizeof ab), strerror(err));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return fail(FLAME_EINPUT, 0, "%s: the lock file is not a regular file",
+                    fs_abbrev(path, ab, sizeof ab));
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        if (err != EWOULDBLOCK) {
+            close(fd);
+            return fail(FLAME_EINPUT, err, "%s: cannot lock the file (%s)",
+                        fs_abbrev(path, ab, sizeof ab), strerror(err));
+        }
+        /* the holder wrote "pid host" when it took the lock */
+        char holder[300] = "";
+        ssize_t k = pread(fd, holder, sizeof holder - 1, 0);
+        close(fd);
+        holder[k > 0 ? k : 0] = '\0';
+        holder[strcspn(holder, "\n")] = '\0';
+        long pid = 0;
+        char host[256] = "?";
+        sscanf(holder, "%ld %255s", &pid, host);
+        return fail(FLAME_EINPUT, EWOULDBLOCK,
+                    "%s is in use by process %ld on host %s (lock file %s); wait for it to end "
+                    "or stop it",
+                    what, pid, host, fs_abbrev(path, ab, sizeof ab));
+    }
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    char line[300];
+    int n = snprintf(line, sizeof line, "%ld %s\n", (long)getpid(), host);
+    int err = 0;
+    if (ftruncate(fd, 0) != 0) {
+        err = errno;
+    } else if (n > 0) {
+        ssize_t w = pwrite(fd, line, (size_t)n, 0);
+        err = w == n ? 0 : (w < 0 ? errno : EIO);
+    }
+    if (err) {
+        close(fd);
+        return fail(FLAME_ERUNTIME, err, "%s: cannot write the lock file (%s)",
+                    fs_abbrev(path, ab, sizeof ab), strerror(err));
+    }
+    lock->fd = fd;
+    return FLAME_OK;
+}
+
+void fs_unlock(FsLock *lock) {
+    if (lock->fd >= 0) {
+        flock(lock->fd, LOCK_UN);
+        close(lock->fd);
+        lock->fd = -1;
+    }
 }
