@@ -259,15 +259,40 @@ static DatasetInfo hopper_info(double *low, double *high) {
     return in;
 }
 
+/* a writer at g_dir/name opened under a file size limit (NULL, counted as a failure, when it
+   cannot be opened) */
+static DatasetWriter *open_limited(const char *name, DatasetFormat fmt, rlim_t limit, char *path,
+                                   size_t n, DatasetInfo *in) {
+    path_in(path, n, name);
+    DatasetWriter *w = NULL;
+    limit_file_size(limit);
+    if (dataset_open(&w, path, fmt, in, false) != FLAME_OK) {
+        EXPECT_MSG(0, "dataset_open: %s", flame_last_error());
+        return NULL;
+    }
+    return w;
+}
+
+/* closes (or, after a failure, aborts) the writer; the failure must be a write error of `path`
+   and leave nothing in g_dir */
+static void finish_failed(DatasetWriter *w, int rc, const char *path, const char *what) {
+    if (rc == FLAME_OK) {
+        rc = dataset_close(w);
+    } else {
+        dataset_abort(w);
+    }
+    unlimit_file_size();
+    expect_write_error(rc, path, what);
+    EXPECT(count_entries("") == 0); /* no output, no temporary file, no created directory */
+}
+
 static void d4rl_case(void) {
     char path[256];
-    path_in(path, sizeof path, "out/sub/replay.hdf5");
     double low[3], high[3];
     DatasetInfo in = hopper_info(low, high);
-    DatasetWriter *w = NULL;
-    limit_file_size(200000);
-    if (dataset_open(&w, path, DATASET_D4RL, &in, false) != FLAME_OK) {
-        EXPECT_MSG(0, "dataset_open: %s", flame_last_error());
+    DatasetWriter *w = open_limited("out/sub/replay.hdf5", DATASET_D4RL, 200000, path,
+                                    sizeof path, &in);
+    if (!w) {
         return;
     }
     const int n = 4096;
@@ -285,14 +310,7 @@ static void d4rl_case(void) {
     for (int k = 0; k < 20 && rc == FLAME_OK; k++) {
         rc = dataset_add_transitions(w, obs, act, rew, obs, term, n);
     }
-    if (rc == FLAME_OK) {
-        rc = dataset_close(w);
-    } else {
-        dataset_abort(w);
-    }
-    unlimit_file_size();
-    expect_write_error(rc, path, "d4rl dataset");
-    EXPECT(count_entries("") == 0); /* no output, no temporary file, no created directory */
+    finish_failed(w, rc, path, "d4rl dataset");
     free(obs), free(act), free(rew), free(term);
 }
 
@@ -303,13 +321,10 @@ FLAME_TEST(test_dataset_write_failure) {
 /* the Minari layout: the failure surfaces at an episode or at close */
 static void minari_case(void) {
     char path[256];
-    path_in(path, sizeof path, "minari-v0");
     double low[3], high[3];
     DatasetInfo in = hopper_info(low, high);
-    DatasetWriter *w = NULL;
-    limit_file_size(100000);
-    if (dataset_open(&w, path, DATASET_MINARI, &in, false) != FLAME_OK) {
-        EXPECT_MSG(0, "dataset_open: %s", flame_last_error());
+    DatasetWriter *w = open_limited("minari-v0", DATASET_MINARI, 100000, path, sizeof path, &in);
+    if (!w) {
         return;
     }
     const int T = 1000;
@@ -333,14 +348,7 @@ static void minari_case(void) {
     for (int k = 0; k < 20 && rc == FLAME_OK; k++) {
         rc = dataset_add_episode(w, &ep);
     }
-    if (rc == FLAME_OK) {
-        rc = dataset_close(w);
-    } else {
-        dataset_abort(w);
-    }
-    unlimit_file_size();
-    expect_write_error(rc, path, "minari dataset");
-    EXPECT(count_entries("") == 0);
+    finish_failed(w, rc, path, "minari dataset");
     free(obs), free(rew), free(qpos), free(qvel), free(act), free(term), free(trunc);
 }
 

@@ -13,6 +13,7 @@
  * defines: FS_PATH_MAX FS_NAME_MAX fs_abbrev fs_printf fs_check_path fs_name_component_ok
  *          fs_mkdir_p fs_rmdir_created fs_open_regular fs_check_regular fs_read_file
  *          fs_write_atomic fs_copy_file fs_fsync_dir fs_errno_code fs_set_errno fs_last_errno
+ *          fs_last_reason
  *          FsLock fs_lock fs_unlock
  */
 #ifndef FLAME_FSUTIL_H
@@ -80,6 +81,10 @@ int fs_errno_code(int err);
    failure had no errno), so a caller can word its own message; fs_set_errno records one. */
 int fs_last_errno(void);
 void fs_set_errno(int err);
+
+/* Why the last failure happened, for a caller's own message: the errno text of fs_last_errno(),
+   or the last message (check.h) when that failure had no errno. Returns buf. */
+const char *fs_last_reason(char *buf, size_t n);
 
 /* An exclusive lock on the file `path` (created when missing), held until fs_unlock() or the end
    of the process. It is a flock(2) lock, which the kernel drops when its holder dies, so a lock

@@ -175,13 +175,11 @@ int ckpt_write(const char *path, const FlameConfig *cfg, const AgentState *st,
     }
     if (rc != FLAME_OK) {
         remove(tmp);
-        int err = fs_last_errno();
         char reason[FLAME_ERROR_MAX];
-        snprintf(reason, sizeof reason, "%s", err ? strerror(err) : flame_last_error());
         return flame_errorf(FLAME_ERUNTIME,
                             "%s: cannot write the checkpoint (%s); nothing of it was kept, the "
                             "checkpoints written before are unchanged",
-                            path, reason);
+                            path, fs_last_reason(reason, sizeof reason));
     }
     return fs_fsync_dir(path);
 }

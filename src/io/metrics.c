@@ -65,11 +65,9 @@ struct MetricsFile {
 /* the message of a failed write: the file, the reason, and what the file still holds */
 static int write_failed(const MetricsFile *m, const char *doing) {
     char reason[FLAME_ERROR_MAX];
-    int err = fs_last_errno();
-    snprintf(reason, sizeof reason, "%s", err ? strerror(err) : flame_last_error());
     return flame_errorf(FLAME_ERUNTIME, "%s: cannot %s (%s); the file keeps every row up to its "
                         "last flush",
-                        m->path, doing, reason);
+                        m->path, doing, fs_last_reason(reason, sizeof reason));
 }
 
 /* starts a write: the current file copied to <path>.tmp and opened there */
@@ -145,9 +143,9 @@ int metrics_create(const char *path, const FlameConfig *cfg, const char *backend
     if (rc == FLAME_OK && h5_file_create(m->tmp, false, H5P_DEFAULT, &m->file) != FLAME_OK) {
         int err = fs_last_errno();
         char reason[FLAME_ERROR_MAX];
-        snprintf(reason, sizeof reason, "%s", err ? strerror(err) : flame_last_error());
         rc = flame_errorf(err ? fs_errno_code(err) : FLAME_EINPUT,
-                          "%s: cannot create the metrics file (%s)", path, reason);
+                          "%s: cannot create the metrics file (%s)", path,
+                          fs_last_reason(reason, sizeof reason));
     }
     if (rc != FLAME_OK) {
         flame_free(m);

@@ -25,6 +25,11 @@ void fs_set_errno(int err) {
     g_last_errno = err;
 }
 
+const char *fs_last_reason(char *buf, size_t n) {
+    snprintf(buf, n, "%s", g_last_errno ? strerror(g_last_errno) : flame_last_error());
+    return buf;
+}
+
 /* flame_errorf that also records the errno behind the failure (0: none) */
 static int fail(int code, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(int code, int err, const char *fmt, ...) {
