@@ -171,6 +171,11 @@ expect_rc "export of a run with a FIFO checkpoint" 2 "none of the 1 checkpoints"
 expect_rc "model_xml FIFO" 2 "fifo\.yaml: is a FIFO" \
     timeout 20 "$F" train hopper.yaml --set env.model_xml=fifo.yaml --out outs --name fx --quiet
 
+# a dataset name that leaves no room for the temporary name beside it
+long_out=ds/$(printf 'r%.0s' $(seq 1 245)).hdf5
+expect_rc "rollout --out name near NAME_MAX" 2 "the name 'rrr.*' is 250 bytes; the temporary name flame writes first needs [0-9]+ more and one name is at most 255 bytes \\(NAME_MAX\\)" \
+    "$F" rollout --policy random --env Hopper-v5 --episodes 1 --out "$long_out"
+
 # rollout --out into missing directories creates them
 expect_rc "rollout into a missing directory" 0 "" \
     "$F" rollout --policy random --env Hopper-v5 --episodes 2 --threads 1 --out made/a/b/r.hdf5

@@ -6,7 +6,8 @@
  * documented range is enforced at its exact bounds, and the range text states the bounds that
  * are enforced; junk after a number is rejected whatever the number's length (also after 130
  * zeros); a YAML string with a NUL in it is rejected, not cut short; a config file must be a
- * regular file (a FIFO is refused at once, never read).
+ * regular file (a FIFO is refused at once, never read); the deepest network the documented range
+ * allows can be built.
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -16,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "flame/agent.h"
 #include "flame/config.h"
 #include "flame_test.h"
 
@@ -240,6 +242,25 @@ FLAME_TEST(test_config_file_must_be_regular) {
     remove(good);
 }
 
+/* the largest documented net.layers is a network the MLP core can build (for every variant) */
+FLAME_TEST(test_deepest_network_builds) {
+    const ConfigField *f = config_find_field("net.layers");
+    const char *algos[3] = {"flame-m", "flame-r", "sac"};
+    for (int a = 0; a < 3; a++) {
+        FlameConfig c;
+        config_defaults(&c);
+        char v[32], al[32];
+        snprintf(v, sizeof v, "%" PRId64, (int64_t)f->hi);
+        snprintf(al, sizeof al, "algo=%s", algos[a]);
+        EXPECT(config_set(&c, al) == FLAME_OK);
+        EXPECT(config_set_value(&c, f, v, "test") == FLAME_OK);
+        config_resolve(&c);
+        AgentLayout L;
+        agent_layout_init(&L, &c, 17, 6); /* a fatal check here fails the test */
+        EXPECT(L.pol_trunk.n_layers == c.net.layers + 1 && L.q.n_layers == c.net.layers + 1);
+    }
+}
+
 int main(void) {
     if (!mkdtemp(g_dir)) {
         perror("mkdtemp");
@@ -250,6 +271,7 @@ int main(void) {
     RUN_TEST(test_trailing_junk_any_length);
     RUN_TEST(test_yaml_string_with_nul);
     RUN_TEST(test_config_file_must_be_regular);
+    RUN_TEST(test_deepest_network_builds);
     rmdir(g_dir);
     return flame_test_report();
 }

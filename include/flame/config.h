@@ -93,7 +93,7 @@ typedef enum { NEXTPOL_AUTO, NEXTPOL_ONLINE, NEXTPOL_EMA } FlameNextPolicy;
 
 #define FLAME_CFG_NET(X)                                                                           \
     X(net, hidden, INT, "256", 1, 65536, none, "hidden width of policy and critics")            \
-    X(net, layers, INT, "3", 1, 64, none, "hidden layers of policy and critics")                \
+    X(net, layers, INT, "3", 1, 15, none, "hidden layers of policy and critics")                \
     X(net, activation, ENUM, "auto", 0, 0, activation, "hidden activation: auto (mish for FLAME, gelu for SAC), mish, relu, gelu") \
     X(net, time_embed_dim, INT, "16", 2, 1024, none, "sinusoidal time embedding size (even)")   \
     X(net, time_hidden, INT, "32", 1, 4096, none, "hidden width of each time-embedding MLP")
