@@ -171,6 +171,7 @@ static int parse_bool(const char *s, bool *out) {
    +-100000). Returns 0 when s is anything else (whatever its length). */
 static int split_number(const char *s, bool *neg, char *digits, long *frac, long *exp10) {
     const char *p = s;
+    digits[0] = '\0'; /* a string even when s is rejected on its first character */
     *neg = false;
     *frac = 0;
     *exp10 = 0;
@@ -183,6 +184,7 @@ static int split_number(const char *s, bool *neg, char *digits, long *frac, long
     for (; *p && *p != 'e' && *p != 'E'; p++) {
         if (*p >= '0' && *p <= '9') {
             digits[nd++] = *p;
+            digits[nd] = '\0'; /* a string on every way out */
             *frac += point;
         } else if (*p == '_') {
             /* only between two digits */
@@ -195,7 +197,6 @@ static int split_number(const char *s, bool *neg, char *digits, long *frac, long
             return 0;
         }
     }
-    digits[nd] = '\0';
     if (nd == 0) {
         return 0;
     }
@@ -255,6 +256,10 @@ int config_parse_integer(const char *s, int64_t *out) {
     bool neg;
     long frac, e;
     int ok = split_number(s, &neg, digits, &frac, &e);
+    if (!ok) {
+        free(digits);
+        return 0;
+    }
     /* value = digits * 10^(e - frac): drop the leading zeros, then the fractional part must be
        zeros for the number to be an integer */
     const char *d = digits + strspn(digits, "0");
