@@ -7,7 +7,8 @@
  * directory that holds something; inputs must be regular files (a FIFO never blocks, /dev/zero
  * is refused); a file written atomically is either the old one or the new one, also when the
  * write fails (file size limit); a closed stdout pipe stops the printing, not the process; a lock
- * held by another process is refused naming it, and is free again once that process is killed.
+ * held by another process is refused naming it, and is free again once that process is killed;
+ * the memory a process may still take follows /proc/meminfo and an address-space limit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -248,6 +249,45 @@ FLAME_TEST(test_lock_file) {
     remove(path);
 }
 
+FLAME_TEST(test_memory_available) {
+    uint64_t avail = proc_memory_available();
+    FILE *f = fopen("/proc/meminfo", "r");
+    unsigned long long total_kb = 0;
+    char line[256];
+    while (f && fgets(line, sizeof line, f)) {
+        sscanf(line, "MemTotal: %llu", &total_kb);
+    }
+    if (f) {
+        fclose(f);
+    }
+    EXPECT(total_kb > 0);
+    EXPECT_MSG(avail > 0 && avail <= (uint64_t)total_kb * 1024, "available %llu of %llu kB",
+               (unsigned long long)avail, total_kb);
+    /* an address-space limit 64 MiB above what is mapped now caps the answer */
+    pid_t pid = fork();
+    if (pid == 0) {
+        unsigned long long pages = 0;
+        FILE *s = fopen("/proc/self/statm", "r");
+        if (!s || fscanf(s, "%llu", &pages) != 1) {
+            _exit(2);
+        }
+        fclose(s);
+        uint64_t mapped = pages * (uint64_t)sysconf(_SC_PAGESIZE);
+        struct rlimit r;
+        getrlimit(RLIMIT_AS, &r);
+        r.rlim_cur = mapped + (64u << 20);
+        if (setrlimit(RLIMIT_AS, &r) != 0) {
+            _exit(3);
+        }
+        uint64_t a = proc_memory_available();
+        _exit(a <= (64u << 20) + (1u << 20) ? 0 : 1);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    EXPECT_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "under RLIMIT_AS: status %d",
+               WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
 int main(void) {
     if (!mkdtemp(g_dir)) {
         perror("mkdtemp");
@@ -260,6 +300,7 @@ int main(void) {
     RUN_TEST(test_atomic_write);
     RUN_TEST(test_closed_stdout_pipe);
     RUN_TEST(test_lock_file);
+    RUN_TEST(test_memory_available);
     rmdir(g_dir);
     return flame_test_report();
 }

@@ -7,13 +7,15 @@
  *     like a full disk, instead of killing the process;
  *   - once stdout turns out to be a closed pipe, it is redirected to /dev/null: printing stops
  *     and the work goes on.
+ * Also: how much memory the process may still take (to refuse a too large buffer up front).
  *
- * defines: proc_init proc_flush_stdout proc_stdout_closed
+ * defines: proc_init proc_flush_stdout proc_stdout_closed proc_memory_available
  */
 #ifndef FLAME_PROC_H
 #define FLAME_PROC_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* Installs the signal dispositions above (call once at start-up). */
 void proc_init(void);
@@ -23,5 +25,10 @@ void proc_flush_stdout(void);
 
 /* Whether proc_flush_stdout() found stdout to be a closed pipe. */
 bool proc_stdout_closed(void);
+
+/* Bytes this process can still allocate, as far as the system tells: the least of MemAvailable
+   (/proc/meminfo), the cgroup's memory limit minus its usage (cgroup v2 or v1) and the
+   address-space limit (RLIMIT_AS) minus what is mapped now. UINT64_MAX when none is known. */
+uint64_t proc_memory_available(void);
 
 #endif

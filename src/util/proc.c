@@ -7,6 +7,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t g_stdout_closed = 0;
@@ -52,4 +54,61 @@ void proc_flush_stdout(void) {
 
 bool proc_stdout_closed(void) {
     return g_stdout_closed != 0;
+}
+
+// ---------------------------------------------------------------------------- memory
+
+/* the first unsigned number in a file (after `key` when given); false when absent or "max" */
+static bool read_number(const char *path, const char *key, uint64_t *out) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return false;
+    }
+    char line[256];
+    bool ok = false;
+    while (!ok && fgets(line, sizeof line, f)) {
+        const char *p = line;
+        if (key) {
+            if (strncmp(line, key, strlen(key)) != 0) {
+                continue;
+            }
+            p += strlen(key);
+        }
+        unsigned long long v;
+        ok = sscanf(p, " %llu", &v) == 1;
+        *out = v;
+    }
+    fclose(f);
+    return ok;
+}
+
+static uint64_t least(uint64_t a, uint64_t b) {
+    return a < b ? a : b;
+}
+
+uint64_t proc_memory_available(void) {
+    uint64_t best = UINT64_MAX, v = 0, used = 0;
+    if (read_number("/proc/meminfo", "MemAvailable:", &v)) {
+        best = least(best, v * 1024);
+    }
+    /* cgroup v2 (the unified hierarchy as the process sees it), else v1's memory controller;
+       "no limit" reads as "max" (v2) or a value near 2^63 (v1) */
+    const char *limits[2][2] = {{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
+                                {"/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                 "/sys/fs/cgroup/memory/memory.usage_in_bytes"}};
+    for (int k = 0; k < 2; k++) {
+        if (read_number(limits[k][0], NULL, &v) && v < ((uint64_t)1 << 62) &&
+            read_number(limits[k][1], NULL, &used)) {
+            best = least(best, v > used ? v - used : 0);
+            break;
+        }
+    }
+    struct rlimit r;
+    if (getrlimit(RLIMIT_AS, &r) == 0 && r.rlim_cur != RLIM_INFINITY) {
+        uint64_t pages = 0;
+        read_number("/proc/self/statm", NULL, &pages);
+        uint64_t mapped = pages * (uint64_t)sysconf(_SC_PAGESIZE);
+        best = least(best, (uint64_t)r.rlim_cur > mapped ? (uint64_t)r.rlim_cur - mapped : 0);
+    }
+    return best;
 }
