@@ -62,12 +62,13 @@ struct MetricsFile {
     Table t[T_COUNT];
 };
 
-/* the message of a failed write: the file, the reason, and what the file still holds */
-static int write_failed(const MetricsFile *m, const char *doing) {
+#define KEPT_ROWS "the file keeps every row up to its last flush"
+
+/* the message of a failed write: the file, the reason, and what is left (`kept`) */
+static int write_failed(const MetricsFile *m, const char *doing, const char *kept) {
     char reason[FLAME_ERROR_MAX];
-    return flame_errorf(FLAME_ERUNTIME, "%s: cannot %s (%s); the file keeps every row up to its "
-                        "last flush",
-                        m->path, doing, fs_last_reason(reason, sizeof reason));
+    return flame_errorf(FLAME_ERUNTIME, "%s: cannot %s (%s); %s", m->path, doing,
+                        fs_last_reason(reason, sizeof reason), kept);
 }
 
 /* starts a write: the current file copied to <path>.tmp and opened there */
@@ -80,14 +81,14 @@ static int write_begin(MetricsFile *m, const char *doing) {
     if (rc != FLAME_OK) {
         remove(m->tmp);
         m->file = -1;
-        return write_failed(m, doing);
+        return write_failed(m, doing, KEPT_ROWS);
     }
     return FLAME_OK;
 }
 
 /* ends a write: the copy closed, synced and renamed over the file; after any failure (rc, or
    one found now) the copy is removed and the file stays as it was */
-static int write_end(MetricsFile *m, int rc, const char *doing) {
+static int write_end(MetricsFile *m, int rc, const char *doing, const char *kept) {
     int crc = h5_file_close(m->file);
     m->file = -1;
     if (crc != FLAME_OK) {
@@ -99,7 +100,7 @@ static int write_end(MetricsFile *m, int rc, const char *doing) {
     }
     if (rc != FLAME_OK) {
         remove(m->tmp);
-        return write_failed(m, doing);
+        return write_failed(m, doing, kept);
     }
     return fs_fsync_dir(m->path);
 }
@@ -189,7 +190,7 @@ int metrics_create(const char *path, const FlameConfig *cfg, const char *backend
         }
         H5Gclose(g);
     }
-    rc = write_end(m, rc, "create the metrics file");
+    rc = write_end(m, rc, "create the metrics file", "nothing was written");
     if (rc != FLAME_OK) {
         flame_free(m);
         return rc;
@@ -276,7 +277,7 @@ int metrics_truncate(MetricsFile *m, int64_t max_step) {
             }
         }
     }
-    return write_end(m, rc, "drop the rows after the checkpoint");
+    return write_end(m, rc, "drop the rows after the checkpoint", KEPT_ROWS);
 }
 
 static void add_row(Table *t, const void *row) {
@@ -359,7 +360,7 @@ int metrics_flush(MetricsFile *m) {
         }
         flame_free(col);
     }
-    rc = write_end(m, rc, "append the new rows");
+    rc = write_end(m, rc, "append the new rows", KEPT_ROWS);
     if (rc == FLAME_OK) {
         /* the rows are in the file now (kept in memory for the next flush otherwise) */
         for (int k = 0; k < T_COUNT; k++) {
