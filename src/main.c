@@ -19,6 +19,7 @@
 #include "flame/check.h"
 #include "flame/cli.h"
 #include "flame/h5util.h"
+#include "flame/proc.h"
 
 typedef struct {
     const char *name;
@@ -51,6 +52,7 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     blas_core_select(argv); /* may re-execute with a better OpenBLAS core: before anything else */
+    proc_init(); /* a closed pipe or a file size limit fails a write, never kills the process */
     h5_silence();
     if (argc < 2) {
         usage(stderr);

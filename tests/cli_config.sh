@@ -38,7 +38,7 @@ printf 'algo: sac\nentropy:\n  estimator: exact\n' > "$T/cross.yaml"
 mkdir "$T/adir.yaml"
 cd "$T"
 
-expect_error "missing config" "cannot open config file" "$F" train "$T/nope.yaml" --out "$T/runs"
+expect_error "missing config" "cannot open the config file" "$F" train "$T/nope.yaml" --out "$T/runs"
 expect_error "unreadable config (a directory)" "adir.yaml: is a directory" "$F" train "$T/adir.yaml" --out "$T/runs"
 expect_error "malformed YAML" "malformed.yaml: malformed YAML near line" "$F" train "$T/malformed.yaml" --out "$T/runs"
 expect_error "list where a value belongs" "list.yaml:2: 'batch_size' must be a single value" "$F" train "$T/list.yaml" --out "$T/runs"

@@ -72,11 +72,11 @@ expect_error "rollout: unknown format" "unknown dataset format 'rlds'.*d4rl or m
     "${R[@]}" --ckpt "$in/hopper.h5" "${ok_args[@]}" --format rlds --out "$out/a.hdf5"
 expect_error "rollout: unknown env id" "unknown env id 'Hopper-v9'.*flame envs" \
     "${R[@]}" --policy random --env Hopper-v9 "${ok_args[@]}" --out "$out/a.hdf5"
-expect_error "rollout: zero episodes" "episodes must be at least 1" \
+expect_error "rollout: zero episodes" "--episodes '0' is not valid: expected an integer in \\[1, " \
     "${R[@]}" --policy random --env Hopper-v5 --episodes 0 --out "$out/a.hdf5"
-expect_error "rollout: negative episodes" "episodes must be at least 1" \
+expect_error "rollout: negative episodes" "--episodes '-3' is not valid" \
     "${R[@]}" --policy random --env Hopper-v5 --episodes -3 --out "$out/a.hdf5"
-expect_error "rollout: episodes not a number" "--episodes expects an integer" \
+expect_error "rollout: episodes not a number" "--episodes 'two' is not valid" \
     "${R[@]}" --policy random --env Hopper-v5 --episodes two --out "$out/a.hdf5"
 expect_error "rollout: no episodes" "--episodes N is required" \
     "${R[@]}" --policy random --env Hopper-v5 --out "$out/a.hdf5"
@@ -90,9 +90,9 @@ expect_error "rollout: unknown policy" "unknown --policy 'expert'" \
     "${R[@]}" --policy expert --env Hopper-v5 --episodes 1 --out "$out/a.hdf5"
 expect_error "rollout: unknown option" "unknown option '--episode'" \
     "${R[@]}" --policy random --env Hopper-v5 --episode 1 --out "$out/a.hdf5"
-expect_error "rollout: missing directory" "directory '$out/no/such' does not exist" \
-    "${R[@]}" --policy random --env Hopper-v5 --episodes 1 --out "$out/no/such/a.hdf5"
 touch "$out/plain_file"
+expect_error "rollout: directory under a file" "cannot create directory .*plain_file .it exists and is not a directory" \
+    "${R[@]}" --policy random --env Hopper-v5 --episodes 1 --out "$out/plain_file/no/a.hdf5"
 expect_error "rollout: output under a file" "plain_file. is not a directory" \
     "${R[@]}" --policy random --env Hopper-v5 --episodes 1 --out "$out/plain_file/a.hdf5"
 expect_error "rollout: unwritable location" "not writable|cannot create" \
@@ -162,8 +162,8 @@ expect_error "export: unknown format" "unknown dataset format 'csv'" \
     "${X[@]}" --ckpt "$in/hopper_replay.h5" --format csv --out "$out/r.hdf5"
 expect_error "export: existing file" "already exists; pass --force" \
     "${X[@]}" --ckpt "$in/hopper_replay.h5" --out "$out/exists.hdf5"
-expect_error "export: missing directory" "does not exist" \
-    "${X[@]}" --ckpt "$in/hopper_replay.h5" --out "$out/no/such/r.hdf5"
+expect_error "export: directory under a file" "cannot create directory" \
+    "${X[@]}" --ckpt "$in/hopper_replay.h5" --out "$out/plain_file/no/r.hdf5"
 expect_error "export: unwritable location" "not writable|cannot create" \
     "${X[@]}" --ckpt "$in/hopper_replay.h5" --out /proc/flame_replay.hdf5
 expect_error "export: both sources" "exactly one of --run" \

@@ -13,7 +13,7 @@ mode=${1:-}
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
 
-packages=(build-essential cmake pkg-config libmujoco-dev libhdf5-dev libcyaml-dev libopenblas-dev)
+packages=(build-essential cmake pkg-config libmujoco-dev libhdf5-dev libcyaml-dev libyaml-dev libopenblas-dev)
 
 install_missing() {
     local missing=()

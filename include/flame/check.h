@@ -22,6 +22,10 @@
 extern "C" {
 #endif
 
+/* bytes of an error message, its NUL included (room for a path of PATH_MAX bytes and the text
+   around it: a message is never cut before it names the fix) */
+#define FLAME_ERROR_MAX 8192
+
 enum {
     FLAME_OK = 0,
     FLAME_ERUNTIME = 1, /* runtime failure: I/O error, non-finite loss, out of memory */

@@ -10,7 +10,7 @@
  * `flame export-replay`).
  *
  * defines: cmd_train cmd_eval cmd_rollout cmd_export_replay cmd_bench cmd_envs cmd_info
- *          cli_fail cli_fail_last cli_load_config cli_parse_backend CliPolicy cli_policy_open
+ *          cli_fail cli_fail_last cli_load_config cli_parse_backend cli_parse_int CliPolicy cli_policy_open
  *          cli_policy_close CliDatasetInfo cli_dataset_info_init cli_dataset_info_checkpoint
  *          cli_dataset_info_free
  */
@@ -47,6 +47,12 @@ int cli_load_config(FlameConfig *cfg, const char *path, char **sets, int nsets);
 /* "auto", "cpu" or "cuda" -> FlameBackendKind; otherwise prints the error for `cmd` and returns
    FLAME_EINPUT. */
 int cli_parse_backend(const char *cmd, const char *name, int *kind);
+
+/* An option's integer value, parsed exactly as config integers are (config_parse_integer: 1e6,
+   1_000; no fraction, no junk) and checked against [lo, hi]; otherwise prints the error for `cmd`
+   naming the option and the range and returns FLAME_EINPUT. */
+int cli_parse_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi,
+                  long long *out);
 
 /* A checkpoint's EMA policy on a backend created for acting only (no replay buffer, a batch of 1,
    no noise bundle), with the seed of its draws set. */

@@ -25,6 +25,8 @@
 #include <stdio.h>
 
 #define FLAME_CFG_STR 512
+/* the largest run.seed (and --seed of eval/rollout) */
+#define FLAME_SEED_MAX 9200000000000000000LL
 
 /* ------------------------------------------------------------------ enumerations */
 /* Each enum's names are listed in config.c in the same order (flame_enum_<name>). */
@@ -60,7 +62,7 @@ typedef enum { NEXTPOL_AUTO, NEXTPOL_ONLINE, NEXTPOL_EMA } FlameNextPolicy;
 #define FLAME_CFG_RUN(X)                                                                           \
     X(run, name, STR, "", 0, 0, none, "run name: directory under run.out_dir (empty: <env>_<algo>_s<seed>)") \
     X(run, out_dir, STR, "runs", 0, 0, none, "directory that holds run directories")          \
-    X(run, seed, I64, "1", 0, 9.2e18, none, "master seed: every random draw derives from it")   \
+    X(run, seed, I64, "1", 0, FLAME_SEED_MAX, none, "master seed: every random draw derives from it")   \
     X(run, total_steps, I64, "1000000", 1, 1e12, none, "env steps after warm-up")               \
     X(run, start_steps, I64, "30000", 0, 1e12, none, "warm-up env steps with uniform random actions, no updates") \
     X(run, eval_every, I64, "25000", 1, 1e12, none, "env steps between evaluations")            \
@@ -93,7 +95,7 @@ typedef enum { NEXTPOL_AUTO, NEXTPOL_ONLINE, NEXTPOL_EMA } FlameNextPolicy;
 
 #define FLAME_CFG_NET(X)                                                                           \
     X(net, hidden, INT, "256", 1, 65536, none, "hidden width of policy and critics")            \
-    X(net, layers, INT, "3", 1, 64, none, "hidden layers of policy and critics")                \
+    X(net, layers, INT, "3", 1, 15, none, "hidden layers of policy and critics")                \
     X(net, activation, ENUM, "auto", 0, 0, activation, "hidden activation: auto (mish for FLAME, gelu for SAC), mish, relu, gelu") \
     X(net, time_embed_dim, INT, "16", 2, 1024, none, "sinusoidal time embedding size (even)")   \
     X(net, time_hidden, INT, "32", 1, 4096, none, "hidden width of each time-embedding MLP")
@@ -234,6 +236,12 @@ int config_load_string(FlameConfig *cfg, const char *yaml, size_t len, const cha
 
 /* Applies one "key=value" override with the same validation as the YAML loader. */
 int config_set(FlameConfig *cfg, const char *assignment);
+
+/* Parses an integer exactly (no rounding through a double): decimal digits with an optional
+   sign and YAML-style underscores between digits, with an optional fraction or exponent as long
+   as the value is whole (1e6, 2.5e3). Returns 0 when s is anything else or does not fit in
+   int64_t. */
+int config_parse_integer(const char *s, int64_t *out);
 
 /* Sets one key from its text value; `origin` names the source in messages. */
 int config_set_value(FlameConfig *cfg, const ConfigField *f, const char *value, const char *origin);

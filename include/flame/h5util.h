@@ -3,8 +3,15 @@
  * (metrics, checkpoints, noise bundles, datasets). They never print HDF5's error stack; failures are
  * reported through flame_errorf() with the file and object named.
  *
- * defines: h5_silence h5_write h5_write_gz h5_read h5_read_alloc h5_dims h5_exists h5_attr_str h5_attr_i64
- *          h5_attr_f64 h5_attr_read_str h5_attr_read_i64 h5_group h5_bool_type H5_CHECK
+ * Files the project writes are created and closed with h5_file_create / h5_file_open_rw /
+ * h5_file_close (src/io/h5file.c): a failed write (full disk, file size limit, I/O error) never
+ * leaves an HDF5 id behind, so the process never crashes at exit, and the failure is reported
+ * with the file's name and the errno text by h5_write*, h5_attr_*, h5_file_status and
+ * h5_file_close. A writer removes what it wrote after any failure.
+ *
+ * defines: h5_silence h5_file_create h5_file_open_rw h5_file_status h5_file_close h5_write
+ *          h5_write_gz h5_read h5_dims h5_exists h5_attr_str h5_attr_i64 h5_attr_f64
+ *          h5_attr_read_str h5_attr_read_i64 h5_group h5_bool_type
  */
 #ifndef FLAME_H5UTIL_H
 #define FLAME_H5UTIL_H
@@ -16,6 +23,24 @@
 
 /* Turns off HDF5's automatic error printing (call once at start-up; idempotent). */
 void h5_silence(void);
+
+/* Creates `path` for writing (exclusive: fail when it exists; otherwise truncate it), with the
+   file creation property list fcpl (H5P_DEFAULT or H5I_INVALID_HID: the default). On failure *out
+   is negative and the message names the file and the errno text (FLAME_EINPUT for a location
+   that cannot be used, FLAME_ERUNTIME for a full or failing device). */
+int h5_file_create(const char *path, bool exclusive, hid_t fcpl, hid_t *out);
+
+/* Opens an existing file to modify it (same error reporting). */
+int h5_file_open_rw(const char *path, hid_t *out);
+
+/* FLAME_ERUNTIME, naming the file and the errno text, once a write to the file that holds `loc`
+   (opened by h5_file_create or h5_file_open_rw) has failed; FLAME_OK otherwise. */
+int h5_file_status(hid_t loc);
+
+/* Closes a file from h5_file_create / h5_file_open_rw (with every object still open in it),
+   syncs it to disk and reports the first write error of its whole life (FLAME_ERUNTIME naming the
+   file and the errno text). The id is released in every case. */
+int h5_file_close(hid_t f);
 
 /* Writes a contiguous dataset `name` (intermediate groups are created) of the given type and shape. */
 int h5_write(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims,

@@ -19,8 +19,9 @@
 #include <stdint.h>
 
 #include "flame/config.h"
+#include "flame/fsutil.h"
 
-#define RUN_DIR_PATH_MAX 1200
+#define RUN_DIR_PATH_MAX FS_PATH_MAX
 
 /* Creates <dir> and <dir>/ckpt for a fresh run. FLAME_EINPUT with a message naming the fix when
    the directory holds a run and force is false, or when it cannot be created or written. With

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "flame/check.h"
+#include "flame/fsutil.h"
 #include "flame/h5util.h"
 #include "flame/rng.h"
 
@@ -222,6 +223,9 @@ int noise_file_append(NoiseFile *nf, const UpdateNoise *n) {
 
 int noise_file_open(const char *path, const UpdateNoise *shape, NoiseFile **out) {
     h5_silence();
+    if (fs_check_regular(path, "noise bundle (backend.noise_file)") != FLAME_OK) {
+        return FLAME_EINPUT; /* a FIFO or a device would block HDF5 */
+    }
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
         return flame_errorf(FLAME_EINPUT,

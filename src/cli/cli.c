@@ -9,7 +9,7 @@
 #include "flame/check.h"
 
 int cli_fail(const char *cmd, int code, const char *fmt, ...) {
-    char msg[1024];
+    char msg[FLAME_ERROR_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -51,6 +51,17 @@ int cli_parse_backend(const char *cmd, const char *name, int *kind) {
         }
     }
     return cli_fail(cmd, FLAME_EINPUT, "unknown --backend '%s'; use auto, cpu or cuda", name);
+}
+
+int cli_parse_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi,
+                  long long *out) {
+    int64_t v = 0;
+    if (!s || !config_parse_integer(s, &v) || v < lo || v > hi) {
+        return cli_fail(cmd, FLAME_EINPUT, "%s '%s' is not valid: expected an integer in [%lld, %lld]",
+                        opt, s ? s : "", lo, hi);
+    }
+    *out = (long long)v;
+    return FLAME_OK;
 }
 
 /* ------------------------------------------------------------------ a checkpoint's policy */

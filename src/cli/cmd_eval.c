@@ -53,19 +53,6 @@ typedef struct {
     bool stochastic;
 } EvalArgs;
 
-static int parse_count(const char *opt, const char *s, long long lo, long long hi, long long *out) {
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (!s[0] || *end || errno || v < lo || v > hi) {
-        return cli_fail(CMD, FLAME_EINPUT,
-                        "%s '%s' is not valid: expected an integer in [%lld, %lld]", opt, s, lo,
-                        hi);
-    }
-    *out = v;
-    return FLAME_OK;
-}
-
 /* FLAME_OK, an exit status, or -1 after --help */
 static int parse_args(int argc, char **argv, EvalArgs *a) {
     static const struct option longopts[] = {{"ckpt", required_argument, 0, 'k'},
@@ -90,16 +77,16 @@ static int parse_args(int argc, char **argv, EvalArgs *a) {
                 a->ckpt = optarg;
                 break;
             case 'e':
-                rc = parse_count("--episodes", optarg, 1, 1000000, &a->episodes);
+                rc = cli_parse_int(CMD, "--episodes", optarg, 1, 1000000, &a->episodes);
                 break;
             case 's':
-                rc = parse_count("--seed", optarg, 0, INT64_MAX, &a->seed);
+                rc = cli_parse_int(CMD, "--seed", optarg, 0, FLAME_SEED_MAX, &a->seed);
                 break;
             case 'n':
-                rc = parse_count("--envs", optarg, 1, 65536, &a->envs);
+                rc = cli_parse_int(CMD, "--envs", optarg, 1, 65536, &a->envs);
                 break;
             case 't':
-                rc = parse_count("--threads", optarg, 0, 1024, &a->threads);
+                rc = cli_parse_int(CMD, "--threads", optarg, 0, 1024, &a->threads);
                 break;
             case 'S':
                 a->stochastic = true;

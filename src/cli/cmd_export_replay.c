@@ -16,6 +16,7 @@
 #include "flame/cli.h"
 #include "flame/dataset.h"
 #include "flame/env.h"
+#include "flame/fsutil.h"
 #include "flame/h5util.h"
 #include "flame/run_dir.h"
 
@@ -39,6 +40,9 @@ static void export_usage(void) {
 
 /* whether the file is an HDF5 file with a /replay group (without reading it) */
 static bool has_replay_group(const char *path) {
+    if (fs_check_regular(path, "checkpoint") != FLAME_OK) {
+        return false; /* a FIFO or a device named like a checkpoint is not one */
+    }
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
         return false;

@@ -44,7 +44,8 @@ static void rollout_usage(void) {
            "  --policy random    uniform random actions on the action box instead (needs --env)\n"
            "  --env ID           environment id (with --ckpt: must match the checkpoint's)\n"
            "  --episodes N       complete episodes to collect (>= 1)\n"
-           "  --out PATH         output file (d4rl) or directory (minari)\n"
+           "  --out PATH         output file (d4rl) or directory (minari); missing\n"
+           "                     directories are created\n"
            "  --format F         d4rl (default) or minari\n"
            "  --stochastic       exploring actions (default: deterministic policy actions)\n"
            "  --seed S           seed of env resets and action draws (default: the checkpoint's\n"
@@ -57,20 +58,6 @@ static void rollout_usage(void) {
            "  --dataset-id ID    Minari dataset id (default from PATH, e.g. name-v0)\n"
            "  --author NAME, --author-email EMAIL, --code-permalink URL   Minari metadata\n",
            ROLLOUT_DEFAULT_ENVS);
-}
-
-static int parse_int(const char *opt, const char *s, long long lo, long long hi, long long *out) {
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s ? s : "", &end, 10);
-    if (!s || !s[0] || *end || errno) {
-        return cli_fail(CMD, FLAME_EINPUT, "%s expects an integer, got '%s'", opt, s ? s : "");
-    }
-    if (v < lo || v > hi) {
-        return cli_fail(CMD, FLAME_EINPUT, "%s must be in [%lld, %lld] (got %lld)", opt, lo, hi, v);
-    }
-    *out = v;
-    return FLAME_OK;
 }
 
 typedef struct {
@@ -120,9 +107,9 @@ static int parse_args(int argc, char **argv, RolloutArgs *a) {
         } else if (!strcmp(o, "--code-permalink")) {
             str = &a->code_permalink;
         } else if (!strcmp(o, "--episodes")) {
-            num = &a->episodes, lo = LLONG_MIN, hi = LLONG_MAX;
+            num = &a->episodes, lo = 1, hi = INT_MAX;
         } else if (!strcmp(o, "--seed")) {
-            num = &a->seed, lo = 0, hi = LLONG_MAX;
+            num = &a->seed, lo = 0, hi = FLAME_SEED_MAX;
             a->have_seed = true;
         } else if (!strcmp(o, "--envs")) {
             num = &a->envs, lo = 1, hi = 65536;
@@ -139,7 +126,7 @@ static int parse_args(int argc, char **argv, RolloutArgs *a) {
         if (str) {
             *str = v;
         } else {
-            int rc = parse_int(o, v, lo, hi, num);
+            int rc = cli_parse_int(CMD, o, v, lo, hi, num);
             if (rc != FLAME_OK) {
                 return rc;
             }
@@ -156,9 +143,6 @@ static int check_args(const RolloutArgs *a, DatasetFormat *fmt, const EnvSpec **
     }
     if (a->episodes == -1) {
         return cli_fail(CMD, FLAME_EINPUT, "--episodes N is required (N >= 1)");
-    }
-    if (a->episodes < 1 || a->episodes > INT_MAX) {
-        return cli_fail(CMD, FLAME_EINPUT, "--episodes must be at least 1 (got %lld)", a->episodes);
     }
     if (!a->out) {
         return cli_fail(CMD, FLAME_EINPUT,

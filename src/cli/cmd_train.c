@@ -7,9 +7,12 @@
 #include "flame/check.h"
 #include "flame/ckpt.h"
 #include "flame/cli.h"
+#include "flame/fsutil.h"
 #include "flame/train.h"
 
 #define MAX_SETS 256
+/* what the run directory gets appended at most: "/ckpt/step_<int64>.h5.tmp" */
+#define RUN_DIR_RESERVE 40
 
 static void train_usage(FILE *f) {
     fprintf(f,
@@ -119,6 +122,21 @@ static int parse_args(int argc, char **argv, TrainArgs *a) {
         }
         a->config_path = argv[optind];
     }
+    /* --backend/--name/--out are --set shorthands; a run name is one directory name */
+    if (a->name && !fs_name_component_ok(a->name)) {
+        return cli_fail("train", FLAME_EINPUT,
+                        "--name '%s' is not a single directory name (not empty, no '/', not '.' "
+                        "or '..'); choose the parent directory with --out",
+                        a->name);
+    }
+    const char *too_long = a->name && strlen(a->name) >= FLAME_CFG_STR  ? "--name"
+                           : a->out && strlen(a->out) >= FLAME_CFG_STR ? "--out"
+                                                                       : NULL;
+    if (too_long) {
+        return cli_fail("train", FLAME_EINPUT, "%s is %zu bytes; at most %d bytes are allowed",
+                        too_long, strlen(!strcmp(too_long, "--name") ? a->name : a->out),
+                        FLAME_CFG_STR - 1);
+    }
     if (a->backend) {
         snprintf(a->bset, sizeof a->bset, "backend.type=%s", a->backend);
         a->sets[a->nsets++] = a->bset;
@@ -137,6 +155,9 @@ static int parse_args(int argc, char **argv, TrainArgs *a) {
 /* A resumed run: the config stored in its latest checkpoint, a given config only as a check, and
    --set limited to what a resume may change. */
 static int resume_config(const TrainArgs *a, FlameConfig *cfg, char *ckpt_path, size_t ckpt_len) {
+    if (fs_check_path(a->resume, RUN_DIR_RESERVE, "--resume") != FLAME_OK) {
+        return cli_fail_last("train", FLAME_EINPUT);
+    }
     if (ckpt_latest(a->resume, ckpt_path, ckpt_len) != FLAME_OK) {
         return cli_fail_last("train", FLAME_EINPUT);
     }
@@ -184,6 +205,13 @@ static int fresh_config(TrainArgs *a, FlameConfig *cfg) {
     if (cli_load_config(cfg, a->config_path, a->sets, a->nsets) != FLAME_OK) {
         return cli_fail_last("train", FLAME_EINPUT);
     }
+    /* the run directory is run.out_dir/run.name: the name stays one directory below */
+    if (cfg->run.name[0] && !fs_name_component_ok(cfg->run.name)) {
+        return cli_fail("train", FLAME_EINPUT,
+                        "run.name '%s' is not a single directory name (no '/', not '.' or "
+                        "'..'); choose the parent directory with run.out_dir (--out)",
+                        cfg->run.name);
+    }
     if (!cfg->run.name[0]) {
         char nm[FLAME_CFG_STR + 64];
         int len = snprintf(nm, sizeof nm, "%s_%s_s%lld", cfg->env.id, config_algo_name(cfg->algo),
@@ -203,8 +231,8 @@ int cmd_train(int argc, char **argv) {
         return rc < 0 ? FLAME_OK : rc;
     }
     FlameConfig cfg;
-    char ckpt_path[1200] = "";
-    char run_dir[1100];
+    char ckpt_path[FS_PATH_MAX] = "";
+    char run_dir[FS_PATH_MAX];
     rc = a.resume ? resume_config(&a, &cfg, ckpt_path, sizeof ckpt_path) : fresh_config(&a, &cfg);
     if (rc != FLAME_OK) {
         return rc;
@@ -212,7 +240,12 @@ int cmd_train(int argc, char **argv) {
     if (a.resume) {
         snprintf(run_dir, sizeof run_dir, "%s", a.resume);
     } else {
-        snprintf(run_dir, sizeof run_dir, "%s/%s", cfg.run.out_dir, cfg.run.name);
+        if (fs_printf(run_dir, sizeof run_dir, "run directory", "%s/%s", cfg.run.out_dir,
+                      cfg.run.name) != FLAME_OK ||
+            fs_check_path(run_dir, RUN_DIR_RESERVE, "run directory (run.out_dir/run.name)") !=
+                FLAME_OK) {
+            return cli_fail_last("train", FLAME_EINPUT);
+        }
     }
     if (a.print_config) {
         char *y = config_to_yaml(&cfg);

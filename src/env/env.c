@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "flame/check.h"
+#include "flame/fsutil.h"
 #include "flame/rng.h"
 
 /* the MJCF files under src/env/models, embedded by cmake/embed_files.cmake */
@@ -240,6 +241,9 @@ int env_model_load(const EnvSpec *spec, const char *model_xml, mjModel **out) {
     if (!embedded && access(model_xml, R_OK) != 0) {
         return flame_errorf(FLAME_EINPUT, "%s: cannot read model file '%s': %s", spec->id,
                             model_xml, strerror(errno));
+    }
+    if (!embedded && fs_check_regular(model_xml, "model file (env.model_xml)") != FLAME_OK) {
+        return FLAME_EINPUT; /* a FIFO or a device would block the XML parser */
     }
     pthread_mutex_lock(&env_load_mutex);
     if (embedded) {

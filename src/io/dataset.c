@@ -3,7 +3,10 @@
  *
  * Output is built under a hidden temporary name beside the target (".<name>.tmp-<pid>-<k>") and
  * renamed into place at the end; a Minari dataset replaced with force is first moved aside, then
- * its two known files and two directories are removed.
+ * its two known files and two directories are removed. Missing directories above the target are
+ * created (mkdir -p) and removed again when the dataset is not written. The HDF5 file is written
+ * through h5_file_* (h5util.h), so a full disk or a file size limit ends the writer with the
+ * file's errno text and no id left open.
  */
 #include "flame/dataset.h"
 
@@ -21,6 +24,7 @@
 
 #include "flame/build_info.h"
 #include "flame/check.h"
+#include "flame/fsutil.h"
 #include "flame/h5util.h"
 
 #define DATASET_GZIP_LEVEL 4
@@ -34,6 +38,8 @@ struct DatasetWriter {
     char path[PATH_MAX];   /* final location */
     char tmp[PATH_MAX];    /* temporary file (D4RL) or directory (Minari) */
     char h5path[PATH_MAX]; /* the HDF5 file being written */
+    char dir[PATH_MAX];    /* the directory of the target */
+    char created[PATH_MAX]; /* the topmost directory dataset_open created ("" when none) */
     hid_t file, bool_t;
     int64_t rows;     /* D4RL rows, Minari steps */
     int64_t episodes; /* episodes added */
@@ -153,6 +159,29 @@ static int check_target(DatasetWriter *w) {
                             "path such as runs/hopper_expert.hdf5",
                             w->path);
     }
+    int rc = fs_check_path(w->path, 0, "--out");
+    if (rc != FLAME_OK) {
+        return rc;
+    }
+    /* the temporary name ".<base>.tmp-<pid>-<k>" must itself be a valid name */
+    static int counter = 0;
+    char suffix[64];
+    snprintf(suffix, sizeof suffix, ".tmp-%ld-%d", (long)getpid(), counter++);
+    if (strlen(base) + 1 + strlen(suffix) > FS_NAME_MAX) {
+        char ab[160];
+        return flame_errorf(FLAME_EINPUT,
+                            "--out %s: the name '%s' is %zu bytes; the temporary name flame "
+                            "writes first needs %zu more and one name is at most %d bytes "
+                            "(NAME_MAX); use a shorter name",
+                            w->path, fs_abbrev(base, ab, sizeof ab), strlen(base),
+                            1 + strlen(suffix), FS_NAME_MAX);
+    }
+    if (!path_printf(w->tmp, sizeof w->tmp - 16, "%s/.%s%s", dir, base, suffix)) {
+        return flame_errorf(FLAME_EINPUT, "--out %s: the path is too long (PATH_MAX); choose a "
+                                          "shorter one",
+                            w->path);
+    }
+    snprintf(w->dir, sizeof w->dir, "%s", dir);
     struct stat st;
     if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
         return flame_errorf(FLAME_EINPUT,
@@ -161,10 +190,7 @@ static int check_target(DatasetWriter *w) {
                             w->path, dir);
     }
     if (stat(dir, &st) != 0) {
-        return flame_errorf(FLAME_EINPUT,
-                            "--out %s: directory '%s' does not exist; create it "
-                            "first (mkdir -p %s)",
-                            w->path, dir, dir);
+        return FLAME_OK; /* created by dataset_open once everything else is checked */
     }
     if (access(dir, W_OK | X_OK) != 0) {
         return flame_errorf(FLAME_EINPUT,
@@ -193,11 +219,6 @@ static int check_target(DatasetWriter *w) {
                                 "those, remove it yourself or choose another path",
                                 w->path);
         }
-    }
-    static int counter = 0;
-    if (!path_printf(w->tmp, sizeof w->tmp - 16, "%s/.%s.tmp-%ld-%d", dir, base, (long)getpid(),
-                     counter++)) {
-        return flame_errorf(FLAME_EINPUT, "--out %s: path too long; choose a shorter one", w->path);
     }
     return FLAME_OK;
 }
@@ -256,7 +277,10 @@ static int ext_append(hid_t ds, hid_t mem_type, int cols, int64_t at, int64_t n,
     }
     H5Sclose(ms);
     H5Sclose(fs);
-    return e < 0 ? flame_errorf(FLAME_ERUNTIME, "cannot write HDF5 dataset '%s'", name) : FLAME_OK;
+    if (e < 0) {
+        return flame_errorf(FLAME_ERUNTIME, "cannot write HDF5 dataset '%s'", name);
+    }
+    return h5_file_status(ds);
 }
 
 /* a whole array written as an extendible, chunked, compressed dataset */
@@ -314,17 +338,36 @@ static void writer_close_handles(DatasetWriter *w) {
         w->bool_t = -1;
     }
     if (w->file >= 0) {
-        H5Fclose(w->file);
+        /* its write error, if any, was reported already: keep that message */
+        char keep[FLAME_ERROR_MAX];
+        snprintf(keep, sizeof keep, "%s", flame_last_error());
+        int err = fs_last_errno();
+        h5_file_close(w->file);
         w->file = -1;
+        flame_errorf(FLAME_OK, "%s", keep);
+        fs_set_errno(err);
     }
 }
 
+/* removes the temporary output and the directories dataset_open created */
 static void writer_remove_tmp(DatasetWriter *w) {
     if (w->fmt == DATASET_MINARI) {
         remove_minari_tree(w->tmp);
     } else {
         remove(w->tmp);
     }
+    fs_rmdir_created(w->dir, w->created);
+}
+
+/* the message of a failed write: the output, the reason, and that nothing was written */
+static int writer_failed(const DatasetWriter *w, int rc) {
+    int err = fs_last_errno();
+    if (rc != FLAME_ERUNTIME || err == 0) {
+        return rc;
+    }
+    return flame_errorf(FLAME_ERUNTIME, "--out %s: cannot write the dataset (%s); nothing was "
+                                        "written",
+                        w->path, strerror(err));
 }
 
 void dataset_abort(DatasetWriter *w) {
@@ -366,6 +409,9 @@ int dataset_open(DatasetWriter **out, const char *path, DatasetFormat fmt, const
     w->d_qpos = w->d_qvel = w->d_logp = -1;
     snprintf(w->path, sizeof w->path, "%s", path);
     int rc = check_target(w);
+    if (rc == FLAME_OK) {
+        rc = fs_mkdir_p(w->dir, w->created, sizeof w->created);
+    }
     if (rc != FLAME_OK) {
         flame_free(w);
         return rc;
@@ -379,6 +425,7 @@ int dataset_open(DatasetWriter **out, const char *path, DatasetFormat fmt, const
                               "choose a writable location",
                               path, w->tmp, strerror(errno));
             rmdir(w->tmp);
+            fs_rmdir_created(w->dir, w->created);
             flame_free(w);
             return rc;
         }
@@ -389,14 +436,14 @@ int dataset_open(DatasetWriter **out, const char *path, DatasetFormat fmt, const
     /* track link creation order so episode groups list in the order they were written */
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
     H5Pset_link_creation_order(fcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
-    errno = 0;
-    w->file = H5Fcreate(w->h5path, H5F_ACC_EXCL, fcpl, H5P_DEFAULT);
+    fs_set_errno(0);
+    rc = h5_file_create(w->h5path, true, fcpl, &w->file);
     H5Pclose(fcpl);
-    if (w->file < 0) {
-        rc = flame_errorf(FLAME_EINPUT,
-                          "--out %s: cannot create %s (%s); choose a writable "
-                          "location",
-                          path, w->h5path, errno ? strerror(errno) : "HDF5 error");
+    if (rc != FLAME_OK) {
+        int err = fs_last_errno();
+        rc = flame_errorf(rc, "--out %s: cannot create %s (%s); choose a writable location", path,
+                          w->h5path, err ? strerror(err) : "HDF5 error");
+        w->file = -1;
         dataset_abort(w);
         return rc;
     }
@@ -481,6 +528,7 @@ int dataset_add_transitions(DatasetWriter *w, const float *obs, const float *act
         term[i] = terminal[i] ? 1 : 0;
     }
     int64_t at = w->rows;
+    fs_set_errno(0);
     int rc = ext_append(w->d_obs, H5T_NATIVE_FLOAT, S, at, n, obs, "observations");
     rc = rc ? rc : ext_append(w->d_next, H5T_NATIVE_FLOAT, S, at, n, next_obs, "next_observations");
     rc = rc ? rc : ext_append(w->d_act, H5T_NATIVE_FLOAT, D, at, n, act, "actions");
@@ -491,7 +539,7 @@ int dataset_add_transitions(DatasetWriter *w, const float *obs, const float *act
     if (rc == FLAME_OK) {
         w->rows += n;
     }
-    return rc;
+    return writer_failed(w, rc);
 }
 
 static int d4rl_write_metadata(DatasetWriter *w) {
@@ -576,11 +624,12 @@ static int minari_add_episode(DatasetWriter *w, const DatasetEpisode *ep) {
 
 int dataset_add_episode(DatasetWriter *w, const DatasetEpisode *ep) {
     FLAME_CHECK(ep->T >= 1, "an episode has at least one step");
+    fs_set_errno(0);
     int rc = w->fmt == DATASET_MINARI ? minari_add_episode(w, ep) : d4rl_add_episode(w, ep);
     if (rc == FLAME_OK) {
         w->episodes++;
     }
-    return rc;
+    return writer_failed(w, rc);
 }
 
 // ---------------------------------------------------------------------------- JSON
@@ -784,14 +833,7 @@ static int minari_write_metadata(DatasetWriter *w) {
     free(obs_space), free(act_space), free(env_spec);
 
     snprintf(path, sizeof path, "%s/data/metadata.json", w->tmp);
-    FILE *f = fopen(path, "w");
-    int rc = FLAME_OK;
-    if (!f || fwrite(b.s, 1, b.len, f) != b.len) {
-        rc = flame_errorf(FLAME_ERUNTIME, "cannot write %s (%s)", path, strerror(errno));
-    }
-    if (f && fclose(f) != 0 && rc == FLAME_OK) {
-        rc = flame_errorf(FLAME_ERUNTIME, "cannot write %s (%s)", path, strerror(errno));
-    }
+    int rc = fs_write_atomic(path, b.s, b.len);
     flame_free(b.s);
     return rc;
 }
@@ -832,6 +874,7 @@ static int install_minari(DatasetWriter *w) {
 
 int dataset_close(DatasetWriter *w) {
     int rc = FLAME_OK;
+    fs_set_errno(0);
     if (w->fmt == DATASET_D4RL) {
         rc = d4rl_write_metadata(w);
     }
@@ -839,8 +882,9 @@ int dataset_close(DatasetWriter *w) {
     hid_t f = w->file;
     w->file = -1;
     writer_close_handles(w);
-    if (had_file && H5Fclose(f) < 0 && rc == FLAME_OK) {
-        rc = flame_errorf(FLAME_ERUNTIME, "%s: cannot finish writing the file", w->h5path);
+    if (had_file) {
+        int crc = h5_file_close(f); /* the device's error says more than the call that saw it */
+        rc = crc ? crc : rc;
     }
     if (rc == FLAME_OK && w->fmt == DATASET_MINARI) {
         rc = minari_write_metadata(w);
@@ -862,6 +906,7 @@ int dataset_close(DatasetWriter *w) {
         }
     }
     if (rc != FLAME_OK) {
+        rc = writer_failed(w, rc);
         writer_remove_tmp(w);
     }
     flame_free(w);

@@ -53,7 +53,8 @@ static int write_dataset(hid_t loc, const char *name, hid_t type, int rank, cons
         H5Dclose(ds);
     }
     H5Sclose(space);
-    return rc;
+    /* a failed write to the disk is reported by the file (h5file.c), naming it and the errno */
+    return h5_file_status(loc) != FLAME_OK ? FLAME_ERUNTIME : rc;
 }
 
 int h5_write(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims,
@@ -157,7 +158,7 @@ static int attr_write(hid_t loc, const char *name, hid_t type, const void *v) {
         H5Aclose(a);
     }
     H5Sclose(sp);
-    return rc;
+    return h5_file_status(loc) != FLAME_OK ? FLAME_ERUNTIME : rc;
 }
 
 int h5_attr_str(hid_t loc, const char *name, const char *value) {

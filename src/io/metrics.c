@@ -1,14 +1,24 @@
-/* metrics.c: the metrics.h5 writer (see include/flame/metrics.h). */
+/*
+ * metrics.c: the metrics.h5 writer (see include/flame/metrics.h).
+ *
+ * Every write (creation, truncation on resume, each flush) goes to a copy, "<path>.tmp", which is
+ * synced and renamed over the file only when all of it was written: metrics.h5 is always the
+ * complete file of the last successful write, whatever happens during the next one (full disk,
+ * kill), and a reader never sees a half-written file. The copy costs the file's size per flush
+ * (kilobytes to a few megabytes).
+ */
 #include "flame/metrics.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "flame/build_info.h"
 #include "flame/check.h"
+#include "flame/fsutil.h"
 #include "flame/h5util.h"
 
 #define CHUNK 1024
@@ -46,24 +56,53 @@ static const Column timing_cols[] = {FLAME_METRICS_TIMING(COL_TIMING)};
 enum { T_TRAIN, T_EPISODES, T_EVAL, T_TIMING, T_COUNT };
 
 struct MetricsFile {
-    hid_t file; /* open only inside create/truncate/flush: readers can open it at any other time */
-    char path[1024];
+    hid_t file; /* the copy being written, open only inside create/truncate/flush */
+    char path[FS_PATH_MAX];
+    char tmp[FS_PATH_MAX]; /* <path>.tmp */
     Table t[T_COUNT];
 };
 
-static int reopen(MetricsFile *m) {
-    m->file = H5Fopen(m->path, H5F_ACC_RDWR, H5P_DEFAULT);
-    if (m->file < 0) {
-        return flame_errorf(FLAME_ERUNTIME, "%s: cannot reopen the metrics file to append", m->path);
+#define KEPT_ROWS "the file keeps every row up to its last flush"
+
+/* the message of a failed write: the file, the reason, and what is left (`kept`) */
+static int write_failed(const MetricsFile *m, const char *doing, const char *kept) {
+    char reason[FLAME_ERROR_MAX];
+    return flame_errorf(FLAME_ERUNTIME, "%s: cannot %s (%s); %s", m->path, doing,
+                        fs_last_reason(reason, sizeof reason), kept);
+}
+
+/* starts a write: the current file copied to <path>.tmp and opened there */
+static int write_begin(MetricsFile *m, const char *doing) {
+    fs_set_errno(0);
+    int rc = fs_copy_file(m->path, m->tmp);
+    if (rc == FLAME_OK) {
+        rc = h5_file_open_rw(m->tmp, &m->file);
+    }
+    if (rc != FLAME_OK) {
+        remove(m->tmp);
+        m->file = -1;
+        return write_failed(m, doing, KEPT_ROWS);
     }
     return FLAME_OK;
 }
 
-static void release(MetricsFile *m) {
-    if (m->file >= 0) {
-        H5Fclose(m->file);
-        m->file = -1;
+/* ends a write: the copy closed, synced and renamed over the file; after any failure (rc, or
+   one found now) the copy is removed and the file stays as it was */
+static int write_end(MetricsFile *m, int rc, const char *doing, const char *kept) {
+    int crc = h5_file_close(m->file);
+    m->file = -1;
+    if (crc != FLAME_OK) {
+        rc = crc; /* the write error of the file says more than the call that noticed it */
     }
+    if (rc == FLAME_OK && rename(m->tmp, m->path) != 0) {
+        fs_set_errno(errno);
+        rc = FLAME_ERUNTIME;
+    }
+    if (rc != FLAME_OK) {
+        remove(m->tmp);
+        return write_failed(m, doing, kept);
+    }
+    return fs_fsync_dir(m->path);
 }
 
 static void tables_init(MetricsFile *m) {
@@ -96,28 +135,42 @@ static size_t col_size(char kind) {
 int metrics_create(const char *path, const FlameConfig *cfg, const char *backend,
                    const char *device, MetricsFile **out) {
     h5_silence();
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0) {
-        return flame_errorf(FLAME_EINPUT, "%s: cannot create the metrics file (%s)", path,
-                            strerror(errno));
-    }
+    *out = NULL;
     MetricsFile *m = flame_calloc(1, sizeof *m);
-    m->file = f;
-    snprintf(m->path, sizeof m->path, "%s", path);
+    m->file = -1;
+    int rc = fs_printf(m->path, sizeof m->path, "metrics file", "%s", path);
+    rc = rc ? rc : fs_printf(m->tmp, sizeof m->tmp, "metrics file", "%s.tmp", path);
+    fs_set_errno(0);
+    if (rc == FLAME_OK && h5_file_create(m->tmp, false, H5P_DEFAULT, &m->file) != FLAME_OK) {
+        int err = fs_last_errno();
+        char reason[FLAME_ERROR_MAX];
+        rc = flame_errorf(err ? fs_errno_code(err) : FLAME_EINPUT,
+                          "%s: cannot create the metrics file (%s)", path,
+                          fs_last_reason(reason, sizeof reason));
+    }
+    if (rc != FLAME_OK) {
+        flame_free(m);
+        return rc;
+    }
     tables_init(m);
+    hid_t f = m->file;
     char *yaml = config_to_yaml(cfg);
-    h5_attr_str(f, "config", yaml);
+    rc = h5_attr_str(f, "config", yaml);
     free(yaml);
-    h5_attr_str(f, "version", FLAME_VERSION);
-    h5_attr_str(f, "commit", FLAME_GIT_COMMIT);
-    h5_attr_str(f, "backend", backend);
-    h5_attr_str(f, "device", device);
-    h5_attr_str(f, "env_id", cfg->env.id);
-    h5_attr_str(f, "algo", config_algo_name(cfg->algo));
-    for (int k = 0; k < T_COUNT; k++) {
+    rc = rc ? rc : h5_attr_str(f, "version", FLAME_VERSION);
+    rc = rc ? rc : h5_attr_str(f, "commit", FLAME_GIT_COMMIT);
+    rc = rc ? rc : h5_attr_str(f, "backend", backend);
+    rc = rc ? rc : h5_attr_str(f, "device", device);
+    rc = rc ? rc : h5_attr_str(f, "env_id", cfg->env.id);
+    rc = rc ? rc : h5_attr_str(f, "algo", config_algo_name(cfg->algo));
+    for (int k = 0; k < T_COUNT && rc == FLAME_OK; k++) {
         Table *t = &m->t[k];
         hid_t g = h5_group(f, t->group);
-        for (int c = 0; c < t->ncols; c++) {
+        if (g < 0) {
+            rc = flame_errorf(FLAME_ERUNTIME, "%s: cannot create the group %s", path, t->group);
+            break;
+        }
+        for (int c = 0; c < t->ncols && rc == FLAME_OK; c++) {
             hsize_t dims = 0, maxd = H5S_UNLIMITED, chunk = CHUNK;
             hid_t sp = H5Screate_simple(1, &dims, &maxd);
             hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -126,44 +179,61 @@ int metrics_create(const char *path, const FlameConfig *cfg, const char *backend
             hid_t ds = H5Dcreate2(g, col_name(&t->cols[c], cn, sizeof cn), col_type(t->cols[c].kind),
                                   sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
             if (ds >= 0) {
-                h5_attr_str(ds, "help", t->cols[c].help);
+                rc = h5_attr_str(ds, "help", t->cols[c].help);
                 H5Dclose(ds);
+            } else {
+                rc = flame_errorf(FLAME_ERUNTIME, "%s: cannot create the dataset %s/%s", path,
+                                  t->group, cn);
             }
             H5Pclose(dcpl);
             H5Sclose(sp);
         }
         H5Gclose(g);
     }
-    release(m);
+    rc = write_end(m, rc, "create the metrics file", "nothing was written");
+    if (rc != FLAME_OK) {
+        flame_free(m);
+        return rc;
+    }
     *out = m;
     return FLAME_OK;
 }
 
 int metrics_open_append(const char *path, MetricsFile **out) {
     h5_silence();
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-    if (f < 0) {
-        return flame_errorf(FLAME_EINPUT, "%s: cannot open the metrics file to continue it", path);
-    }
+    *out = NULL;
     MetricsFile *m = flame_calloc(1, sizeof *m);
-    m->file = f;
-    snprintf(m->path, sizeof m->path, "%s", path);
+    m->file = -1;
+    int rc = fs_printf(m->path, sizeof m->path, "metrics file", "%s", path);
+    rc = rc ? rc : fs_printf(m->tmp, sizeof m->tmp, "metrics file", "%s.tmp", path);
+    rc = rc ? rc : fs_check_regular(path, "metrics file");
+    hid_t f = -1;
+    if (rc == FLAME_OK && (f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
+        rc = flame_errorf(FLAME_EINPUT, "%s: cannot open the metrics file to continue it", path);
+    }
+    if (rc != FLAME_OK) {
+        flame_free(m);
+        return rc;
+    }
     tables_init(m);
-    for (int k = 0; k < T_COUNT; k++) {
+    for (int k = 0; k < T_COUNT && rc == FLAME_OK; k++) {
         for (int c = 0; c < m->t[k].ncols; c++) {
             char name[128], cn[64];
             snprintf(name, sizeof name, "%s/%s", m->t[k].group,
                      col_name(&m->t[k].cols[c], cn, sizeof cn));
             if (!h5_exists(f, name)) {
-                H5Fclose(f);
-                flame_free(m);
-                return flame_errorf(FLAME_EINPUT, "%s: dataset %s is missing (not a flame metrics "
-                                                  "file of this version)",
-                                    path, name);
+                rc = flame_errorf(FLAME_EINPUT, "%s: dataset %s is missing (not a flame metrics "
+                                                "file of this version)",
+                                  path, name);
+                break;
             }
         }
     }
-    release(m);
+    H5Fclose(f);
+    if (rc != FLAME_OK) {
+        flame_free(m);
+        return rc;
+    }
     *out = m;
     return FLAME_OK;
 }
@@ -176,11 +246,11 @@ static hsize_t group_len(MetricsFile *m, const Table *t) {
 }
 
 int metrics_truncate(MetricsFile *m, int64_t max_step) {
-    int rc0 = reopen(m);
-    if (rc0 != FLAME_OK) {
-        return rc0;
+    int rc = write_begin(m, "drop the rows after the checkpoint");
+    if (rc != FLAME_OK) {
+        return rc;
     }
-    for (int k = 0; k < T_COUNT; k++) {
+    for (int k = 0; k < T_COUNT && rc == FLAME_OK; k++) {
         Table *t = &m->t[k];
         hsize_t n = group_len(m, t);
         if (n == 0) {
@@ -189,27 +259,25 @@ int metrics_truncate(MetricsFile *m, int64_t max_step) {
         char name[128];
         snprintf(name, sizeof name, "%s/step", t->group);
         int64_t *steps = flame_malloc(n * sizeof(int64_t));
-        int rc = h5_read(m->file, name, H5T_NATIVE_INT64, 1, &n, steps, m->path);
-        if (rc != FLAME_OK) {
-            flame_free(steps);
-            release(m);
-            return rc;
-        }
+        rc = h5_read(m->file, name, H5T_NATIVE_INT64, 1, &n, steps, m->path);
         hsize_t keep = 0;
-        while (keep < n && steps[keep] <= max_step) {
+        while (rc == FLAME_OK && keep < n && steps[keep] <= max_step) {
             keep++;
         }
         flame_free(steps);
-        for (int c = 0; c < t->ncols && keep < n; c++) {
+        for (int c = 0; rc == FLAME_OK && c < t->ncols && keep < n; c++) {
             char cn[64];
             snprintf(name, sizeof name, "%s/%s", t->group, col_name(&t->cols[c], cn, sizeof cn));
             hid_t ds = H5Dopen2(m->file, name, H5P_DEFAULT);
-            H5Dset_extent(ds, &keep);
-            H5Dclose(ds);
+            if (ds < 0 || H5Dset_extent(ds, &keep) < 0) {
+                rc = flame_errorf(FLAME_ERUNTIME, "%s: cannot shorten %s", m->path, name);
+            }
+            if (ds >= 0) {
+                H5Dclose(ds);
+            }
         }
     }
-    release(m);
-    return FLAME_OK;
+    return write_end(m, rc, "drop the rows after the checkpoint", KEPT_ROWS);
 }
 
 static void add_row(Table *t, const void *row) {
@@ -250,18 +318,18 @@ int metrics_flush(MetricsFile *m) {
     if (!any) {
         return FLAME_OK;
     }
-    int rc0 = reopen(m);
-    if (rc0 != FLAME_OK) {
-        return rc0;
+    int rc = write_begin(m, "append the new rows");
+    if (rc != FLAME_OK) {
+        return rc;
     }
-    for (int k = 0; k < T_COUNT; k++) {
+    for (int k = 0; k < T_COUNT && rc == FLAME_OK; k++) {
         Table *t = &m->t[k];
         if (t->nrows == 0) {
             continue;
         }
         hsize_t old = group_len(m, t), add = t->nrows, total = old + add;
         unsigned char *col = flame_malloc(t->nrows * 8);
-        for (int c = 0; c < t->ncols; c++) {
+        for (int c = 0; c < t->ncols && rc == FLAME_OK; c++) {
             const Column *cc = &t->cols[c];
             size_t sz = col_size(cc->kind);
             for (size_t i = 0; i < t->nrows; i++) {
@@ -271,29 +339,35 @@ int metrics_flush(MetricsFile *m) {
             snprintf(name, sizeof name, "%s/%s", t->group, col_name(cc, cn, sizeof cn));
             hid_t ds = H5Dopen2(m->file, name, H5P_DEFAULT);
             herr_t e = ds < 0 ? -1 : H5Dset_extent(ds, &total);
-            hid_t fs = H5Dget_space(ds);
-            H5Sselect_hyperslab(fs, H5S_SELECT_SET, &old, NULL, &add, NULL);
-            hid_t ms = H5Screate_simple(1, &add, NULL);
-            e = e < 0 ? e : H5Dwrite(ds, col_type(cc->kind), ms, fs, H5P_DEFAULT, col);
-            H5Sclose(ms);
-            H5Sclose(fs);
-            H5Dclose(ds);
-            if (e < 0) {
-                flame_free(col);
-                release(m);
-                return flame_errorf(FLAME_ERUNTIME, "%s: cannot append to %s", m->path, name);
+            hid_t fs = ds < 0 ? -1 : H5Dget_space(ds);
+            if (e >= 0 && fs >= 0) {
+                H5Sselect_hyperslab(fs, H5S_SELECT_SET, &old, NULL, &add, NULL);
+                hid_t ms = H5Screate_simple(1, &add, NULL);
+                e = H5Dwrite(ds, col_type(cc->kind), ms, fs, H5P_DEFAULT, col);
+                H5Sclose(ms);
+            }
+            if (fs >= 0) {
+                H5Sclose(fs);
+            }
+            if (ds >= 0) {
+                H5Dclose(ds);
+            }
+            if (e < 0 || fs < 0) {
+                rc = flame_errorf(FLAME_ERUNTIME, "%s: cannot append to %s", m->path, name);
+            } else {
+                rc = h5_file_status(m->file);
             }
         }
         flame_free(col);
-        t->nrows = 0;
     }
-    /* closing writes everything and releases the file lock */
-    if (H5Fclose(m->file) < 0) {
-        m->file = -1;
-        return flame_errorf(FLAME_ERUNTIME, "%s: cannot write the metrics file", m->path);
+    rc = write_end(m, rc, "append the new rows", KEPT_ROWS);
+    if (rc == FLAME_OK) {
+        /* the rows are in the file now (kept in memory for the next flush otherwise) */
+        for (int k = 0; k < T_COUNT; k++) {
+            m->t[k].nrows = 0;
+        }
     }
-    m->file = -1;
-    return FLAME_OK;
+    return rc;
 }
 
 int metrics_close(MetricsFile *m) {
@@ -301,7 +375,6 @@ int metrics_close(MetricsFile *m) {
         return FLAME_OK;
     }
     int rc = metrics_flush(m);
-    release(m);
     for (int k = 0; k < T_COUNT; k++) {
         flame_free(m->t[k].rows);
     }

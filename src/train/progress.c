@@ -4,6 +4,17 @@
 #include <math.h>
 #include <stdarg.h>
 
+#include "flame/proc.h"
+
+/* a closed stdout pipe stops the printing, not the run (proc.h) */
+static void progress_flush(Progress *p) {
+    if (p->out == stdout) {
+        proc_flush_stdout();
+    } else {
+        fflush(p->out);
+    }
+}
+
 void progress_init(Progress *p, FILE *out, bool tty, const char *label, double every_s,
                    const ProgressSample *s) {
     p->out = out;
@@ -46,7 +57,7 @@ void progress_update(Progress *p, const ProgressSample *s, bool force) {
                 "step %lld/%lld%s steps_per_s %.0f updates_per_s %.1f last_eval %s eta_s %.0f\n",
                 (long long)s->steps, (long long)s->end_steps, phase, sps, ups, ev, eta);
     }
-    fflush(p->out);
+    progress_flush(p);
     p->last_t = s->now;
     p->last_steps = s->steps;
     p->last_updates = s->updates;
@@ -59,13 +70,13 @@ void progress_note(Progress *p, const char *fmt, ...) {
     vfprintf(p->out, fmt, ap);
     va_end(ap);
     fputc('\n', p->out);
-    fflush(p->out);
+    progress_flush(p);
 }
 
 void progress_end(Progress *p) {
     if (p->open_line) {
         fputc('\n', p->out);
-        fflush(p->out);
+        progress_flush(p);
         p->open_line = false;
     }
 }

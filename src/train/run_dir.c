@@ -10,45 +10,25 @@
 #include <unistd.h>
 
 #include "flame/check.h"
+#include "flame/fsutil.h"
 
 static bool path_exists(const char *p) {
     struct stat st;
     return stat(p, &st) == 0;
 }
 
-static int mkdir_one(const char *path) {
-    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-        return flame_errorf(FLAME_EINPUT,
-                            "cannot create directory %s (%s); choose a writable "
-                            "run.out_dir",
-                            path, strerror(errno));
-    }
-    return FLAME_OK;
-}
-
 /* mkdir -p, then a writability check */
 static int make_dir(const char *path) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            int rc = mkdir_one(buf);
-            if (rc != FLAME_OK) {
-                return rc;
-            }
-            *p = '/';
-        }
+    if (fs_mkdir_p(path, NULL, 0) != FLAME_OK) {
+        char why[FLAME_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", flame_last_error());
+        return flame_errorf(FLAME_EINPUT, "%s; choose a writable run.out_dir", why);
     }
-    int rc = mkdir_one(buf);
-    if (rc != FLAME_OK) {
-        return rc;
-    }
-    if (access(buf, W_OK) != 0) {
+    if (access(path, W_OK) != 0) {
         return flame_errorf(FLAME_EINPUT,
                             "run directory %s is not writable; choose another "
                             "run.out_dir or run.name",
-                            buf);
+                            path);
     }
     return FLAME_OK;
 }
@@ -158,13 +138,14 @@ int run_dir_prepare(const char *dir, bool force) {
 int run_dir_write_config(const char *dir, const FlameConfig *cfg) {
     char p[RUN_DIR_PATH_MAX];
     run_dir_file(p, sizeof p, dir, "config.yaml");
-    FILE *f = fopen(p, "w");
-    if (!f) {
-        return flame_errorf(FLAME_EINPUT, "cannot write %s (%s)", p, strerror(errno));
-    }
     char *y = config_to_yaml(cfg);
-    fprintf(f, "# resolved configuration of this run (flame train --config loads it back)\n%s", y);
+    char *text = NULL;
+    int n = asprintf(&text, "# resolved configuration of this run (flame train --config loads it "
+                            "back)\n%s",
+                     y);
     free(y);
-    fclose(f);
-    return FLAME_OK;
+    FLAME_CHECK(n >= 0, "out of memory");
+    int rc = fs_write_atomic(p, text, (size_t)n);
+    free(text);
+    return rc;
 }

@@ -19,6 +19,7 @@
 #include "flame/ckpt.h"
 #include "flame/host.h"
 #include "flame/metrics.h"
+#include "flame/proc.h"
 #include "flame/progress.h"
 #include "flame/rollout.h"
 #include "flame/run_dir.h"
@@ -469,7 +470,7 @@ static int train_open(Loop *L) {
                host_resolve_threads(cfg->env.threads, cfg->env.num_envs),
                opt->resume_ckpt ? "resumed" : "new",
                opt->write_outputs ? opt->run_dir : "(no outputs)");
-        fflush(stdout);
+        proc_flush_stdout();
     }
     signals_install(L);
     start_clocks(L);
@@ -485,6 +486,8 @@ static int train_finish(Loop *L, int rc) {
     if (finished && cfg->run.eval_episodes > 0 && L->last_eval_step != L->tc.env_steps) {
         rc = evaluate(L);
     }
+    char first_error[FLAME_ERROR_MAX];
+    snprintf(first_error, sizeof first_error, "%s", flame_last_error());
     if (L->metrics) {
         if (rc == FLAME_OK && L->tc.env_steps > L->start_steps &&
             L->last_row_step != L->tc.env_steps) {
@@ -492,6 +495,9 @@ static int train_finish(Loop *L, int rc) {
         }
         int frc = metrics_close(L->metrics);
         L->metrics = NULL;
+        if (rc != FLAME_OK) {
+            flame_errorf(rc, "%s", first_error); /* the failure that ended the run */
+        }
         rc = rc ? rc : frc;
     }
     if (L->opt->write_outputs && (rc == FLAME_OK || g_signal)) {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static _Thread_local char g_error[1024];
+static _Thread_local char g_error[FLAME_ERROR_MAX];
 static FlameFatalHook g_fatal_hook = NULL;
 
 int flame_errorf(int code, const char *fmt, ...) {

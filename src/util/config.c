@@ -10,6 +10,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -17,8 +18,12 @@
 #include <sys/stat.h>
 
 #include <cyaml/cyaml.h>
+#include <yaml.h>
 
 #include "flame/check.h"
+#include "flame/fsutil.h"
+
+#define CONFIG_FILE_MAX (1 << 20) /* bytes of a config file: every key fits in a few kilobytes */
 
 /* ------------------------------------------------------------------ enum name lists */
 static const char *const flame_enum_algo[] = {"flame-m", "flame-r", "sac", NULL};
@@ -100,17 +105,32 @@ static void enum_list(const ConfigField *f, char *buf, size_t n) {
     }
 }
 
+static void fmt_double(double v, char *buf, size_t n);
+
+/* a range bound: %g when that is exact, else the shortest text that reads back to it */
+static void fmt_bound(double v, char *buf, size_t n) {
+    snprintf(buf, n, "%g", v);
+    if (strtod(buf, NULL) != v) {
+        fmt_double(v, buf, n);
+    }
+}
+
 static void range_text(const ConfigField *f, char *buf, size_t n) {
+    /* the bounds exactly as they are enforced */
+    char lo[40], hi[40];
+    fmt_bound(f->lo, lo, sizeof lo);
+    fmt_bound(f->hi, hi, sizeof hi);
     switch (f->kind) {
         case CFG_INT:
         case CFG_I64:
-            snprintf(buf, n, "an integer in [%.0f, %.0f]", f->lo, f->hi);
+            snprintf(buf, n, "an integer in [%" PRId64 ", %" PRId64 "]", (int64_t)f->lo,
+                     (int64_t)f->hi);
             break;
         case CFG_FLOAT:
-            snprintf(buf, n, "a number in [%g, %g]", f->lo, f->hi);
+            snprintf(buf, n, "a number in [%s, %s]", lo, hi);
             break;
         case CFG_AFLOAT:
-            snprintf(buf, n, "auto or a number in [%g, %g]", f->lo, f->hi);
+            snprintf(buf, n, "auto or a number in [%s, %s]", lo, hi);
             break;
         case CFG_BOOL:
             snprintf(buf, n, "true or false");
@@ -144,52 +164,148 @@ static int parse_bool(const char *s, bool *out) {
     return 0;
 }
 
-/* Parses a double; YAML-style underscores between digits are allowed. */
-static int parse_double(const char *s, double *out) {
-    char buf[128];
-    size_t j = 0;
-    for (size_t i = 0; s[i] && j + 1 < sizeof buf; i++) {
-        if (s[i] != '_') {
-            buf[j++] = s[i];
+/* A decimal number as YAML writes it: [+-] digits [. digits] [(e|E) [+-] digits], at least one
+   digit before the exponent, YAML-style single underscores between digits. Splits it into its
+   sign, its mantissa digits without underscores (NUL-terminated, in `digits`, which has room for
+   strlen(s) + 1 bytes), the number of those digits after the point, and the exponent (clamped to
+   +-100000). Returns 0 when s is anything else (whatever its length). */
+static int split_number(const char *s, bool *neg, char *digits, long *frac, long *exp10) {
+    const char *p = s;
+    digits[0] = '\0'; /* a string even when s is rejected on its first character */
+    *neg = false;
+    *frac = 0;
+    *exp10 = 0;
+    if (*p == '+' || *p == '-') {
+        *neg = *p == '-';
+        p++;
+    }
+    size_t nd = 0;
+    bool point = false;
+    for (; *p && *p != 'e' && *p != 'E'; p++) {
+        if (*p >= '0' && *p <= '9') {
+            digits[nd++] = *p;
+            digits[nd] = '\0'; /* a string on every way out */
+            *frac += point;
+        } else if (*p == '_') {
+            /* only between two digits */
+            if (p == s || !isdigit((unsigned char)p[-1]) || !isdigit((unsigned char)p[1])) {
+                return 0;
+            }
+        } else if (*p == '.' && !point) {
+            point = true;
+        } else {
+            return 0;
         }
     }
-    buf[j] = '\0';
-    if (j == 0 || isspace((unsigned char)buf[0])) {
+    if (nd == 0) {
         return 0;
     }
-    char *end;
-    errno = 0;
-    double v = strtod(buf, &end);
-    if (*end != '\0' || errno == ERANGE || !isfinite(v)) {
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        bool eneg = false;
+        if (*p == '+' || *p == '-') {
+            eneg = *p == '-';
+            p++;
+        }
+        if (!isdigit((unsigned char)*p)) {
+            return 0;
+        }
+        long e = 0;
+        for (; isdigit((unsigned char)*p); p++) {
+            e = e < 100000 ? e * 10 + (*p - '0') : e;
+        }
+        if (*p) {
+            return 0;
+        }
+        *exp10 = eneg ? -e : e;
+    }
+    return 1;
+}
+
+/* Parses a number (split_number's form) to the nearest double; 0 when it is not one, or is not
+   finite, or underflows. */
+static int parse_double(const char *s, double *out) {
+    size_t n = strlen(s);
+    char *digits = malloc(n + 1), *text = malloc(n + 48);
+    FLAME_CHECK(digits && text, "out of memory parsing a number");
+    bool neg;
+    long frac, e;
+    int ok = split_number(s, &neg, digits, &frac, &e);
+    if (ok) {
+        /* the same number without underscores, for strtod */
+        size_t nd = strlen(digits);
+        snprintf(text, n + 48, "%s%.*s.%se%ld", neg ? "-" : "", (int)(nd - (size_t)frac), digits,
+                 digits + nd - (size_t)frac, e);
+        char *end;
+        errno = 0;
+        double v = strtod(text, &end);
+        bool zero = strspn(digits, "0") == nd;
+        ok = *end == '\0' && isfinite(v) && (errno != ERANGE || zero) && (v != 0 || zero);
+        if (ok) {
+            *out = v;
+        }
+    }
+    free(digits), free(text);
+    return ok;
+}
+
+int config_parse_integer(const char *s, int64_t *out) {
+    size_t n = strlen(s);
+    char *digits = malloc(n + 1);
+    FLAME_CHECK(digits, "out of memory parsing a number");
+    bool neg;
+    long frac, e;
+    int ok = split_number(s, &neg, digits, &frac, &e);
+    if (!ok) {
+        free(digits);
         return 0;
     }
-    *out = v;
+    /* value = digits * 10^(e - frac): drop the leading zeros, then the fractional part must be
+       zeros for the number to be an integer */
+    const char *d = digits + strspn(digits, "0");
+    long nd = (long)strlen(d), scale = e - frac;
+    uint64_t mag = 0;
+    if (ok && nd > 0 && scale < 0) {
+        long cut = -scale < nd ? -scale : nd;
+        for (long i = nd - cut; i < nd; i++) {
+            ok = ok && d[i] == '0';
+        }
+        nd -= cut;
+        scale = 0;
+    }
+    for (long i = 0; ok && i < nd + (nd > 0 ? scale : 0); i++) {
+        unsigned c = i < nd ? (unsigned)(d[i] - '0') : 0u;
+        ok = mag <= (UINT64_MAX - c) / 10;
+        mag = ok ? mag * 10 + c : mag;
+    }
+    free(digits);
+    /* int64: magnitude up to 2^63 - 1, or 2^63 when negative */
+    if (!ok || mag > (uint64_t)INT64_MAX + (neg ? 1u : 0u)) {
+        return 0;
+    }
+    *out = neg ? (int64_t)(0 - mag) : (int64_t)mag;
     return 1;
 }
 
 int config_set_value(FlameConfig *cfg, const ConfigField *f, const char *value, const char *origin) {
     char *base = (char *)cfg + f->offset;
-    char range[320];
+    char range[320], shown[160];
     range_text(f, range, sizeof range);
 #define BAD()                                                                                      \
-    flame_errorf(FLAME_EINPUT, "%s: %s = '%s' is not valid: expected %s", origin, f->key, value,  \
-                 range)
+    flame_errorf(FLAME_EINPUT, "%s: %s = '%s' is not valid: expected %s", origin, f->key,         \
+                 fs_abbrev(value, shown, sizeof shown), range)
     switch (f->kind) {
         case CFG_INT:
         case CFG_I64: {
-            double v;
-            if (!parse_double(value, &v) || v != floor(v)) {
-                return BAD();
-            }
-            if (v < f->lo || v > f->hi) {
+            /* exact: no detour through a double, which would round large values */
+            int64_t v;
+            if (!config_parse_integer(value, &v) || v < (int64_t)f->lo || v > (int64_t)f->hi) {
                 return BAD();
             }
             if (f->kind == CFG_INT) {
                 *(int *)base = (int)v;
             } else {
-                /* integers above 2^53 must be written without exponent to stay exact */
-                long long ll = strtoll(value, NULL, 10);
-                *(int64_t *)base = (fabs(v) < 9007199254740992.0) ? (int64_t)v : (int64_t)ll;
+                *(int64_t *)base = v;
             }
             return FLAME_OK;
         }
@@ -368,8 +484,42 @@ static void schema_free(Schema *s) {
     flame_free(s->section_fields);
 }
 
-static int load_common(FlameConfig *cfg, const char *path, const char *yaml, size_t len,
-                       const char *origin) {
+/* libcyaml hands string values over as C strings: a value with a NUL in it ("a\0b", "\x00")
+   would arrive cut short. libyaml's events carry each scalar's length, so such values are found
+   here first. The YAML syntax itself is left to libcyaml, which reports its errors. */
+static int reject_nul_values(const char *yaml, size_t len, const char *origin) {
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        return FLAME_OK;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+    int rc = FLAME_OK;
+    for (bool done = false; !done && rc == FLAME_OK;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            break;
+        }
+        if (ev.type == YAML_SCALAR_EVENT &&
+            memchr(ev.data.scalar.value, '\0', ev.data.scalar.length) != NULL) {
+            char shown[160];
+            rc = flame_errorf(FLAME_EINPUT,
+                              "%s:%zu: the value '%s' is followed by a NUL character (\\0) and "
+                              "more text; remove the NUL",
+                              origin, ev.start_mark.line + 1,
+                              fs_abbrev((const char *)ev.data.scalar.value, shown, sizeof shown));
+        }
+        done = ev.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+static int load_common(FlameConfig *cfg, const char *yaml, size_t len, const char *origin) {
+    int rc = reject_nul_values(yaml, len, origin);
+    if (rc != FLAME_OK) {
+        return rc;
+    }
     Schema schema;
     schema_build(&schema);
     CyamlLog log = {{0}, {0}, 0};
@@ -381,10 +531,8 @@ static int load_common(FlameConfig *cfg, const char *path, const char *yaml, siz
         .flags = CYAML_CFG_DEFAULT,
     };
     char **values = NULL;
-    cyaml_err_t err = path ? cyaml_load_file(path, &cc, &schema.top, (cyaml_data_t **)&values, NULL)
-                           : cyaml_load_data((const uint8_t *)yaml, len, &cc, &schema.top,
-                                             (cyaml_data_t **)&values, NULL);
-    int rc = FLAME_OK;
+    cyaml_err_t err = cyaml_load_data((const uint8_t *)yaml, len, &cc, &schema.top,
+                                      (cyaml_data_t **)&values, NULL);
     if (err != CYAML_OK) {
         const char *m = log.msg[0] ? log.msg : cyaml_strerror(err);
         if (err == CYAML_ERR_INVALID_KEY) {
@@ -401,9 +549,6 @@ static int load_common(FlameConfig *cfg, const char *path, const char *yaml, siz
             rc = flame_errorf(FLAME_EINPUT,
                               "%s: unknown key '%s'%s; `flame train --help-config` lists every key",
                               origin, k ? k + 5 : m, section);
-        } else if (err == CYAML_ERR_FILE_OPEN) {
-            rc = flame_errorf(FLAME_EINPUT, "%s: cannot open config file (%s); check the path",
-                              origin, strerror(errno ? errno : ENOENT));
         } else if (log.path[0] && (!strncmp(m, "Expecting STRING", 16) ||
                                    !strncmp(m, "Expecting MAPPING", 17))) {
             /* a list or mapping where a value belongs, or a value where a section belongs */
@@ -449,22 +594,20 @@ static int load_common(FlameConfig *cfg, const char *path, const char *yaml, siz
 }
 
 int config_load_file(FlameConfig *cfg, const char *path) {
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        return flame_errorf(FLAME_EINPUT, "%s: is a directory, not a config file; give a .yaml file",
-                            path);
+    /* read here, from a regular file only: a FIFO or a device would block or never end */
+    char *yaml = NULL;
+    size_t len = 0;
+    int rc = fs_read_file(path, "config file", CONFIG_FILE_MAX, &yaml, &len);
+    if (rc != FLAME_OK) {
+        return rc;
     }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        return flame_errorf(FLAME_EINPUT, "%s: cannot open config file (%s); check the path", path,
-                            strerror(errno));
-    }
-    fclose(f);
-    return load_common(cfg, path, NULL, 0, path);
+    rc = load_common(cfg, yaml, len, path);
+    free(yaml);
+    return rc;
 }
 
 int config_load_string(FlameConfig *cfg, const char *yaml, size_t len, const char *origin) {
-    return load_common(cfg, NULL, yaml, len, origin);
+    return load_common(cfg, yaml, len, origin);
 }
 
 /* ------------------------------------------------------------------ resolution and validation */
@@ -529,6 +672,7 @@ void config_resolve(FlameConfig *c) {
 int config_validate(const FlameConfig *c) {
     int sac = c->algo == ALGO_SAC, r = c->algo == ALGO_FLAME_R;
     const char *algo = config_algo_name(c->algo);
+
     if (c->update.batch_size > c->update.replay_size) {
         return flame_errorf(FLAME_EINPUT,
                             "update.batch_size (%d) exceeds update.replay_size (%lld); raise "
