@@ -56,8 +56,11 @@ static void rollout_usage(void) {
            "                     on seed and envs, never on threads\n"
            "  --threads W        env worker threads (default 0: all cores but one)\n"
            "  --backend B        backend that computes the actions: auto (default), cpu, cuda\n"
-           "  --dataset-id ID    Minari dataset id (default from PATH, e.g. name-v0)\n"
-           "  --author NAME, --author-email EMAIL, --code-permalink URL   Minari metadata\n",
+           "  --dataset-id ID    Minari dataset id NAMESPACE/NAME-vN (default\n"
+           "                     flame/<env>/<policy>[-stochastic]-v0, e.g. flame/hopper-v5/sac-v0);\n"
+           "                     minari.load_dataset(ID) finds it at $MINARI_DATASETS_PATH/ID\n"
+           "  --author NAME, --author-email EMAIL, --code-permalink URL   Minari metadata\n"
+           "                     (the permalink must be an http(s) URL)\n",
            ROLLOUT_DEFAULT_ENVS);
 }
 
@@ -166,7 +169,8 @@ static int parse_backend(const char *name, int *kind) {
     return cli_fail(CMD, FLAME_EINPUT, "unknown --backend '%s'; use auto, cpu or cuda", name);
 }
 
-static void print_summary(const RolloutStats *s, const char *out, DatasetFormat fmt) {
+static void print_summary(const RolloutStats *s, const char *out, DatasetFormat fmt,
+                          const char *dataset_id) {
     double sum = 0, mn = INFINITY, mx = -INFINITY, len = 0;
     for (int i = 0; i < s->episodes; i++) {
         sum += s->returns[i];
@@ -186,6 +190,11 @@ static void print_summary(const RolloutStats *s, const char *out, DatasetFormat 
     printf("\nreturn %.6f +- %.6f (min %.6f, max %.6f), length %.1f\n", mean,
            sqrt(var / s->episodes), mn, mx, len / s->episodes);
     printf("wrote %s (%s)\n", out, dataset_format_name(fmt));
+    if (dataset_id) {
+        printf("dataset id %s: minari.load_dataset('%s') finds it at "
+               "$MINARI_DATASETS_PATH/%s\n",
+               dataset_id, dataset_id, dataset_id);
+    }
 }
 
 int cmd_rollout(int argc, char **argv) {
@@ -286,7 +295,8 @@ int cmd_rollout(int argc, char **argv) {
     /* the output location (checked now, written under a temporary name) */
     char dataset_id[1024] = "";
     if (fmt == DATASET_MINARI &&
-        dataset_minari_id(a.out, a.dataset_id, dataset_id, sizeof dataset_id) != FLAME_OK) {
+        dataset_minari_id(a.dataset_id, spec->id, a.ckpt ? config_algo_name(cfg.algo) : "random",
+                          !a.stochastic || !a.ckpt, dataset_id, sizeof dataset_id) != FLAME_OK) {
         ckpt_free(&ck);
         return cli_fail_last(CMD, FLAME_EINPUT);
     }
@@ -386,7 +396,7 @@ int cmd_rollout(int argc, char **argv) {
         dataset_abort(w);
     }
     if (rc == FLAME_OK) {
-        print_summary(&stats, a.out, fmt);
+        print_summary(&stats, a.out, fmt, fmt == DATASET_MINARI ? dataset_id : NULL);
     } else {
         rc = cli_fail_last(CMD, rc);
     }
