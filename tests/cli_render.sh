@@ -41,7 +41,8 @@ else
 fi
 size=$(od -An -tu1 -j16 -N8 "$work/frames/frame_000000.png" | tr -s ' ')
 [ "$size" = " 0 0 0 64 0 0 0 48" ] && ok "frames are 64 x 48" || fail "PNG header size '$size'"
-[ -z "$(ls -A "$work" | grep '^\.')" ] && ok "no temporary files left" || fail "left: $(ls -A "$work")"
+[ -z "$(ls -A "$work" | grep '^\.')" ] && ok "no temporary files left" ||
+    fail "left: $(ls -A "$work")"
 
 # a checkpoint's episode is `flame eval --episodes 1`'s, for the same seed
 "$FLAME_DATASET_TEST_BIN" --make-ckpt "$work/hopper.h5" Hopper-v5 flame-m > /dev/null || exit 1
@@ -66,8 +67,8 @@ if command -v ffmpeg > /dev/null && command -v ffprobe > /dev/null; then
         fail "mp4: ffprobe says '$probe', flame wrote $frames frames"
     "${R[@]}" --policy random --env Walker2d-v5 --seed 1 --out "$work/w.mp4" "${small[@]}" \
         > "$work/log" 2>&1
-    [ $? -eq 2 ] && grep -q "already exists; pass --force" "$work/log" && ok "existing video refused" ||
-        fail "existing video: $(cat "$work/log")"
+    [ $? -eq 2 ] && grep -q "already exists; pass --force" "$work/log" &&
+        ok "existing video refused" || fail "existing video: $(cat "$work/log")"
     "${R[@]}" --policy random --env Walker2d-v5 --seed 2 --out "$work/w.mp4" "${small[@]}" --force \
         > "$work/log" 2>&1 && ok "--force replaces a video" || fail "--force: $(cat "$work/log")"
 else
@@ -99,7 +100,8 @@ expect2 "--force on a directory of other files" "holds other files than frame_" 
 [ "$(cat "$work/notes/readme.txt")" = keep ] && ok "other files untouched" || fail "readme changed"
 expect2 "existing frame directory" "already exists; pass --force" \
     "${R[@]}" --policy random --env Hopper-v5 --out "$work/frames" "${small[@]}"
-expect2 "unknown env" "unknown env id 'Hoper-v5'" "${R[@]}" --policy random --env Hoper-v5 --out "$work/x"
+expect2 "unknown env" "unknown env id 'Hoper-v5'" \
+    "${R[@]}" --policy random --env Hoper-v5 --out "$work/x"
 expect2 "random policy without env" "needs --env" "${R[@]}" --policy random --out "$work/x"
 expect2 "no output" "--out FILE.mp4" "${R[@]}" --policy random --env Hopper-v5
 expect2 "bad camera" "unknown --camera 'side'" \

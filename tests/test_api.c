@@ -54,8 +54,8 @@ FLAME_TEST(test_envpool_next_step_autoreset) {
         env_reset(ref[i], seed, off + (uint32_t)i, 0, robs);
         EXPECT(!memcmp(robs, obs + i * S, sizeof robs));
     }
-    EnvPoolStep st = {.obs = obs, .final_obs = fin, .reward = rew, .terminated = term,
-                      .truncated = trunc};
+    EnvPoolStep st = {
+        .obs = obs, .final_obs = fin, .reward = rew, .terminated = term, .truncated = trunc};
     float act[3];
     int ends = 0, resets = 0;
     for (int t = 0; t < T; t++) {
@@ -178,8 +178,7 @@ FLAME_TEST(test_api_bad_input) {
     EXPECT(strstr(flame_api_last_error(), "unknown env id 'Hoper-v5'") != NULL);
     EXPECT(flame_vec_create("Hopper-v5", 0, 1, 0, 0, 1, 0, NULL, &v) == FLAME_API_EINPUT);
     EXPECT(flame_vec_create("Hopper-v5", 2, 1, 7, 0, 1, 0, NULL, &v) == FLAME_API_EINPUT);
-    EXPECT(flame_vec_create("Hopper-v5", 2, 1, 0, 0, 1, 0, "/no/such.xml", &v) ==
-           FLAME_API_EINPUT);
+    EXPECT(flame_vec_create("Hopper-v5", 2, 1, 0, 0, 1, 0, "/no/such.xml", &v) == FLAME_API_EINPUT);
     EXPECT(strstr(flame_api_last_error(), "/no/such.xml") != NULL);
     int o, a, t;
     double r;
@@ -206,9 +205,15 @@ FLAME_TEST(test_api_policy) {
         config_defaults(&cfg);
         char kv[64];
         snprintf(kv, sizeof kv, "algo=%s", algos[k]);
-        const char *sets[] = {kv, "env.id=Pusher-v5", "net.hidden=16", "net.layers=2",
-                              "flow.num_particles=4", "update.replay_size=8",
-                              "update.batch_size=4", "backend.type=cpu", "run.seed=3"};
+        const char *sets[] = {kv,
+                              "env.id=Pusher-v5",
+                              "net.hidden=16",
+                              "net.layers=2",
+                              "flow.num_particles=4",
+                              "update.replay_size=8",
+                              "update.batch_size=4",
+                              "backend.type=cpu",
+                              "run.seed=3"};
         for (size_t s = 0; s < sizeof sets / sizeof *sets; s++) {
             EXPECT(config_set(&cfg, sets[s]) == FLAME_OK);
         }

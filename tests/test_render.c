@@ -7,8 +7,8 @@
  *     levels, <= 0.8 % of the pixels off by more than 48), while a slightly different pose exceeds
  *     it;
  *   - frames are not blank (pixel variance), the track camera follows the body (the same pose 5 m
- *     further on, where the 1 m floor grid repeats, gives the same frame), the free camera does not.
- * Without any OpenGL library the renderer tests are skipped (exit 77).
+ *     further on, where the 1 m floor grid repeats, gives the same frame), the free camera does
+ * not. Without any OpenGL library the renderer tests are skipped (exit 77).
  *
  * `test_render --write-reference FILE` renders the reference state to FILE (binary PPM); do it only
  * when the renderer's looks change on purpose, and look at the picture.
@@ -314,7 +314,8 @@ static int write_reference(const char *path) {
     cheetah_pose(&s, 0, 1);
     render_frame(s.r, s.d, img);
     FILE *f = fopen(path, "wb");
-    int ok = f && fprintf(f, "P6 %d %d 255\n", W, H) > 0 && fwrite(img, 1, W * H * 3, f) == W * H * 3;
+    int ok =
+        f && fprintf(f, "P6 %d %d 255\n", W, H) > 0 && fwrite(img, 1, W * H * 3, f) == W * H * 3;
     ok = f && fclose(f) == 0 && ok;
     printf("%s %s (%s)\n", ok ? "wrote" : "cannot write", path, render_gl_name(s.r));
     free(img);
@@ -334,7 +335,8 @@ int main(int argc, char **argv) {
     int rc = flame_test_report();
     rmdir(tmpdir);
     if (rc == 0 && gl_missing) {
-        printf("SKIPPED: no OpenGL library for offscreen rendering (the frame tests did not run)\n");
+        printf(
+            "SKIPPED: no OpenGL library for offscreen rendering (the frame tests did not run)\n");
         return 77;
     }
     return rc;

@@ -62,8 +62,7 @@ typedef struct flame_policy flame_policy;
 /* Loads a checkpoint (runs/<name>/ckpt/step_<N>.h5). backend: "auto" (or NULL; CUDA when built
    with it and a device exists), "cpu" or "cuda". seed < 0 keeps the checkpoint's run.seed: the
    policy's random draws are addressed by (seed, call, row), exactly as in `flame eval --seed`. */
-int flame_policy_load(const char *ckpt_path, const char *backend, int64_t seed,
-                      flame_policy **out);
+int flame_policy_load(const char *ckpt_path, const char *backend, int64_t seed, flame_policy **out);
 void flame_policy_free(flame_policy *p);
 
 /* Facts about the policy; any output may be NULL. Strings live as long as the policy. */
@@ -98,8 +97,8 @@ enum { FLAME_VEC_ACTIONS_ENV = 0, FLAME_VEC_ACTIONS_AGENT = 1 };
    reset when it passes none. env_index_offset shifts every env's row of the reset-noise address
    (0 for most uses; flame's evaluation pools use their own rows). model_xml: NULL or "" for the
    embedded model. */
-int flame_vec_create(const char *env_id, int num_envs, int num_threads, int autoreset,
-                     int actions, uint64_t seed, uint32_t env_index_offset, const char *model_xml,
+int flame_vec_create(const char *env_id, int num_envs, int num_threads, int autoreset, int actions,
+                     uint64_t seed, uint32_t env_index_offset, const char *model_xml,
                      flame_vec **out);
 void flame_vec_free(flame_vec *v);
 

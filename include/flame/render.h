@@ -69,8 +69,7 @@ int render_fps(const mjModel *m, int frame_skip);
    (a directory only when it holds nothing but frame_*.png). FLAME_EINPUT with a message when
    ffmpeg is not installed (naming the package), the output exists, or its place is not writable. */
 typedef struct FrameWriter FrameWriter;
-int frame_writer_open(const char *out, int width, int height, int fps, bool force,
-                      FrameWriter **w);
+int frame_writer_open(const char *out, int width, int height, int fps, bool force, FrameWriter **w);
 int frame_writer_add(FrameWriter *w, const uint8_t *rgb);
 long frame_writer_count(const FrameWriter *w);
 int frame_writer_close(FrameWriter *w);
@@ -84,7 +83,7 @@ int png_write(const char *path, const uint8_t *rgb, int width, int height);
 typedef struct {
     const BackendOps *ops; /* the policy: a backend and its state (NULL: uniform random actions) */
     Backend *backend;
-    bool deterministic;    /* ACT_DETERMINISTIC, else ACT_EXPLORE */
+    bool deterministic; /* ACT_DETERMINISTIC, else ACT_EXPLORE */
     const EnvSpec *spec;
     const char *model_xml; /* NULL or "": embedded model */
     int episodes;          /* >= 1 */

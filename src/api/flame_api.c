@@ -124,8 +124,8 @@ int flame_policy_load(const char *ckpt_path, const char *backend, int64_t seed,
     const EnvSpec *spec = env_spec_find(ck.env_id);
     int rc = FLAME_OK;
     if (!spec) {
-        rc = flame_errorf(FLAME_EINPUT, "%s: checkpoint env '%s' is not a known env id",
-                          ckpt_path, ck.env_id);
+        rc = flame_errorf(FLAME_EINPUT, "%s: checkpoint env '%s' is not a known env id", ckpt_path,
+                          ck.env_id);
     } else if (ck.obs_dim != spec->obs_dim || ck.act_dim != spec->act_dim) {
         rc = flame_errorf(FLAME_EINPUT,
                           "%s: checkpoint dimensions (obs %d, act %d) differ from %s (obs %d, "
@@ -139,8 +139,7 @@ int flame_policy_load(const char *ckpt_path, const char *backend, int64_t seed,
         char kv[64];
         snprintf(kv, sizeof kv, "backend.type=%s", backend);
         if (config_set(&p->cfg, kv) != FLAME_OK) {
-            rc = flame_errorf(FLAME_EINPUT, "unknown backend '%s'; use auto, cpu or cuda",
-                              backend);
+            rc = flame_errorf(FLAME_EINPUT, "unknown backend '%s'; use auto, cpu or cuda", backend);
         }
     }
     if (seed >= 0) {
@@ -232,8 +231,7 @@ int flame_policy_act(flame_policy *p, const float *obs, int n, int deterministic
     NEED(n >= 0, "the batch size must be >= 0 (got %d)", n);
     NEED(n == 0 || (obs && actions), "observations and actions must be arrays");
     if (n > 0) {
-        p->ops->act(p->b, obs, n, deterministic ? ACT_DETERMINISTIC : ACT_EXPLORE, call,
-                    actions);
+        p->ops->act(p->b, obs, n, deterministic ? ACT_DETERMINISTIC : ACT_EXPLORE, call, actions);
         if (p->ops->sync) {
             p->ops->sync(p->b);
         }
@@ -260,12 +258,12 @@ struct flame_vec {
     const EnvSpec *spec;
     int n, obs_dim, act_dim;
     uint64_t seed;
-    int resets;        /* resets done */
+    int resets;         /* resets done */
     double *low, *high; /* (act_dim) ctrlrange */
 };
 
-int flame_vec_create(const char *env_id, int num_envs, int num_threads, int autoreset,
-                     int actions, uint64_t seed, uint32_t env_index_offset, const char *model_xml,
+int flame_vec_create(const char *env_id, int num_envs, int num_threads, int autoreset, int actions,
+                     uint64_t seed, uint32_t env_index_offset, const char *model_xml,
                      flame_vec **out) {
     NEED(out, "no output pointer");
     *out = NULL;

@@ -27,30 +27,31 @@ static void render_on_signal(int sig) {
 }
 
 static void render_usage(void) {
-    printf("usage: flame render (--ckpt FILE | --policy random --env ID) --out FILE.mp4|DIR\n"
-           "                    [--episodes N] [--width W --height H] [--camera NAME]\n"
-           "                    [--stochastic] [--seed S] [--gl auto|egl|osmesa]\n"
-           "                    [--backend auto|cpu|cuda] [--force]\n\n"
-           "Renders episodes of the policy with MuJoCo's renderer in an offscreen OpenGL context\n"
-           "(EGL, or Mesa's OSMesa on machines without a GPU) and encodes them with ffmpeg, or\n"
-           "writes PNG frames. With --seed S, the first episode is the one `flame eval --episodes 1\n"
-           "--seed S` measures.\n\n"
-           "options:\n"
-           "  --ckpt FILE       checkpoint whose EMA policy acts (deterministic by default)\n"
-           "  --policy random   uniform random actions instead (needs --env)\n"
-           "  --env ID          environment id (with --ckpt: must match the checkpoint's)\n"
-           "  --out PATH        a video (.mp4 .mkv .mov .webm .avi .gif; needs ffmpeg) or a\n"
-           "                    directory of PNG frames (frame_000000.png, ...)\n"
-           "  --episodes N      episodes to render one after the other (default 1)\n"
-           "  --width W, --height H   frame size in pixels (default 480 x 480, as Gymnasium)\n"
-           "  --camera NAME     track (Gymnasium's default where its model has one) or free\n"
-           "                    (default: Gymnasium's default view of the env)\n"
-           "  --stochastic      exploring actions (default: deterministic policy actions)\n"
-           "  --seed S          seed of the env's reset noise and the policy's draws (default:\n"
-           "                    the checkpoint's run.seed, 1 for the random policy)\n"
-           "  --gl G            auto (EGL, then OSMesa; default), egl or osmesa\n"
-           "  --backend B       backend that computes the actions: auto (default), cpu, cuda\n"
-           "  --force           replace an existing output\n");
+    printf(
+        "usage: flame render (--ckpt FILE | --policy random --env ID) --out FILE.mp4|DIR\n"
+        "                    [--episodes N] [--width W --height H] [--camera NAME]\n"
+        "                    [--stochastic] [--seed S] [--gl auto|egl|osmesa]\n"
+        "                    [--backend auto|cpu|cuda] [--force]\n\n"
+        "Renders episodes of the policy with MuJoCo's renderer in an offscreen OpenGL context\n"
+        "(EGL, or Mesa's OSMesa on machines without a GPU) and encodes them with ffmpeg, or\n"
+        "writes PNG frames. With --seed S, the first episode is the one `flame eval --episodes 1\n"
+        "--seed S` measures.\n\n"
+        "options:\n"
+        "  --ckpt FILE       checkpoint whose EMA policy acts (deterministic by default)\n"
+        "  --policy random   uniform random actions instead (needs --env)\n"
+        "  --env ID          environment id (with --ckpt: must match the checkpoint's)\n"
+        "  --out PATH        a video (.mp4 .mkv .mov .webm .avi .gif; needs ffmpeg) or a\n"
+        "                    directory of PNG frames (frame_000000.png, ...)\n"
+        "  --episodes N      episodes to render one after the other (default 1)\n"
+        "  --width W, --height H   frame size in pixels (default 480 x 480, as Gymnasium)\n"
+        "  --camera NAME     track (Gymnasium's default where its model has one) or free\n"
+        "                    (default: Gymnasium's default view of the env)\n"
+        "  --stochastic      exploring actions (default: deterministic policy actions)\n"
+        "  --seed S          seed of the env's reset noise and the policy's draws (default:\n"
+        "                    the checkpoint's run.seed, 1 for the random policy)\n"
+        "  --gl G            auto (EGL, then OSMesa; default), egl or osmesa\n"
+        "  --backend B       backend that computes the actions: auto (default), cpu, cuda\n"
+        "  --force           replace an existing output\n");
 }
 
 typedef struct {
@@ -134,18 +135,22 @@ int cmd_render(int argc, char **argv) {
         return FLAME_EINPUT;
     }
     if (!a.out) {
-        return cli_fail(CMD, FLAME_EINPUT, "--out FILE.mp4 (a video) or --out DIR (PNG frames) "
+        return cli_fail(CMD, FLAME_EINPUT,
+                        "--out FILE.mp4 (a video) or --out DIR (PNG frames) "
                         "is required");
     }
     if (a.policy && strcmp(a.policy, "random") != 0) {
-        return cli_fail(CMD, FLAME_EINPUT, "unknown --policy '%s'; use --policy random or --ckpt "
-                        "FILE", a.policy);
+        return cli_fail(CMD, FLAME_EINPUT,
+                        "unknown --policy '%s'; use --policy random or --ckpt "
+                        "FILE",
+                        a.policy);
     }
     if ((a.policy != NULL) == (a.ckpt != NULL)) {
         return cli_fail(CMD, FLAME_EINPUT, "give exactly one of --ckpt FILE and --policy random");
     }
     if (a.policy && !a.env) {
-        return cli_fail(CMD, FLAME_EINPUT, "--policy random needs --env ID (`flame envs` lists "
+        return cli_fail(CMD, FLAME_EINPUT,
+                        "--policy random needs --env ID (`flame envs` lists "
                         "them)");
     }
     RenderGl gl = RENDER_GL_AUTO;
@@ -175,11 +180,15 @@ int cmd_render(int argc, char **argv) {
         const EnvSpec *ck_spec = env_spec_find(ck.env_id);
         int rc = FLAME_OK;
         if (!ck_spec || ck.obs_dim != ck_spec->obs_dim || ck.act_dim != ck_spec->act_dim) {
-            rc = cli_fail(CMD, FLAME_EINPUT, "%s: checkpoint of env '%s' with obs %d, act %d does "
-                          "not fit a known env", a.ckpt, ck.env_id, ck.obs_dim, ck.act_dim);
+            rc = cli_fail(CMD, FLAME_EINPUT,
+                          "%s: checkpoint of env '%s' with obs %d, act %d does "
+                          "not fit a known env",
+                          a.ckpt, ck.env_id, ck.obs_dim, ck.act_dim);
         } else if (spec && spec != ck_spec) {
-            rc = cli_fail(CMD, FLAME_EINPUT, "%s was trained on %s, not on --env %s; drop --env "
-                          "or pass a checkpoint of %s", a.ckpt, ck.env_id, a.env, a.env);
+            rc = cli_fail(CMD, FLAME_EINPUT,
+                          "%s was trained on %s, not on --env %s; drop --env "
+                          "or pass a checkpoint of %s",
+                          a.ckpt, ck.env_id, a.env, a.env);
         }
         cfg = ck.cfg;
         if (rc == FLAME_OK && a.backend) {

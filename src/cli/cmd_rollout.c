@@ -57,8 +57,9 @@ static void rollout_usage(void) {
            "  --threads W        env worker threads (default 0: all cores but one)\n"
            "  --backend B        backend that computes the actions: auto (default), cpu, cuda\n"
            "  --dataset-id ID    Minari dataset id NAMESPACE/NAME-vN (default\n"
-           "                     flame/<env>/<policy>[-stochastic]-v0, e.g. flame/hopper-v5/sac-v0);\n"
-           "                     minari.load_dataset(ID) finds it at $MINARI_DATASETS_PATH/ID\n"
+           "                     flame/<env>/<policy>[-stochastic]-v0, e.g.\n"
+           "                     flame/hopper-v5/sac-v0); minari.load_dataset(ID) finds it at\n"
+           "                     $MINARI_DATASETS_PATH/ID\n"
            "  --author NAME, --author-email EMAIL, --code-permalink URL   Minari metadata\n"
            "                     (the permalink must be an http(s) URL)\n",
            ROLLOUT_DEFAULT_ENVS);

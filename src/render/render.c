@@ -103,11 +103,23 @@ static int egl_open(GlContext *g, char *why, size_t n) {
             return FLAME_EINPUT;
         }
     }
-    const EglInt attrs[] = {EGL_RED_SIZE,     8, EGL_GREEN_SIZE,      8,
-                            EGL_BLUE_SIZE,    8, EGL_ALPHA_SIZE,      8,
-                            EGL_DEPTH_SIZE,   24, EGL_STENCIL_SIZE,   8,
-                            EGL_SURFACE_TYPE, EGL_PBUFFER_BIT, EGL_RENDERABLE_TYPE,
-                            EGL_OPENGL_BIT,   EGL_NONE};
+    const EglInt attrs[] = {EGL_RED_SIZE,
+                            8,
+                            EGL_GREEN_SIZE,
+                            8,
+                            EGL_BLUE_SIZE,
+                            8,
+                            EGL_ALPHA_SIZE,
+                            8,
+                            EGL_DEPTH_SIZE,
+                            24,
+                            EGL_STENCIL_SIZE,
+                            8,
+                            EGL_SURFACE_TYPE,
+                            EGL_PBUFFER_BIT,
+                            EGL_RENDERABLE_TYPE,
+                            EGL_OPENGL_BIT,
+                            EGL_NONE};
     EglPtr config = NULL;
     EglInt nconfig = 0;
     if (!choose(g->display, attrs, &config, 1, &nconfig) || nconfig < 1 ||
@@ -305,8 +317,10 @@ static int camera_setup(Renderer *r, const EnvSpec *spec, const mjData *d, const
         return FLAME_OK;
     }
     if (camera && camera[0] && strcmp(camera, "track") != 0) {
-        return flame_errorf(FLAME_EINPUT, "unknown --camera '%s'; use track (the default for %s "
-                            "follows Gymnasium) or free", camera, spec->id);
+        return flame_errorf(FLAME_EINPUT,
+                            "unknown --camera '%s'; use track (the default for %s "
+                            "follows Gymnasium) or free",
+                            camera, spec->id);
     }
     const CameraDefault *c = NULL;
     for (size_t i = 0; i < sizeof camera_defaults / sizeof *camera_defaults; i++) {
@@ -319,15 +333,19 @@ static int camera_setup(Renderer *r, const EnvSpec *spec, const mjData *d, const
         return FLAME_OK;
     }
     if (camera && !strcmp(camera, "track") && !c->track) {
-        return flame_errorf(FLAME_EINPUT, "%s has no track camera in Gymnasium; use --camera free "
-                            "or leave --camera out", spec->id);
+        return flame_errorf(FLAME_EINPUT,
+                            "%s has no track camera in Gymnasium; use --camera free "
+                            "or leave --camera out",
+                            spec->id);
     }
     if (c->track) {
         r->track = true;
         r->track_body = mj_name2id(r->m, mjOBJ_BODY, "torso");
         if (r->track_body < 0) {
-            return flame_errorf(FLAME_EINPUT, "%s: the model has no body 'torso' to track; use "
-                                "--camera free", spec->id);
+            return flame_errorf(FLAME_EINPUT,
+                                "%s: the model has no body 'torso' to track; use "
+                                "--camera free",
+                                spec->id);
         }
         track_setup(r, c);
         return FLAME_OK;
@@ -427,8 +445,10 @@ int render_create(const EnvSpec *spec, const mjModel *m, const mjData *d, int wi
                   RenderGl gl, const char *camera, Renderer **out) {
     *out = NULL;
     if (width < 16 || height < 16 || width > 8192 || height > 8192) {
-        return flame_errorf(FLAME_EINPUT, "frame size %d x %d: --width and --height must be in "
-                            "[16, 8192]", width, height);
+        return flame_errorf(FLAME_EINPUT,
+                            "frame size %d x %d: --width and --height must be in "
+                            "[16, 8192]",
+                            width, height);
     }
     Renderer *r = flame_calloc(1, sizeof *r);
     r->width = width;
@@ -464,7 +484,8 @@ int render_create(const EnvSpec *spec, const mjModel *m, const mjData *d, int wi
     }
     const unsigned char *(*get_string)(unsigned) = (const unsigned char *(*)(unsigned))sym;
     const unsigned char *renderer = get_string ? get_string(GL_RENDERER) : NULL;
-    snprintf(r->gl_name, sizeof r->gl_name, "%s (%s)", r->gl.kind == RENDER_GL_EGL ? "egl" : "osmesa",
+    snprintf(r->gl_name, sizeof r->gl_name, "%s (%s)",
+             r->gl.kind == RENDER_GL_EGL ? "egl" : "osmesa",
              renderer ? (const char *)renderer : "OpenGL");
     r->flip = flame_malloc((size_t)width * 3);
     *out = r;

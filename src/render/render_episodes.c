@@ -76,11 +76,11 @@ int render_episodes(const RenderEpisodesOptions *o, RenderStats *st) {
                     obs_f[k] = (float)obs[k];
                 }
                 o->ops->act(o->backend, obs_f, 1,
-                             o->deterministic ? ACT_DETERMINISTIC : ACT_EXPLORE, call, act);
+                            o->deterministic ? ACT_DETERMINISTIC : ACT_EXPLORE, call, act);
             } else {
                 for (int d = 0; d < D; d++) {
-                    act[d] = 2.0f * rng_uniform(o->seed, RNG_STREAM_WARMUP, call, 0, (uint32_t)d) -
-                             1.0f;
+                    act[d] =
+                        2.0f * rng_uniform(o->seed, RNG_STREAM_WARMUP, call, 0, (uint32_t)d) - 1.0f;
                 }
             }
             call++;

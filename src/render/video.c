@@ -172,8 +172,10 @@ static int check_output(FrameWriter *w) {
     parent_dir(w->out, dir, sizeof dir);
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        return flame_errorf(FLAME_EINPUT, "--out %s: the directory '%s' does not exist; create it "
-                            "first", w->out, dir);
+        return flame_errorf(FLAME_EINPUT,
+                            "--out %s: the directory '%s' does not exist; create it "
+                            "first",
+                            w->out, dir);
     }
     if (access(dir, W_OK) != 0) {
         return flame_errorf(FLAME_EINPUT, "--out %s: '%s' is not writable; choose another place",
@@ -181,15 +183,19 @@ static int check_output(FrameWriter *w) {
     }
     if (lstat(w->out, &st) == 0) {
         if (!w->force) {
-            return flame_errorf(FLAME_EINPUT, "--out %s already exists; pass --force to replace "
-                                "it", w->out);
+            return flame_errorf(FLAME_EINPUT,
+                                "--out %s already exists; pass --force to replace "
+                                "it",
+                                w->out);
         }
         if (w->video && S_ISDIR(st.st_mode)) {
             return flame_errorf(FLAME_EINPUT, "--out %s is a directory; name a video file", w->out);
         }
         if (!w->video && (!S_ISDIR(st.st_mode) || !is_frame_dir(w->out, false))) {
-            return flame_errorf(FLAME_EINPUT, "--out %s holds other files than frame_*.png; "
-                                "--force replaces only a frame directory", w->out);
+            return flame_errorf(FLAME_EINPUT,
+                                "--out %s holds other files than frame_*.png; "
+                                "--force replaces only a frame directory",
+                                w->out);
         }
     }
     return FLAME_OK;
@@ -216,7 +222,8 @@ int frame_writer_open(const char *out, int width, int height, int fps, bool forc
     char ffmpeg[PATH_MAX + 16];
     int rc = FLAME_OK;
     if (w->video && !find_ffmpeg(ffmpeg, sizeof ffmpeg)) {
-        rc = flame_errorf(FLAME_EINPUT, "ffmpeg is not installed (not on PATH): install it "
+        rc = flame_errorf(FLAME_EINPUT,
+                          "ffmpeg is not installed (not on PATH): install it "
                           "(apt-get install ffmpeg) or write PNG frames with --out DIR");
     }
     if (rc == FLAME_OK) {
@@ -230,8 +237,8 @@ int frame_writer_open(const char *out, int width, int height, int fps, bool forc
     char dir[PATH_MAX];
     parent_dir(w->out, dir, sizeof dir);
     const char *base = strrchr(w->out, '/') ? strrchr(w->out, '/') + 1 : w->out;
-    snprintf(w->tmp, sizeof w->tmp, "%s/.%.*s.tmp-%ld%s", dir, (int)(ext ? ext - base : (long)strlen(base)),
-             base, (long)getpid(), ext ? ext : "");
+    snprintf(w->tmp, sizeof w->tmp, "%s/.%.*s.tmp-%ld%s", dir,
+             (int)(ext ? ext - base : (long)strlen(base)), base, (long)getpid(), ext ? ext : "");
     if (!w->video) {
         if (mkdir(w->tmp, 0777) != 0) {
             rc = flame_errorf(FLAME_EINPUT, "--out %s: cannot create %s (%s)", w->out, w->tmp,
@@ -308,8 +315,10 @@ int frame_writer_add(FrameWriter *w, const uint8_t *rgb) {
             continue;
         }
         if (k <= 0) {
-            return flame_errorf(FLAME_ERUNTIME, "ffmpeg stopped reading frames (%s); see its "
-                                "message above", strerror(errno));
+            return flame_errorf(FLAME_ERUNTIME,
+                                "ffmpeg stopped reading frames (%s); see its "
+                                "message above",
+                                strerror(errno));
         }
         done += (size_t)k;
     }
@@ -346,8 +355,10 @@ int frame_writer_close(FrameWriter *w) {
     if (w->video) {
         int st = wait_ffmpeg(w);
         if (st != 0) {
-            rc = flame_errorf(FLAME_ERUNTIME, "ffmpeg failed (exit %d) writing %s; see its message "
-                              "above", st, w->out);
+            rc = flame_errorf(FLAME_ERUNTIME,
+                              "ffmpeg failed (exit %d) writing %s; see its message "
+                              "above",
+                              st, w->out);
         }
     }
     if (rc == FLAME_OK && w->frames == 0) {
@@ -361,8 +372,8 @@ int frame_writer_close(FrameWriter *w) {
         } else if (!w->video) {
             is_frame_dir(w->out, true);
             if (rmdir(w->out) != 0) {
-                rc = flame_errorf(FLAME_ERUNTIME, "cannot replace %s (%s)", w->out,
-                                  strerror(errno));
+                rc =
+                    flame_errorf(FLAME_ERUNTIME, "cannot replace %s (%s)", w->out, strerror(errno));
             }
         }
     }
