@@ -136,6 +136,17 @@ class Run:
         return self.t0 + np.interp(steps.astype(np.float64), s[:n].astype(np.float64), w[:n])
 
 
+def clear_output(d, ours, what, force):
+    """removes this tool's earlier files in d (those `ours` accepts), only with force"""
+    old = sorted(f for f in os.listdir(d) if ours(f)) if os.path.isdir(d) else []
+    if old and not force:
+        raise UsageError(f"{d} already holds {what} ({', '.join(old[:3])}"
+                         f"{', ...' if len(old) > 3 else ''}); pass --force to replace them or "
+                         "choose another output directory")
+    for f in old:
+        os.remove(os.path.join(d, f))
+
+
 # ----------------------------------------------------------------------------- TensorBoard
 
 TB_PREFIX = "events.out.tfevents."
@@ -159,13 +170,8 @@ class TensorBoardSink:
         self.out, self.force, self.writers = out, force, {}
 
     def prepare(self, run):
-        d = os.path.join(self.out, run.name)
-        old = [f for f in os.listdir(d) if f.startswith(TB_PREFIX)] if os.path.isdir(d) else []
-        if old and not self.force:
-            raise UsageError(f"{d} already holds event files; pass --force to replace them or "
-                             "choose another output directory")
-        for f in old:
-            os.remove(os.path.join(d, f))
+        clear_output(os.path.join(self.out, run.name), lambda f: f.startswith(TB_PREFIX),
+                     "event files", self.force)
 
     def _scalar(self, tag, value):
         t = self.TensorProto(dtype=2, tensor_shape=self.shape, double_val=[value])  # 2 = DT_DOUBLE
@@ -211,19 +217,10 @@ class CsvSink:
     def __init__(self, out, force):
         self.out, self.force = out, force
 
-    def _files(self, run):
-        return {"config.yaml", "attributes.json"} | {f"{g}.csv" for g in GROUP_ORDER}
-
     def prepare(self, run):
-        d = os.path.join(self.out, run.name)
-        if not os.path.isdir(d):
-            return
-        old = [f for f in os.listdir(d) if f.endswith(".csv") or f in self._files(run)]
-        if old and not self.force:
-            raise UsageError(f"{d} already holds {', '.join(sorted(old))}; pass --force to "
-                             "replace them or choose another output directory")
-        for f in old:
-            os.remove(os.path.join(d, f))
+        clear_output(os.path.join(self.out, run.name),
+                     lambda f: f.endswith(".csv") or f in ("config.yaml", "attributes.json"),
+                     "CSV tables", self.force)
 
     def write(self, run, rows):
         d = os.path.join(self.out, run.name)

@@ -111,7 +111,8 @@ def test_existing_output_needs_force(small_run, repo, tmp_path):
     out = tmp_path / "tb"
     export(repo, small_run, "--tensorboard", out)
     p = export(repo, small_run, "--tensorboard", out, check=False)
-    assert p.returncode == 2 and "already holds event files; pass --force" in p.stderr
+    assert p.returncode == 2 and "already holds event files (events.out.tfevents" in p.stderr
+    assert "pass --force" in p.stderr
     export(repo, small_run, "--tensorboard", out, "--force")
     assert len(os.listdir(out / "pendulum")) == 1  # replaced, not added
     scalars, _, _ = tensorboard_scalars(out)

@@ -4,6 +4,7 @@
  * checkpoint are checked before any rendering; GL, ffmpeg and the output before the first frame.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -73,54 +74,73 @@ static int parse_ll(const char *opt, const char *s, long long lo, long long hi, 
 }
 
 static int parse_args(int argc, char **argv, RenderArgs *a) {
+    static const struct option longopts[] = {
+        {"ckpt", required_argument, 0, 'k'},    {"policy", required_argument, 0, 'p'},
+        {"env", required_argument, 0, 'e'},     {"out", required_argument, 0, 'o'},
+        {"camera", required_argument, 0, 'c'},  {"gl", required_argument, 0, 'g'},
+        {"backend", required_argument, 0, 'b'}, {"episodes", required_argument, 0, 'n'},
+        {"width", required_argument, 0, 'W'},   {"height", required_argument, 0, 'H'},
+        {"seed", required_argument, 0, 's'},    {"stochastic", no_argument, 0, 'S'},
+        {"force", no_argument, 0, 'f'},         {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->episodes = 1;
     a->width = a->height = 480;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (!strcmp(o, "--stochastic") || !strcmp(o, "--force")) {
-            *(!strcmp(o, "--force") ? &a->force : &a->stochastic) = true;
-            continue;
-        }
-        const char **str = NULL;
-        long long *num = NULL, lo = 0, hi = 0;
-        if (!strcmp(o, "--ckpt")) {
-            str = &a->ckpt;
-        } else if (!strcmp(o, "--policy")) {
-            str = &a->policy;
-        } else if (!strcmp(o, "--env")) {
-            str = &a->env;
-        } else if (!strcmp(o, "--out")) {
-            str = &a->out;
-        } else if (!strcmp(o, "--camera")) {
-            str = &a->camera;
-        } else if (!strcmp(o, "--gl")) {
-            str = &a->gl;
-        } else if (!strcmp(o, "--backend")) {
-            str = &a->backend;
-        } else if (!strcmp(o, "--episodes")) {
-            num = &a->episodes, lo = 1, hi = 100000;
-        } else if (!strcmp(o, "--width")) {
-            num = &a->width, lo = 16, hi = 8192;
-        } else if (!strcmp(o, "--height")) {
-            num = &a->height, lo = 16, hi = 8192;
-        } else if (!strcmp(o, "--seed")) {
-            num = &a->seed, lo = 0, hi = LLONG_MAX;
-            a->have_seed = true;
-        } else {
-            return cli_fail(CMD, FLAME_EINPUT, "unknown option '%s'; see `flame render --help`", o);
-        }
-        if (i + 1 >= argc) {
-            return cli_fail(CMD, FLAME_EINPUT, "%s needs a value; see `flame render --help`", o);
-        }
-        const char *v = argv[++i];
-        if (str) {
-            *str = v;
-        } else if (parse_ll(o, v, lo, hi, num) != FLAME_OK) {
-            return FLAME_EINPUT;
+    optind = 1;
+    opterr = 0;
+    int c, rc = FLAME_OK;
+    while (rc == FLAME_OK && (c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+            case 'k':
+                a->ckpt = optarg;
+                break;
+            case 'p':
+                a->policy = optarg;
+                break;
+            case 'e':
+                a->env = optarg;
+                break;
+            case 'o':
+                a->out = optarg;
+                break;
+            case 'c':
+                a->camera = optarg;
+                break;
+            case 'g':
+                a->gl = optarg;
+                break;
+            case 'b':
+                a->backend = optarg;
+                break;
+            case 'n':
+                rc = parse_ll("--episodes", optarg, 1, 100000, &a->episodes);
+                break;
+            case 'W':
+                rc = parse_ll("--width", optarg, 16, 8192, &a->width);
+                break;
+            case 'H':
+                rc = parse_ll("--height", optarg, 16, 8192, &a->height);
+                break;
+            case 's':
+                rc = parse_ll("--seed", optarg, 0, LLONG_MAX, &a->seed);
+                a->have_seed = true;
+                break;
+            case 'S':
+                a->stochastic = true;
+                break;
+            case 'f':
+                a->force = true;
+                break;
+            default:
+                return cli_fail(CMD, FLAME_EINPUT,
+                                "unknown or incomplete option '%s'; see `flame render --help`",
+                                argv[optind - 1]);
         }
     }
-    return FLAME_OK;
+    if (rc == FLAME_OK && optind < argc) {
+        rc = cli_fail(CMD, FLAME_EINPUT, "unexpected argument '%s'; see `flame render --help`",
+                      argv[optind]);
+    }
+    return rc;
 }
 
 int cmd_render(int argc, char **argv) {
