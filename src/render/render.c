@@ -44,7 +44,6 @@ typedef struct {
     /* EGL */
     EglPtr display, context;
     EglPtr (*egl_get_proc)(const char *);
-    unsigned (*egl_terminate)(EglPtr);
     unsigned (*egl_destroy_context)(EglPtr, EglPtr);
     unsigned (*egl_make_current)(EglPtr, EglPtr, EglPtr, EglPtr);
     /* OSMesa */
@@ -82,7 +81,6 @@ static int egl_open(GlContext *g, char *why, size_t n) {
         gl_sym(g->lib, "eglCreateContext", &missing);
     g->egl_make_current = gl_sym(g->lib, "eglMakeCurrent", &missing);
     g->egl_destroy_context = gl_sym(g->lib, "eglDestroyContext", &missing);
-    g->egl_terminate = gl_sym(g->lib, "eglTerminate", &missing);
     if (missing) {
         snprintf(why, n, "%s lacks EGL 1.4 functions", name);
         return FLAME_EINPUT;
@@ -165,9 +163,8 @@ static void gl_close(GlContext *g) {
         g->egl_make_current(g->display, NULL, NULL, NULL);
         g->egl_destroy_context(g->display, g->context);
     }
-    if (g->display) {
-        g->egl_terminate(g->display);
-    }
+    /* no eglTerminate: it may unload the driver while MuJoCo keeps GL function pointers into
+       it, and a later context in this process reuses the initialised display */
     if (g->osmesa) {
         g->osmesa_destroy(g->osmesa);
     }
