@@ -7,9 +7,9 @@ actions (drawn before timing; next-step autoreset on both sides, as Gymnasium 1.
   flame_rl      flame_rl.make_vec(id, N, num_threads=T) for each T in --threads
   gym-sync      gymnasium.vector.SyncVectorEnv of gymnasium.make(id) (one process)
   gym-async     gymnasium.vector.AsyncVectorEnv (one process per env; with --async)
-and prints steps/s (N x vectorised steps / seconds, best of --repeats) and the ratio to gym-sync.
---json FILE writes every row. Run it on a quiet machine: the numbers are only comparable within a
-run.
+and prints steps/s (N x vectorised steps / seconds, best of --repeats, the implementations timed
+in turn) and the ratio to gym-sync. --json FILE writes every row. Run it on a quiet machine: the
+numbers are only comparable within a run.
 
 example: python3 tools/bench_vector_env.py --envs HalfCheetah-v5,Hopper-v5 --num-envs 1,8
 """
@@ -83,13 +83,18 @@ def main():
                 if t == 0 or t <= n:
                     impls.append((f"flame_rl ({t or 'auto'} thr)",
                                   lambda t=t: flame_rl.make_vec(env_id, n, num_threads=t)))
-            base = None
-            for name, make in impls:
-                envs = make()
-                sec = timed(envs, actions, a.repeats)
+            # every implementation is timed in turn, repeat after repeat, so a change of the
+            # machine's load during the run reaches all of them alike; the best repeat counts
+            made = [(name, make()) for name, make in impls]
+            best = {name: float("inf") for name, _ in made}
+            for _ in range(a.repeats):
+                for name, envs in made:
+                    best[name] = min(best[name], timed(envs, actions, 1))
+            for _, envs in made:
                 envs.close()
-                sps = n * a.steps / sec
-                base = base or sps
+            base = n * a.steps / best["gym-sync"]
+            for name, _ in made:
+                sps = n * a.steps / best[name]
                 rows.append({"env": env_id, "num_envs": n, "impl": name, "steps_per_s": sps,
                              "ratio_to_gym_sync": sps / base, "steps": a.steps,
                              "repeats": a.repeats})
