@@ -32,6 +32,7 @@ static const Command commands[] = {
     {"eval", cmd_eval, "evaluate a checkpoint: mean +- std return and episode lengths"},
     {"rollout", cmd_rollout, "write rollouts of a policy as a D4RL or Minari dataset"},
     {"export-replay", cmd_export_replay, "write a run's replay buffer as a D4RL dataset"},
+    {"render", cmd_render, "render a policy's episodes as a video or PNG frames"},
     {"bench", cmd_bench, "benchmarks: kernels, update, act, env, e2e"},
     {"envs", cmd_envs, "list the environment ids with their dimensions"},
     {"info", cmd_info, "version, commit, backends, CUDA devices, CPU, BLAS and its core"},

@@ -100,6 +100,12 @@ expect_error "rollout: unwritable location" "not writable|cannot create" \
 expect_error "rollout: bad minari id" "dataset id 'bad id-v0' is malformed" \
     "${R[@]}" --policy random --env Hopper-v5 --episodes 1 --format minari \
     --dataset-id "bad id-v0" --out "$out/m"
+expect_error "rollout: permalink that is no link" "--code-permalink 'flame 0.1' is not a link" \
+    "${R[@]}" --policy random --env Hopper-v5 --episodes 1 --format minari \
+    --code-permalink "flame 0.1" --out "$out/m"
+expect_error "rollout: author e-mail that is no address" "--author-email 'jane' is not an e-mail" \
+    "${R[@]}" --policy random --env Hopper-v5 --episodes 1 --format minari \
+    --author-email jane --out "$out/m"
 expect_error "rollout: unknown backend" "unknown --backend 'tpu'" \
     "${R[@]}" --ckpt "$in/hopper.h5" "${ok_args[@]}" --backend tpu --out "$out/a.hdf5"
 

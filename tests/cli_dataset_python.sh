@@ -40,8 +40,10 @@ run rollout --ckpt "$work/reacher.h5" --episodes 3 --out "$work/reacher.hdf5"
 run rollout --ckpt "$work/reacher.h5" --episodes 3 --stochastic --format minari \
     --out "$work/reacher-v0"
 run rollout --ckpt "$work/walker.h5" --episodes 4 --format minari --dataset-id flame/walker/sac-v1 \
-    --author "FLAME tests" --author-email tests@example.org --out "$work/walker"
-run rollout --policy random --env Ant-v5 --episodes 2 --format minari --out "$work/ant-v3"
+    --author "FLAME tests" --author-email tests@example.org \
+    --code-permalink https://example.org/flame/tree/v0.1 --out "$work/walker"
+MINARI_DATASETS_PATH="$work/elsewhere" run rollout --policy random --env Ant-v5 --episodes 2 \
+    --format minari --out "$work/ant-v3"
 run export-replay --ckpt "$work/walker.h5" --out "$work/walker_replay.hdf5"
 
 all=(hopper_random.hdf5 reacher.hdf5 walker_replay.hdf5 reacher-v0 walker ant-v3)
@@ -69,6 +71,12 @@ with open(f"{w}/walker_bad_steps/data/metadata.json") as fp:
 m["total_steps"] += 1
 with open(f"{w}/walker_bad_steps/data/metadata.json", "w") as fp:
     json.dump(m, fp)
+shutil.copytree(f"{w}/walker", f"{w}/walker_bad_link")
+with open(f"{w}/walker_bad_link/data/metadata.json") as fp:
+    m = json.load(fp)
+m["code_permalink"] = "flame 0.1.0 (commit abc)"  # shown as a link by dataset pages
+with open(f"{w}/walker_bad_link/data/metadata.json", "w") as fp:
+    json.dump(m, fp)
 shutil.copytree(f"{w}/walker", f"{w}/walker_short_obs")
 with h5py.File(f"{w}/walker_short_obs/data/main_data.hdf5", "a") as f:  # T observations, not T+1
     o = f["episode_1/observations"][:-1]
@@ -78,13 +86,35 @@ EOF
 check "check_datasets.py rejects int8 terminals" 1 "${CHECK[@]}" "$work/int_flags.hdf5"
 check "check_datasets.py rejects terminal+timeout rows" 1 "${CHECK[@]}" "$work/both_flags.hdf5"
 check "check_datasets.py rejects a wrong total_steps" 1 "${CHECK[@]}" "$work/walker_bad_steps"
+check "check_datasets.py rejects a code_permalink that is no link" 1 "${CHECK[@]}" --no-minari \
+    "$work/walker_bad_link"
 check "check_datasets.py rejects T observation rows" 1 "${CHECK[@]}" --no-minari \
     "$work/walker_short_obs"
 
+# the default ids come from the env and the policy, never from the path or the environment
+for d in "reacher-v0:flame/reacher-v5/flame-m-stochastic-v0" "ant-v3:flame/ant-v5/random-v0" \
+    "walker:flame/walker/sac-v1"; do
+    check "${d%%:*} has the dataset id ${d#*:}" 0 grep -q "\"dataset_id\": \"${d#*:}\"" \
+        "$work/${d%%:*}/data/metadata.json"
+done
+check "no code_permalink without --code-permalink" 1 grep -q code_permalink \
+    "$work/ant-v3/data/metadata.json"
+check "the given code_permalink is kept" 0 grep -q \
+    '"code_permalink": "https://example.org/flame/tree/v0.1"' "$work/walker/data/metadata.json"
+
 # the Minari id and where minari.load_dataset finds the dataset
 if python3 -c "import minari" 2> /dev/null; then
-    mkdir -p "$work/minari_root/flame/walker"
+    mkdir -p "$work/minari_root/flame/walker" "$work/minari_root/flame/reacher-v5"
     mv "$work/walker" "$work/minari_root/flame/walker/sac-v1"
+    cp -r "$work/reacher-v0" "$work/minari_root/flame/reacher-v5/flame-m-stochastic-v0"
+    check "minari.load_dataset finds the default id flame/reacher-v5/flame-m-stochastic-v0" 0 \
+        env MINARI_DATASETS_PATH="$work/minari_root" python3 -c "
+import minari
+ds = minari.load_dataset('flame/reacher-v5/flame-m-stochastic-v0')
+assert ds.total_episodes == 3, ds.total_episodes
+assert ds.spec.env_spec.id == 'Reacher-v5'
+assert 'flame/reacher-v5/flame-m-stochastic-v0' in minari.list_local_datasets()
+"
     check "minari.load_dataset finds flame/walker/sac-v1" 0 env MINARI_DATASETS_PATH="$work/minari_root" \
         python3 -c "
 import minari

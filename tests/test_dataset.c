@@ -26,6 +26,7 @@
 #include "flame/env.h"
 #include "flame/h5util.h"
 #include "flame/rollout.h"
+#include "flame/update.h"
 #include "flame_test.h"
 
 static char tmpdir[256];
@@ -102,10 +103,12 @@ static int make_ckpt(const char *path, const char *env, const char *algo, int ca
     AgentState st;
     agent_state_init(&st, &cfg, spec->obs_dim, spec->act_dim);
     /* the counters 77 updates leave (update.c; checkpoints are checked for them) */
-    st.updates = 77;
-    st.actor_steps = (77 - 1) / cfg.update.policy_delay + 1;
-    st.critic_steps = 77 * (cfg.quirks.critic_double_step == TRI_YES ? 2 : 1);
-    st.alpha_steps = cfg.alpha.learn ? (77 - 1) / cfg.alpha.delay + 1 : 0;
+    AgentCounters c;
+    update_counters_after(&cfg, 77, &c);
+    st.updates = c.updates;
+    st.actor_steps = c.actor_steps;
+    st.critic_steps = c.critic_steps;
+    st.alpha_steps = c.alpha_steps;
     TrainCounters tc;
     memset(&tc, 0, sizeof tc);
     tc.env_steps = 1234;
@@ -721,7 +724,8 @@ FLAME_TEST(test_minari_layout) {
                             "[-3.0], \\\"high\\\": [3.0]}"));
     EXPECT(file_contains(p, "gymnasium.envs.mujoco.inverted_pendulum_v5:InvertedPendulumEnv"));
     EXPECT(file_contains(p, "\"author\": ["));
-    EXPECT(file_contains(p, "\"code_permalink\": "));
+    /* no permalink was given: no link field that points nowhere */
+    EXPECT(!file_contains(p, "code_permalink"));
 
     /* replacing: refused without force, done with force (the old directory is gone) */
     EXPECT(dataset_open(&w, dir, DATASET_MINARI, &in, false) == FLAME_EINPUT);
@@ -799,29 +803,57 @@ FLAME_TEST(test_writer_refusals_and_abort) {
 }
 
 FLAME_TEST(test_minari_ids) {
-    char id[256], root[512], path[700];
-    EXPECT(dataset_minari_id("/x/y/hopper_expert", NULL, id, sizeof id) == FLAME_OK);
-    EXPECT(!strcmp(id, "hopper_expert-v0"));
-    EXPECT(dataset_minari_id("out/expert-v3", NULL, id, sizeof id) == FLAME_OK);
-    EXPECT(!strcmp(id, "expert-v3"));
-    EXPECT(dataset_minari_id("x", "flame/hopper/expert-v2", id, sizeof id) == FLAME_OK);
+    char id[256];
+    /* default: from the env and the policy, lower case */
+    EXPECT(dataset_minari_id(NULL, "Hopper-v5", "flame-m", true, id, sizeof id) == FLAME_OK);
+    EXPECT_MSG(!strcmp(id, "flame/hopper-v5/flame-m-v0"), "%s", id);
+    EXPECT(dataset_minari_id("", "HalfCheetah-v4", "sac", false, id, sizeof id) == FLAME_OK);
+    EXPECT_MSG(!strcmp(id, "flame/halfcheetah-v4/sac-stochastic-v0"), "%s", id);
+    EXPECT(dataset_minari_id(NULL, "Ant-v5", "random", true, id, sizeof id) == FLAME_OK);
+    EXPECT_MSG(!strcmp(id, "flame/ant-v5/random-v0"), "%s", id);
+    /* explicit ids are taken as given */
+    EXPECT(dataset_minari_id("flame/hopper/expert-v2", "Hopper-v5", "sac", true, id, sizeof id) ==
+           FLAME_OK);
     EXPECT(!strcmp(id, "flame/hopper/expert-v2"));
-    EXPECT(dataset_minari_id("x", "bad id-v0", id, sizeof id) == FLAME_EINPUT);
-    EXPECT(dataset_minari_id("x", "name-vx", id, sizeof id) == FLAME_EINPUT);
-    EXPECT(dataset_minari_id("x", "ns//name-v1", id, sizeof id) == FLAME_EINPUT);
-    /* under $MINARI_DATASETS_PATH the id is the relative path, as minari.load_dataset expects */
-    tmp_path(root, sizeof root, "minari_root");
-    snprintf(path, sizeof path, "%s/flame", root);
-    mkdir(root, 0777);
-    mkdir(path, 0777);
-    setenv("MINARI_DATASETS_PATH", root, 1);
-    snprintf(path, sizeof path, "%s/flame/hopper-expert-v1", root);
-    EXPECT(dataset_minari_id(path, NULL, id, sizeof id) == FLAME_OK);
-    EXPECT(!strcmp(id, "flame/hopper-expert-v1"));
+    EXPECT(dataset_minari_id("expert-v3", "Hopper-v5", "sac", true, id, sizeof id) == FLAME_OK);
+    EXPECT(!strcmp(id, "expert-v3"));
+    EXPECT(dataset_minari_id("bad id-v0", "Hopper-v5", "sac", true, id, sizeof id) == FLAME_EINPUT);
+    EXPECT(dataset_minari_id("name-vx", "Hopper-v5", "sac", true, id, sizeof id) == FLAME_EINPUT);
+    EXPECT(dataset_minari_id("ns//name-v1", "Hopper-v5", "sac", true, id, sizeof id) ==
+           FLAME_EINPUT);
+    EXPECT(dataset_minari_id("flame/hopper", "Hopper-v5", "sac", true, id, sizeof id) ==
+           FLAME_EINPUT);
+    /* the environment at write time changes nothing */
+    setenv("MINARI_DATASETS_PATH", "/tmp", 1);
+    EXPECT(dataset_minari_id(NULL, "Hopper-v5", "flame-m", true, id, sizeof id) == FLAME_OK);
+    EXPECT(!strcmp(id, "flame/hopper-v5/flame-m-v0"));
     unsetenv("MINARI_DATASETS_PATH");
-    snprintf(path, sizeof path, "%s/flame", root);
-    rmdir(path);
-    rmdir(root);
+}
+
+/* the link fields of Minari's metadata: a URL and an address, or nothing */
+FLAME_TEST(test_minari_link_fields) {
+    DatasetInfo in = {0};
+    EXPECT(dataset_minari_links_check(&in) == FLAME_OK);
+    in.code_permalink = "https://example.org/flame/tree/abc123";
+    in.author_email = "jane@example.org";
+    EXPECT(dataset_minari_links_check(&in) == FLAME_OK);
+    in.code_permalink = "http://example.org/x";
+    EXPECT(dataset_minari_links_check(&in) == FLAME_OK);
+    const char *bad_urls[] = {"flame 0.1.0 (commit abc)", "example.org/x", "https://",
+                              "https:///path", "https://host/a b", "ftp://host/x"};
+    for (size_t i = 0; i < sizeof bad_urls / sizeof *bad_urls; i++) {
+        in.code_permalink = bad_urls[i];
+        EXPECT_MSG(dataset_minari_links_check(&in) == FLAME_EINPUT, "%s", bad_urls[i]);
+        EXPECT(strstr(flame_last_error(), "--code-permalink") != NULL);
+    }
+    in.code_permalink = NULL;
+    const char *bad_mails[] = {"jane", "@example.org", "jane@example", "a@b@c.org",
+                               "Jane <jane@example.org>", "jane@example.org, bob@example.org"};
+    for (size_t i = 0; i < sizeof bad_mails / sizeof *bad_mails; i++) {
+        in.author_email = bad_mails[i];
+        EXPECT_MSG(dataset_minari_links_check(&in) == FLAME_EINPUT, "%s", bad_mails[i]);
+        EXPECT(strstr(flame_last_error(), "--author-email") != NULL);
+    }
 }
 
 /* runs a shell command, returns its exit status and captures stdout */
@@ -958,6 +990,7 @@ int main(int argc, char **argv) {
     RUN_TEST(test_minari_layout);
     RUN_TEST(test_writer_refusals_and_abort);
     RUN_TEST(test_minari_ids);
+    RUN_TEST(test_minari_link_fields);
     RUN_TEST(test_cli_rollout_returns);
     RUN_TEST(test_cli_export_replay_order);
     int rc = flame_test_report();

@@ -11,8 +11,9 @@
     with minari installed: minari.MinariDataset(<dir>/data) (what minari.load_dataset does), every
     episode iterated, spaces and counts checked; always (with or without minari): metadata.json's
     required keys and types, the serialised Box spaces, the supported minari_version, the dataset
-    id syntax, and every episode group read with h5py (T+1 observations, bool flags, attributes
-    consistent with the data).
+    id syntax, the link fields (code_permalink an http(s) URL, author_email addresses), and
+    every episode group read with h5py (T+1 observations, bool flags, attributes consistent with
+    the data).
 
 usage: check_datasets.py PATH [PATH ...] [--format d4rl|minari] [--no-minari] [-q]
 exit status: 0 all good, 1 a check failed, 2 bad usage or unreadable input.
@@ -159,6 +160,14 @@ def check_minari_h5py(data, rep):
     for key in ("author", "author_email", "requirements"):
         if key in meta:
             rep.check(isinstance(meta[key], list), f"{key} is not a list")
+    # fields that dataset pages show as links must lead somewhere
+    if "code_permalink" in meta:
+        rep.check(isinstance(meta["code_permalink"], str) and
+                  re.fullmatch(r"https?://[^/\s<>\"]+[^\s<>\"]*", meta["code_permalink"]),
+                  f"code_permalink {meta['code_permalink']!r} is not an http(s) URL")
+    for mail in meta.get("author_email", []) if isinstance(meta.get("author_email"), list) else []:
+        rep.check(isinstance(mail, str) and re.fullmatch(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+", mail),
+                  f"author_email {mail!r} is not an e-mail address")
     if "env_spec" in meta:
         try:
             spec = json.loads(meta["env_spec"])

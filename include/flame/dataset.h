@@ -24,7 +24,7 @@
  *
  * defines: DatasetFormat DatasetInfo DatasetEpisode DatasetWriter dataset_format_parse
  *          dataset_format_name dataset_open dataset_add_episode dataset_add_transitions
- *          dataset_close dataset_abort dataset_minari_id
+ *          dataset_close dataset_abort dataset_minari_id dataset_minari_links_check
  */
 #ifndef FLAME_DATASET_H
 #define FLAME_DATASET_H
@@ -60,8 +60,8 @@ typedef struct {
     /* Minari only */
     const char *dataset_id;     /* validated by dataset_minari_id */
     const char *author;         /* NULL: "unknown" */
-    const char *author_email;   /* NULL: key omitted */
-    const char *code_permalink; /* NULL: "flame <version> (commit <commit>)" */
+    const char *author_email;   /* NULL: key omitted; else NAME@DOMAIN */
+    const char *code_permalink; /* NULL: key omitted; else an http(s) URL */
     const char *description;    /* NULL: generated */
 } DatasetInfo;
 
@@ -102,10 +102,17 @@ int dataset_close(DatasetWriter *w);
 /* Removes the temporary output and frees w (NULL is ignored). */
 void dataset_abort(DatasetWriter *w);
 
-/* The Minari dataset id for an output directory: `id` when non-NULL, else the path relative to
-   $MINARI_DATASETS_PATH (default ~/.minari/datasets) when the directory lies under it, else its
-   base name; "-v0" is appended when no version is given. FLAME_EINPUT when the result is not of
-   the form (namespace/)name-vN with name characters [-_A-Za-z0-9]. */
-int dataset_minari_id(const char *path, const char *id, char *out, size_t out_len);
+/* The Minari dataset id: `id` when non-empty, else flame/<env_id>/<policy>[-stochastic]-v0 in lower
+   case (e.g. flame/hopper-v5/sac-v0, flame/ant-v5/random-v0). It never depends on the output path
+   or the environment: minari.load_dataset(id) finds the dataset when it lies at
+   $MINARI_DATASETS_PATH/<id>. FLAME_EINPUT when the result is not of the form
+   (namespace/)name-vN with name characters [-_A-Za-z0-9]. */
+int dataset_minari_id(const char *id, const char *env_id, const char *policy, bool deterministic,
+                      char *out, size_t out_len);
+
+/* Minari metadata fields that readers show as links: code_permalink must be an http(s) URL and
+   author_email an address (NULL or "" leaves the key out). FLAME_EINPUT with a message otherwise;
+   dataset_open checks it for Minari outputs. */
+int dataset_minari_links_check(const DatasetInfo *info);
 
 #endif

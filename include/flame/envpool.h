@@ -13,11 +13,19 @@
  *     itself with the next episode counter, `obs` holds the reset observation and `final_obs` the
  *     observation the step really reached;
  *   - the calling thread works too: W = 1 runs everything on the caller, without threads.
+ * Modes (envpool_set_modes; the defaults are what training and evaluation use):
+ *   - autoreset SAME_STEP (default, above) or NEXT_STEP (Gymnasium 1.x vector envs): the step
+ *     that ends an episode returns its final observation in `obs` and keeps the env as it is; the
+ *     env's next step resets it instead of stepping (its action is ignored) and returns the reset
+ *     observation with reward 0 and both flags clear;
+ *   - actions in agent units (default: [-1, 1] scaled to ctrlrange by env_step) or CTRL: the env
+ *     units Gymnasium's step() receives (env_step_ctrl with the float action as double).
  *
  * defines: EnvPool envpool_create envpool_free envpool_num_envs envpool_obs_dim envpool_act_dim
  *          envpool_nq envpool_nv envpool_spec envpool_env envpool_reset EnvPoolStep envpool_step
  *          envpool_step_checked envpool_instability_count envpool_state_size envpool_state_save
- *          envpool_state_load
+ *          envpool_state_load EnvPoolAutoreset EnvPoolActions envpool_set_modes envpool_reseed
+ *          envpool_reset_next
  */
 #ifndef FLAME_ENVPOOL_H
 #define FLAME_ENVPOOL_H
@@ -53,6 +61,19 @@ Env *envpool_env(EnvPool *p, int i);
 /* Resets every env with episode counter 0 and writes the observations (N x obs_dim). */
 void envpool_reset(EnvPool *p, double *obs);
 
+/* The same with a new seed of the reset noise (the env rows stay). */
+void envpool_reseed(EnvPool *p, uint64_t seed, double *obs);
+
+/* Resets every env with its next episode counter (an env waiting for a next-step reset uses the
+   counter it already has), so consecutive resets start new episodes. */
+void envpool_reset_next(EnvPool *p, double *obs);
+
+typedef enum { ENVPOOL_AUTORESET_SAME_STEP = 0, ENVPOOL_AUTORESET_NEXT_STEP = 1 } EnvPoolAutoreset;
+typedef enum { ENVPOOL_ACTIONS_AGENT = 0, ENVPOOL_ACTIONS_CTRL = 1 } EnvPoolActions;
+
+/* Sets the autoreset mode and the units of envpool_step's actions (see the top of this file). */
+void envpool_set_modes(EnvPool *p, EnvPoolAutoreset autoreset, EnvPoolActions actions);
+
 /* Output of one batched step; the caller owns the arrays. Required: obs, reward, terminated,
    truncated. Optional (may be NULL): final_obs, unstable, episode_return, episode_length,
    qpos_before, qvel_before. episode_return/episode_length hold the finished episode's values
@@ -70,7 +91,8 @@ typedef struct {
     double *qvel_before;    /* (N, nv) */
 } EnvPoolStep;
 
-/* Steps every env with its agent action (N x act_dim floats in [-1, 1]; not clipped). */
+/* Steps every env with its action (N x act_dim floats: agent actions in [-1, 1], or env units in
+   the CTRL mode; never clipped). */
 void envpool_step(EnvPool *p, const float *actions, EnvPoolStep *out);
 
 /* The same, after checking that the caller passes N x act_dim action floats; FLAME_EINPUT with a

@@ -30,6 +30,18 @@ UpdateCtx update_context(const FlameConfig *cfg, const AgentCounters *c) {
     return u;
 }
 
+/* steps of a schedule "every `every` updates, from update 0" within the first n updates */
+static int64_t steps_within(int64_t n, int64_t every) {
+    return n > 0 ? (n - 1) / every + 1 : 0;
+}
+
+void update_counters_after(const FlameConfig *cfg, int64_t updates, AgentCounters *counters) {
+    counters->updates = updates;
+    counters->actor_steps = steps_within(updates, cfg->update.policy_delay);
+    counters->critic_steps = updates * (cfg->quirks.critic_double_step == TRI_YES ? 2 : 1);
+    counters->alpha_steps = cfg->alpha.learn ? steps_within(updates, cfg->alpha.delay) : 0;
+}
+
 void update_step(const BackendOps *ops, Backend *b) {
     BackendBase *base = backend_base(b);
     const FlameConfig *cfg = base->cfg;

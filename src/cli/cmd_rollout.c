@@ -55,8 +55,12 @@ static void rollout_usage(void) {
            "                     on seed and envs, never on threads\n"
            "  --threads W        env worker threads (default 0: all cores but one)\n"
            "  --backend B        backend that computes the actions: auto (default), cpu, cuda\n"
-           "  --dataset-id ID    Minari dataset id (default from PATH, e.g. name-v0)\n"
-           "  --author NAME, --author-email EMAIL, --code-permalink URL   Minari metadata\n",
+           "  --dataset-id ID    Minari dataset id NAMESPACE/NAME-vN (default\n"
+           "                     flame/<env>/<policy>[-stochastic]-v0, e.g.\n"
+           "                     flame/hopper-v5/sac-v0); minari.load_dataset(ID) finds it at\n"
+           "                     $MINARI_DATASETS_PATH/ID\n"
+           "  --author NAME, --author-email EMAIL, --code-permalink URL   Minari metadata\n"
+           "                     (the permalink must be an http(s) URL)\n",
            ROLLOUT_DEFAULT_ENVS);
 }
 
@@ -168,7 +172,8 @@ static int check_args(const RolloutArgs *a, DatasetFormat *fmt, const EnvSpec **
     return a->backend ? cli_parse_backend(CMD, a->backend, backend_kind) : FLAME_OK;
 }
 
-static void print_summary(const RolloutResult *s, const char *out, DatasetFormat fmt) {
+static void print_summary(const RolloutResult *s, const char *out, DatasetFormat fmt,
+                          const char *dataset_id) {
     printf("rollout: %d episodes, %lld steps in %.1f s (%.0f steps/s)", s->episodes,
            (long long)s->steps, s->seconds, s->seconds > 0 ? (double)s->steps / s->seconds : 0.0);
     if (s->unstable > 0) {
@@ -177,6 +182,11 @@ static void print_summary(const RolloutResult *s, const char *out, DatasetFormat
     printf("\nreturn %.6f +- %.6f (min %.6f, max %.6f), length %.1f\n", s->return_mean,
            s->return_std, s->return_min, s->return_max, s->length_mean);
     printf("wrote %s (%s)\n", out, dataset_format_name(fmt));
+    if (dataset_id) {
+        printf("dataset id %s: minari.load_dataset('%s') finds it at "
+               "$MINARI_DATASETS_PATH/%s\n",
+               dataset_id, dataset_id, dataset_id);
+    }
 }
 
 static void print_progress(void *ctx, int done, int total, int64_t steps, double seconds) {
@@ -239,7 +249,7 @@ static int write_dataset(const RolloutArgs *a, DatasetFormat fmt, const CliDatas
             dataset_abort(w);
         }
         if (rc == FLAME_OK) {
-            print_summary(&res, a->out, fmt);
+            print_summary(&res, a->out, fmt, fmt == DATASET_MINARI ? d->info.dataset_id : NULL);
         } else {
             rc = cli_fail_last(CMD, rc);
         }
@@ -292,7 +302,8 @@ int cmd_rollout(int argc, char **argv) {
     CliDatasetInfo d;
     memset(&d, 0, sizeof d);
     if (fmt == DATASET_MINARI &&
-        dataset_minari_id(a.out, a.dataset_id, dataset_id, sizeof dataset_id) != FLAME_OK) {
+        dataset_minari_id(a.dataset_id, spec->id, a.ckpt ? config_algo_name(pol.cfg.algo) : "random",
+                          !a.stochastic || !a.ckpt, dataset_id, sizeof dataset_id) != FLAME_OK) {
         rc = cli_fail_last(CMD, FLAME_EINPUT);
     }
     rc = rc ? rc : describe(&a, a.ckpt ? &pol : NULL, spec, &e, dataset_id, &d);

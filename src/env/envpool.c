@@ -21,7 +21,7 @@
 
 #define ENVPOOL_CHUNK 1 /* one env per claim: an env step costs far more than the atomic */
 
-typedef enum { ENVPOOL_JOB_RESET, ENVPOOL_JOB_STEP } EnvPoolJob;
+typedef enum { ENVPOOL_JOB_RESET, ENVPOOL_JOB_RESET_NEXT, ENVPOOL_JOB_STEP } EnvPoolJob;
 
 struct EnvPool {
     const EnvSpec *spec;
@@ -35,6 +35,10 @@ struct EnvPool {
     double *ret;              /* (N) running return */
     uint64_t *unstable_count; /* (N) */
     double *scratch_obs;      /* (N, S) final obs when the caller passes none */
+    EnvPoolAutoreset autoreset;
+    EnvPoolActions action_units;
+    uint8_t *pending;         /* (N) next-step autoreset: the env resets on its next step */
+    double *ctrl;             /* (N, D) env-unit actions as double (ENVPOOL_ACTIONS_CTRL) */
 
     /* the job being run */
     EnvPoolJob job;
@@ -64,13 +68,50 @@ static inline void envpool_relax(void) {
 // ---------------------------------------------------------------------------------- work
 
 static void envpool_reset_one(EnvPool *p, int i, double *obs) {
-    p->episode[i] = 0;
+    if (p->job == ENVPOOL_JOB_RESET_NEXT) {
+        p->episode[i] += p->pending[i] ? 0u : 1u; /* a pending reset has its counter already */
+    } else {
+        p->episode[i] = 0;
+    }
+    p->pending[i] = 0;
     p->steps[i] = 0;
     p->ret[i] = 0;
-    env_reset(p->envs[i], p->seed, p->offset + (uint32_t)i, 0, obs + (size_t)i * p->obs_dim);
+    env_reset(p->envs[i], p->seed, p->offset + (uint32_t)i, p->episode[i],
+              obs + (size_t)i * p->obs_dim);
+}
+
+/* next-step autoreset: the step after an episode's end resets the env instead of stepping it */
+static void envpool_pending_reset(EnvPool *p, int i) {
+    EnvPoolStep *o = p->out;
+    Env *e = p->envs[i];
+    const size_t S = (size_t)p->obs_dim;
+    if (o->qpos_before && o->qvel_before) {
+        env_get_state(e, o->qpos_before + (size_t)i * p->nq, o->qvel_before + (size_t)i * p->nv);
+    }
+    p->pending[i] = 0;
+    env_reset(e, p->seed, p->offset + (uint32_t)i, p->episode[i], o->obs + i * S);
+    if (o->final_obs) {
+        memcpy(o->final_obs + i * S, o->obs + i * S, S * sizeof(double));
+    }
+    o->reward[i] = 0;
+    o->terminated[i] = 0;
+    o->truncated[i] = 0;
+    if (o->unstable) {
+        o->unstable[i] = 0;
+    }
+    if (o->episode_return) {
+        o->episode_return[i] = 0;
+    }
+    if (o->episode_length) {
+        o->episode_length[i] = 0;
+    }
 }
 
 static void envpool_step_one(EnvPool *p, int i) {
+    if (p->pending[i]) {
+        envpool_pending_reset(p, i);
+        return;
+    }
     EnvPoolStep *o = p->out;
     Env *e = p->envs[i];
     const size_t S = (size_t)p->obs_dim;
@@ -79,7 +120,16 @@ static void envpool_step_one(EnvPool *p, int i) {
     }
     double *fo = (o->final_obs ? o->final_obs : p->scratch_obs) + i * S;
     EnvStepInfo info;
-    env_step(e, p->actions + (size_t)i * p->act_dim, fo, &info);
+    const size_t D = (size_t)p->act_dim;
+    if (p->action_units == ENVPOOL_ACTIONS_CTRL) {
+        double *ctrl = p->ctrl + (size_t)i * D;
+        for (size_t d = 0; d < D; d++) {
+            ctrl[d] = (double)p->actions[(size_t)i * D + d];
+        }
+        env_step_ctrl(e, ctrl, fo, &info);
+    } else {
+        env_step(e, p->actions + (size_t)i * D, fo, &info);
+    }
     p->steps[i]++;
     p->ret[i] += info.reward;
     const int trunc = info.unstable || p->steps[i] >= p->spec->max_episode_steps;
@@ -102,7 +152,12 @@ static void envpool_step_one(EnvPool *p, int i) {
         p->episode[i]++;
         p->steps[i] = 0;
         p->ret[i] = 0;
-        env_reset(e, p->seed, p->offset + (uint32_t)i, p->episode[i], o->obs + i * S);
+        if (p->autoreset == ENVPOOL_AUTORESET_NEXT_STEP) {
+            p->pending[i] = 1;
+            memcpy(o->obs + i * S, fo, S * sizeof(double));
+        } else {
+            env_reset(e, p->seed, p->offset + (uint32_t)i, p->episode[i], o->obs + i * S);
+        }
     } else {
         memcpy(o->obs + i * S, fo, S * sizeof(double));
     }
@@ -221,6 +276,8 @@ int envpool_create(const EnvSpec *spec, const char *model_xml, int num_envs, int
     p->ret = flame_calloc((size_t)num_envs, sizeof(double));
     p->unstable_count = flame_calloc((size_t)num_envs, sizeof(uint64_t));
     p->scratch_obs = flame_calloc((size_t)num_envs * (size_t)p->obs_dim, sizeof(double));
+    p->pending = flame_calloc((size_t)num_envs, 1);
+    p->ctrl = flame_calloc((size_t)num_envs * (size_t)p->act_dim, sizeof(double));
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv_start, NULL);
     pthread_cond_init(&p->cv_done, NULL);
@@ -262,6 +319,8 @@ void envpool_free(EnvPool *p) {
     flame_free(p->ret);
     flame_free(p->unstable_count);
     flame_free(p->scratch_obs);
+    flame_free(p->pending);
+    flame_free(p->ctrl);
     mj_deleteModel(p->m);
     flame_free(p);
 }
@@ -303,6 +362,26 @@ void envpool_reset(EnvPool *p, double *obs) {
     p->reset_obs = obs;
     envpool_run(p);
     p->reset_obs = NULL;
+}
+
+void envpool_reseed(EnvPool *p, uint64_t seed, double *obs) {
+    p->seed = seed;
+    envpool_reset(p, obs);
+}
+
+void envpool_reset_next(EnvPool *p, double *obs) {
+    p->job = ENVPOOL_JOB_RESET_NEXT;
+    p->reset_obs = obs;
+    envpool_run(p);
+    p->reset_obs = NULL;
+}
+
+void envpool_set_modes(EnvPool *p, EnvPoolAutoreset autoreset, EnvPoolActions actions) {
+    p->autoreset = autoreset;
+    p->action_units = actions;
+    if (autoreset == ENVPOOL_AUTORESET_SAME_STEP) {
+        memset(p->pending, 0, (size_t)p->n); /* nothing waits for a next step any more */
+    }
 }
 
 void envpool_step(EnvPool *p, const float *actions, EnvPoolStep *out) {

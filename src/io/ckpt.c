@@ -24,6 +24,7 @@
 #include "flame/env.h"
 #include "flame/fsutil.h"
 #include "flame/h5util.h"
+#include "flame/update.h"
 
 #define CKPT_FORMAT "flame-checkpoint"
 #define CKPT_VERSION 1
@@ -357,10 +358,6 @@ static int read_agent(hid_t f, Checkpoint *ck, const char *path) {
 }
 
 /* expected optimiser steps after n updates when one happens every `every` updates (update.c) */
-static int64_t steps_after(int64_t n, int64_t every) {
-    return n > 0 ? (n - 1) / every + 1 : 0;
-}
-
 /* the counters: non-negative, and consistent with each other and the update schedule */
 static int read_counters(hid_t f, Checkpoint *ck, const char *path) {
     hid_t g = H5Gopen2(f, "counters", H5P_DEFAULT);
@@ -393,19 +390,17 @@ static int read_counters(hid_t f, Checkpoint *ck, const char *path) {
         return rc;
     }
     /* optimiser steps follow from the updates and the config (update.c) */
-    const FlameConfig *c = &ck->cfg;
+    AgentCounters want;
+    update_counters_after(&ck->cfg, st->updates, &want);
     struct {
         const char *name;
         int64_t have, want;
         const char *rule;
     } steps[3] = {
-        {"actor_steps", st->actor_steps, steps_after(st->updates, c->update.policy_delay),
-         "one every update.policy_delay updates"},
-        {"critic_steps", st->critic_steps,
-         st->updates * (c->quirks.critic_double_step == TRI_YES ? 2 : 1),
+        {"actor_steps", st->actor_steps, want.actor_steps, "one every update.policy_delay updates"},
+        {"critic_steps", st->critic_steps, want.critic_steps,
          "one per update, two with quirks.critic_double_step"},
-        {"alpha_steps", st->alpha_steps,
-         c->alpha.learn ? steps_after(st->updates, c->alpha.delay) : 0,
+        {"alpha_steps", st->alpha_steps, want.alpha_steps,
          "one every alpha.delay updates while alpha.learn"},
     };
     for (int i = 0; i < 3; i++) {

@@ -10,6 +10,7 @@
  */
 #include "flame/dataset.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <hdf5.h>
@@ -408,7 +409,10 @@ int dataset_open(DatasetWriter **out, const char *path, DatasetFormat fmt, const
     w->d_obs = w->d_act = w->d_rew = w->d_term = w->d_tout = w->d_next = -1;
     w->d_qpos = w->d_qvel = w->d_logp = -1;
     snprintf(w->path, sizeof w->path, "%s", path);
-    int rc = check_target(w);
+    int rc = fmt == DATASET_MINARI ? dataset_minari_links_check(info) : FLAME_OK;
+    if (rc == FLAME_OK) {
+        rc = check_target(w);
+    }
     if (rc == FLAME_OK) {
         rc = fs_mkdir_p(w->dir, w->created, sizeof w->created);
     }
@@ -781,8 +785,7 @@ static int minari_write_metadata(DatasetWriter *w) {
     char *obs_space = box_json("float64", spec->obs_dim, NULL, NULL, false);
     char *act_space = box_json("float32", spec->act_dim, in->act_low, in->act_high, true);
     char *env_spec = env_spec_json(spec);
-    char permalink[256], description[1024];
-    snprintf(permalink, sizeof permalink, "flame %s (commit %s)", FLAME_VERSION, FLAME_GIT_COMMIT);
+    char description[1024];
     snprintf(description, sizeof description,
              "%lld episodes of %s by the %s policy %s (%s actions, seed %llu), generated with "
              "the FLAME trainer's own MuJoCo C implementation of %s. Actions are in env units.",
@@ -811,8 +814,10 @@ static int minari_write_metadata(DatasetWriter *w) {
         sb_json_str(&b, in->author_email);
         sb_printf(&b, "]");
     }
-    sb_printf(&b, ", \"code_permalink\": ");
-    sb_json_str(&b, in->code_permalink ? in->code_permalink : permalink);
+    if (in->code_permalink && in->code_permalink[0]) { /* a link, or no key at all */
+        sb_printf(&b, ", \"code_permalink\": ");
+        sb_json_str(&b, in->code_permalink);
+    }
     sb_printf(&b, ", \"description\": ");
     sb_json_str(&b, in->description ? in->description : description);
     sb_printf(&b, ", \"requirements\": [\"gymnasium[mujoco]>=1.0\"]");
@@ -961,45 +966,53 @@ static bool minari_id_ok(const char *id) {
     }
 }
 
-int dataset_minari_id(const char *path, const char *id, char *out, size_t out_len) {
-    char buf[PATH_MAX];
+int dataset_minari_id(const char *id, const char *env_id, const char *policy, bool deterministic,
+                      char *out, size_t out_len) {
+    char buf[1024];
     if (id && id[0]) {
         snprintf(buf, sizeof buf, "%s", id);
     } else {
-        char dir[PATH_MAX], base[PATH_MAX], rdir[PATH_MAX], root[PATH_MAX + 32];
-        path_split(path, dir, sizeof dir, base, sizeof base);
-        snprintf(buf, sizeof buf, "%s", base);
-        const char *env = getenv("MINARI_DATASETS_PATH");
-        const char *home = getenv("HOME");
-        if (env && env[0]) {
-            snprintf(root, sizeof root, "%s", env);
-        } else {
-            snprintf(root, sizeof root, "%s/.minari/datasets", home ? home : "");
-        }
-        char rroot[PATH_MAX];
-        if (realpath(dir, rdir) && realpath(root, rroot)) {
-            size_t n = strlen(rroot);
-            if (!strncmp(rdir, rroot, n) && (rdir[n] == '/' || rdir[n] == '\0')) {
-                const char *rel = rdir[n] == '/' ? rdir + n + 1 : "";
-                if (rel[0]) {
-                    path_printf(buf, sizeof buf, "%s/%s", rel, base);
-                }
-            }
-        }
-        const char *v = strrchr(buf, '-');
-        bool versioned = v && v[1] == 'v' && v[2] && strspn(v + 2, "0123456789") == strlen(v + 2);
-        if (!versioned) {
-            size_t n = strlen(buf);
-            snprintf(buf + n, sizeof buf - n, "-v0");
+        /* flame/<env id in lower case>/<policy>[-stochastic]-v0, e.g. flame/hopper-v5/sac-v0 */
+        int n = snprintf(buf, sizeof buf, "flame/%s/%s%s-v0", env_id ? env_id : "env",
+                         policy && policy[0] ? policy : "policy",
+                         deterministic ? "" : "-stochastic");
+        for (int i = 0; i < n && i < (int)sizeof buf; i++) {
+            buf[i] = (char)tolower((unsigned char)buf[i]);
         }
     }
     if (!minari_id_ok(buf)) {
         return flame_errorf(FLAME_EINPUT,
                             "Minari dataset id '%s' is malformed; use "
-                            "--dataset-id (namespace/)name-vN with letters, digits, "
-                            "'-' and '_'",
+                            "--dataset-id NAMESPACE/NAME-vN with letters, digits, "
+                            "'-' and '_' (e.g. flame/hopper-v5/expert-v0)",
                             buf);
     }
     snprintf(out, out_len, "%s", buf);
+    return FLAME_OK;
+}
+
+int dataset_minari_links_check(const DatasetInfo *info) {
+    const char *url = info->code_permalink;
+    if (url && url[0]) {
+        bool scheme = !strncmp(url, "https://", 8) || !strncmp(url, "http://", 7);
+        const char *host = scheme ? strstr(url, "://") + 3 : NULL;
+        if (!scheme || !host[0] || host[0] == '/' || strpbrk(url, " \t\n\"<>")) {
+            return flame_errorf(FLAME_EINPUT,
+                                "--code-permalink '%s' is not a link; pass an http(s) URL "
+                                "(e.g. https://host/repo/tree/<commit>) or leave it out",
+                                url);
+        }
+    }
+    const char *mail = info->author_email;
+    if (mail && mail[0]) {
+        const char *at = strchr(mail, '@');
+        if (!at || at == mail || strchr(at + 1, '@') || !strchr(at + 1, '.') ||
+            strpbrk(mail, " \t\n\"<>,;")) {
+            return flame_errorf(FLAME_EINPUT,
+                                "--author-email '%s' is not an e-mail address; pass "
+                                "NAME@DOMAIN or leave it out",
+                                mail);
+        }
+    }
     return FLAME_OK;
 }
