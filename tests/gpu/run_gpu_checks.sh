@@ -256,7 +256,7 @@ done
 
 # ------------------------------------------------------------------ the plan
 # caps (seconds) of the known GPU tests: "small real"; others run once at all sizes
-declare -A CAPS=([test_mlp_cuda]="10 10" [test_stages_cuda]="35 40" [test_update_cuda]="30 45")
+declare -A CAPS=([test_mlp_cuda]="10 10" [test_stages_cuda]="25 45" [test_update_cuda]="25 55")
 CAP_OTHER=20
 PREP_CAP=15 # unpacking, env.log: counted before the first step
 
