@@ -182,12 +182,14 @@ static int cuda_create(const FlameConfig *cfg, int obs_dim, int act_dim, Backend
     b->pscore = (float *)dalloc(B * Np * sizeof(float));
     b->pbest = (int *)dalloc(B * sizeof(int));
 
-    /* work: particle chunks of whole states, at least B, K and Np rows */
-    int fcap = b->B * b->Np;
-    fcap = fcap > 32768 ? 32768 : fcap;
-    fcap = fcap < b->B ? b->B : fcap;
-    fcap = fcap < b->K ? b->K : fcap;
-    fcap = fcap < b->Np ? b->Np : fcap;
+    /* work: particle chunks of whole states, at least B, K and Np rows (B * Np in 64 bits: up to
+       2^20 * 4096 before the clamp) */
+    long long fc = (long long)b->B * b->Np;
+    fc = fc > 32768 ? 32768 : fc;
+    fc = fc < b->B ? b->B : fc;
+    fc = fc < b->K ? b->K : fc;
+    fc = fc < b->Np ? b->Np : fc;
+    int fcap = (int)fc;
     b->fcap = fcap;
     int per = 32768 / b->K;
     per = per < 1 ? 1 : (per > b->B ? b->B : per);

@@ -460,7 +460,8 @@ __global__ void cand_eps_kernel(const float *x, const float *t, int B, int K, in
     }
 }
 
-/* a-hat of candidate (i, k) coordinate d, as the CPU's scoring loop forms it */
+/* a-hat of candidate (i, k) coordinate d: flow_candidate, as the CPU's scoring loop and flow-loss
+   helpers form it */
 __device__ __forceinline__ float cand_score_a(const float *x, const float *t, const float *eps_post,
                                               int K, int D, int i, int k, int d, int consistent,
                                               float sd0) {
@@ -618,18 +619,10 @@ __global__ void fm_collapsed_kernel(const float *u, const float *du, const float
     }
 }
 
-/* noise and a-hat of candidate (i, k) as the CPU's flow-loss helpers form them */
+/* noise of candidate (i, k) as the CPU's flow-loss helpers form it */
 __device__ __forceinline__ float cand_noise_d(const float *eps_post, int K, int D, int i, int k,
                                               int d, float sd0) {
     return sd0 * eps_post[((size_t)i * K + k) * D + d];
-}
-
-__device__ __forceinline__ float cand_d(const float *x, const float *t, const float *eps_post,
-                                        int K, int D, int i, int k, int d, int consistent,
-                                        float sd0) {
-    float xv = x[(size_t)i * D + d], tv = t[i];
-    float e = cand_noise_d(eps_post, K, D, i, k, d, sd0);
-    return consistent ? (xv - tv * e) / (1.0f - tv) : (xv - (1.0f - tv) * e) / tv;
 }
 
 /* rows of the B*K form for states [s0, s0+ns): x, r, t repeated, tangent v_k = noise - a-hat */
@@ -648,7 +641,7 @@ __global__ void fm_expand_kernel(const float *x, const float *r, const float *t,
             tr[row] = t[bi];
         }
         tan[idx] = cand_noise_d(eps_post, K, D, bi, k, d, sd0) -
-                   cand_d(x, t, eps_post, K, D, bi, k, d, consistent, sd0);
+                   cand_score_a(x, t, eps_post, K, D, bi, k, d, consistent, sd0);
     }
 }
 
@@ -745,7 +738,7 @@ __global__ void rect_kernel(const float *v, const float *vbar, const float *w, c
         } else {
             for (int k = 0; k < K; k++) {
                 float wk = w[(size_t)i * K + k];
-                float uk = cand_d(x, t, eps_post, K, D, i, k, d, 0, 1.0f) -
+                float uk = cand_score_a(x, t, eps_post, K, D, i, k, d, 0, 1.0f) -
                            eps_post[((size_t)i * K + k) * D + d];
                 float e = v[j] - uk;
                 loss += (double)wk * e * e;

@@ -77,6 +77,17 @@ static const FlameTol TOL_STAGE_LOSS = {1e-5, 5e-4};
 /* one Adam / Polyak / alpha step applied to the same gradient: (c) says bit-identical; the bias
    corrections 1 - beta^t come from device pow (1 ulp in double, seldom visible in float) */
 static const FlameTol TOL_ADAM = {1e-8, 1e-6};
+/* Stage ops with backend.precision tf32 (cuBLAS kernels): every tolerance above of a quantity that
+   passes through a GEMM (scores, actions, entropies, targets, weights, v-bar, ESS, gradients,
+   losses) is multiplied by this factor: (e) replaces (a), and level 1 measures that ratio
+   (TOL_MLP_FWD_TF32 / TOL_MLP_FWD is 250 in atol, 100 in rtol). Draws, truncated draws, the Adam
+   and Polyak steps on a given gradient and the alpha step on given entropies involve no GEMM and
+   keep their fp32 tolerances. */
+static const double TOL_TF32_STAGE_FACTOR = 100;
+/* ... the policy gradient under TF32, by relative norm: TOL_MLP_GRAD_TF32's 2e-2 for one
+   backward pass, here after a forward, a JVP and a backward, plus a possible twin-critic flip on
+   a near-tie row (TOL_STAGE_GRAD_NORM_TIE, rows within 1e-4 x the factor count as near-ties) */
+static const double TOL_STAGE_GRAD_NORM_TF32 = 5e-2;
 
 /* ---- level 3: whole updates from the same state (tests/gpu/test_update_cuda.c) */
 /* losses at every one of 10 updates: each update's differences feed the next through Adam */

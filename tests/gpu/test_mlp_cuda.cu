@@ -13,6 +13,7 @@ extern "C" {
 #include "flame/rng.h"
 }
 #include "flame_test.h"
+#include "gpu_sizes.h"
 #include "tolerances.h"
 
 typedef struct {
@@ -232,16 +233,16 @@ static void check_shape(const Shape *s, DCtx *ctx, int fused, int tf32) {
 
 static DCtx g_ctx;
 
-/* FLAME_GPU_TEST_SMALL=1 (compute-sanitizer runs): only the small shapes */
-static bool small_only(void) {
-    const char *s = getenv("FLAME_GPU_TEST_SMALL");
-    return s && s[0] == '1';
+/* a shape is "small" when its input holds at most 4096 floats (what the sanitizer runs afford) */
+static bool shape_is_small(const Shape *s) {
+    return s->rows * (s->w[0] + s->w[1]) <= 4096;
 }
 
 FLAME_TEST(test_mlp_forward_jvp_backward) {
     int n = (int)(sizeof SHAPES / sizeof SHAPES[0]);
     for (int i = 0; i < n; i++) {
-        if (small_only() && SHAPES[i].rows * (SHAPES[i].w[0] + SHAPES[i].w[1]) > 4096) {
+        bool small = shape_is_small(&SHAPES[i]);
+        if ((small && !gpu_runs_small()) || (!small && !gpu_runs_real())) {
             continue;
         }
         check_shape(&SHAPES[i], &g_ctx, 1, 0);
@@ -250,15 +251,20 @@ FLAME_TEST(test_mlp_forward_jvp_backward) {
 }
 
 FLAME_TEST(test_mlp_tf32) {
-    if (small_only()) {
-        return;
+    if (gpu_runs_small()) {
+        check_shape(&SHAPES[7], &g_ctx, 0, 1); /* odd widths: partial TF32 tiles */
     }
-    check_shape(&SHAPES[0], &g_ctx, 0, 1);
-    check_shape(&SHAPES[2], &g_ctx, 0, 1);
+    if (gpu_runs_real()) {
+        check_shape(&SHAPES[0], &g_ctx, 0, 1);
+        check_shape(&SHAPES[2], &g_ctx, 0, 1);
+    }
 }
 
 /* every row tile of the fused kernel gives the same answer */
 FLAME_TEST(test_mlp_fused_tiles) {
+    if (!gpu_runs_small()) {
+        return;
+    }
     int tiles[3] = {64, 32, 16};
     for (int i = 0; i < 3; i++) {
         dmlp_force_tile(tiles[i]);
@@ -268,6 +274,7 @@ FLAME_TEST(test_mlp_fused_tiles) {
 }
 
 int main(void) {
+    (void)gpu_scope(); /* a bad FLAME_GPU_TEST_SIZES stops here, device or not */
     if (flame_cuda_device_count() == 0) {
         printf("skipped: no CUDA device\n");
         return 77;

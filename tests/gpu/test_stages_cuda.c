@@ -4,8 +4,12 @@
  * critic_target, critic_step (both phases), qweight, policy_step, alpha_step, polyak, at the real
  * sizes of the configs (HalfCheetah, Humanoid) and at awkward ones (B, K, widths that are not
  * multiples of any block size; widths over 256 that take the cuBLAS fallback of the fused path),
- * for FLAME-M (both compat modes, every entropy estimator, the B*K-row flow loss), FLAME-R and
- * SAC, with the fused and the cuBLAS kernels.
+ * for FLAME-M (both compat modes, every entropy estimator, Gaussian and Rademacher multi-probe
+ * traces, the exact estimator at D = 3, 6 and 17, the B*K-row flow loss), FLAME-R and SAC, with the
+ * fused and the cuBLAS kernels, fp32 and TF32 (cuBLAS). The chunked paths run too: best-of-N over
+ * more particles than one work chunk (critic target and act), candidate scoring with B*K over
+ * 32,768 rows, the B*K-row flow loss over several chunks, and act over more states than one chunk
+ * after its buffers grew.
  *
  * Each op's inputs on the GPU are set to the CPU's before it runs (state via set_state,
  * intermediates via backend_cuda_debug_set), so each comparison measures one op. Parameters after
@@ -23,6 +27,7 @@ typedef struct {
     FlameConfig cc, cg;
     int S, D;
     AgentState st, sg; /* scratch states */
+    bool tf32;         /* backend.precision tf32: GEMM tolerances widened (tolerances.h) */
     char tag[160];
 } Pair;
 
@@ -38,9 +43,10 @@ static void pair_open(Pair *p, int algo, int compat, const GpuShape *shape, int 
     gpu_config(&p->cg, algo, compat, shape->size, BACKEND_CUDA, kernels, tweak);
     p->S = shape->S;
     p->D = shape->D;
-    snprintf(p->tag, sizeof p->tag, "%s %s %s %s%s", config_algo_name(algo),
+    p->tf32 = p->cg.backend.precision == PRECISION_TF32;
+    snprintf(p->tag, sizeof p->tag, "%s %s %s%s %s%s", config_algo_name(algo),
              compat ? "consistent" : "reference", kernels == KERNELS_FUSED ? "fused" : "cublas",
-             shape->name, extra ? extra : "");
+             p->tf32 ? " tf32" : "", shape->name, extra ? extra : "");
     printf("  -- %s\n", p->tag);
     p->cpu = gpu_create(CPU, &p->cc, p->S, p->D);
     p->gpu = gpu_create(GPU, &p->cg, p->S, p->D);
@@ -61,6 +67,15 @@ static void pair_close(Pair *p) {
     agent_state_free(&p->sg);
     CPU->destroy(p->cpu);
     GPU->destroy(p->gpu);
+}
+
+/* the tolerance of a quantity that passes through a GEMM: widened under TF32 */
+static FlameTol gt(const Pair *p, FlameTol t) {
+    if (p->tf32) {
+        t.atol *= TOL_TF32_STAGE_FACTOR;
+        t.rtol *= TOL_TF32_STAGE_FACTOR;
+    }
+    return t;
 }
 
 static void name_of(char *buf, size_t n, const Pair *p, const char *what) {
@@ -87,7 +102,8 @@ static FlameTol ent_tol(const FlameConfig *cfg) {
 
 /* Whether a row of the policy step's twin-critic minimum (FLAME-M -Q term: target critics at
    clip(z - u(z, 0, 1)); SAC actor: online critics at the reparameterised sample) has
-   |Q1 - Q2| <= 1e-4 (1 + |Q1|), computed on the CPU from the state before the step. */
+   |Q1 - Q2| <= 1e-4 (1 + |Q1|) (times TOL_TF32_STAGE_FACTOR under TF32), computed on the CPU from
+   the state before the step. */
 static bool policy_min_near_tie(const Pair *p, const CpuDebugView *c) {
     const FlameConfig *cfg = &p->cc;
     const AgentLayout *L = &p->st.L;
@@ -134,8 +150,9 @@ static bool policy_min_near_tie(const Pair *p, const CpuDebugView *c) {
     const float *q1 = critic_forward(L, P1, c->obs, a, B, &w1);
     const float *q2 = critic_forward(L, P2, c->obs, a, B, &w2);
     bool tie = false;
+    float rel = 1e-4f * (p->tf32 ? (float)TOL_TF32_STAGE_FACTOR : 1.0f);
     for (int i = 0; i < B; i++) {
-        tie = tie || fabsf(q1[i] - q2[i]) <= 1e-4f * (1.0f + fabsf(q1[i]));
+        tie = tie || fabsf(q1[i] - q2[i]) <= rel * (1.0f + fabsf(q1[i]));
     }
     free(a);
     flow_work_free(&fw);
@@ -160,7 +177,7 @@ static void check_act(Pair *p, ActMode mode, int n) {
     GPU->act(p->gpu, obs, n, mode, call, ag);
     const char *mname = mode == ACT_EXPLORE ? "act explore" : "act deterministic";
     if (cfg->algo == ALGO_SAC) {
-        CLOSE(p, mname, ag, ac, (size_t)n * D, TOL_ACTION);
+        CLOSE(p, mname, ag, ac, (size_t)n * D, gt(p, TOL_ACTION));
     } else {
         CudaDebugView v;
         backend_cuda_debug(p->gpu, &v);
@@ -187,8 +204,9 @@ static void check_act(Pair *p, ActMode mode, int n) {
         }
         char nm[256];
         name_of(nm, sizeof nm, p, mname);
-        FlameTol tol = cfg->algo == ALGO_FLAME_R ? TOL_ACTION_R : TOL_ACTION;
-        int ties = gpu_check_best_of_n(nm, n, Np, D, a, sc, v.act_score, v.act_best, ag, tol);
+        FlameTol tol = gt(p, cfg->algo == ALGO_FLAME_R ? TOL_ACTION_R : TOL_ACTION);
+        int ties = gpu_check_best_of_n_tol(nm, n, Np, D, a, sc, v.act_score, v.act_best, ag, tol,
+                                           gt(p, TOL_SCORE));
         if (!ties) {
             /* the CPU's own actions agree too */
             for (int i = 0; i < n; i++) {
@@ -222,17 +240,17 @@ static void check_critic_step(Pair *p, const UpdateCtx *u, CriticPhase phase) {
     char nm[256];
     if (phase == CRITIC_GRAD_AND_STEP) {
         name_of(nm, sizeof nm, p, "critic 1 gradient");
-        EXPECT_GRAD_CLOSE(nm, p->sg.q1.grads, after.q1.grads, nq, TOL_STAGE_GRAD);
+        EXPECT_GRAD_CLOSE(nm, p->sg.q1.grads, after.q1.grads, nq, gt(p, TOL_STAGE_GRAD));
         name_of(nm, sizeof nm, p, "critic 2 gradient");
-        EXPECT_GRAD_CLOSE(nm, p->sg.q2.grads, after.q2.grads, nq, TOL_STAGE_GRAD);
+        EXPECT_GRAD_CLOSE(nm, p->sg.q2.grads, after.q2.grads, nq, gt(p, TOL_STAGE_GRAD));
         UpdateMetrics mc, mg;
         CPU->get_metrics(p->cpu, &mc);
         GPU->get_metrics(p->gpu, &mg);
-        NEAR(p, "critic loss 1", mg.critic_loss[0], mc.critic_loss[0], TOL_STAGE_LOSS);
-        NEAR(p, "critic loss 2", mg.critic_loss[1], mc.critic_loss[1], TOL_STAGE_LOSS);
-        NEAR(p, "q mean", mg.q_mean, mc.q_mean, TOL_STAGE_LOSS);
-        NEAR(p, "q min", mg.q_min, mc.q_min, TOL_SCORE);
-        NEAR(p, "q max", mg.q_max, mc.q_max, TOL_SCORE);
+        NEAR(p, "critic loss 1", mg.critic_loss[0], mc.critic_loss[0], gt(p, TOL_STAGE_LOSS));
+        NEAR(p, "critic loss 2", mg.critic_loss[1], mc.critic_loss[1], gt(p, TOL_STAGE_LOSS));
+        NEAR(p, "q mean", mg.q_mean, mc.q_mean, gt(p, TOL_STAGE_LOSS));
+        NEAR(p, "q min", mg.q_min, mc.q_min, gt(p, TOL_SCORE));
+        NEAR(p, "q max", mg.q_max, mc.q_max, gt(p, TOL_SCORE));
     }
     name_of(nm, sizeof nm, p, ph);
     char n1[400], n2[400];
@@ -262,11 +280,11 @@ static void check_qweight(Pair *p, const UpdateCtx *u) {
     CLOSE(p, "times r", g.r, c.r, B, TOL_DRAWS);
     CLOSE(p, "noisy action x", g.x, c.x, B * D, TOL_DRAWS);
     CLOSE(p, "candidate draws eps_bk", g.eps_post, c.noise->eps_post, B * K * D, TOL_TRUNC);
-    CLOSE(p, "candidate weights", g.w, c.w, B * K, TOL_WEIGHTS);
+    CLOSE(p, "candidate weights", g.w, c.w, B * K, gt(p, TOL_WEIGHTS));
     {
         char nm[256];
         name_of(nm, sizeof nm, p, "weighted tangent v-bar");
-        EXPECT_GRAD_CLOSE(nm, g.vbar, c.vbar, B * D, TOL_VBAR);
+        EXPECT_GRAD_CLOSE(nm, g.vbar, c.vbar, B * D, gt(p, TOL_VBAR));
     }
     /* the weights are a distribution over k */
     double worst = 0;
@@ -281,8 +299,8 @@ static void check_qweight(Pair *p, const UpdateCtx *u) {
     UpdateMetrics mc, mg;
     CPU->get_metrics(p->cpu, &mc);
     GPU->get_metrics(p->gpu, &mg);
-    NEAR(p, "ess mean", mg.ess_mean, mc.ess_mean, TOL_ESS);
-    NEAR(p, "ess min", mg.ess_min, mc.ess_min, TOL_ESS);
+    NEAR(p, "ess mean", mg.ess_mean, mc.ess_mean, gt(p, TOL_ESS));
+    NEAR(p, "ess min", mg.ess_min, mc.ess_min, gt(p, TOL_ESS));
     /* the policy step sees exactly the CPU's inputs */
     backend_cuda_debug_set(p->gpu, CUDA_DBG_X, c.x);
     backend_cuda_debug_set(p->gpu, CUDA_DBG_R, c.r);
@@ -330,8 +348,9 @@ static void check_update(Pair *p) {
                           c.noise->next_z, (int)B, a, sc);
         char nm[256];
         name_of(nm, sizeof nm, p, "next-action best-of-N");
-        gpu_check_best_of_n(nm, (int)B, Np, D, a, sc, g.pscore, g.pbest, g.a_star,
-                            cfg->algo == ALGO_FLAME_R ? TOL_ACTION_R : TOL_ACTION);
+        gpu_check_best_of_n_tol(nm, (int)B, Np, D, a, sc, g.pscore, g.pbest, g.a_star,
+                                gt(p, cfg->algo == ALGO_FLAME_R ? TOL_ACTION_R : TOL_ACTION),
+                                gt(p, TOL_SCORE));
         for (size_t i = 0; i < B; i++) {
             int cb = 0;
             for (int q = 1; q < Np; q++) {
@@ -352,11 +371,11 @@ static void check_update(Pair *p) {
                 ne++;
             }
         }
-        CLOSE(p, "entropy H(s')", eg, ec, ne, ent_tol(cfg));
+        CLOSE(p, "entropy H(s')", eg, ec, ne, gt(p, ent_tol(cfg)));
         free(eg), free(ec);
     } else {
-        CLOSE(p, "SAC next action", g.next_a, c.next_a, B * D, TOL_ACTION);
-        CLOSE(p, "SAC -log pi(a'|s')", g.ent, c.ent, B, TOL_ENTROPY);
+        CLOSE(p, "SAC next action", g.next_a, c.next_a, B * D, gt(p, TOL_ACTION));
+        CLOSE(p, "SAC -log pi(a'|s')", g.ent, c.ent, B, gt(p, TOL_ENTROPY));
     }
     /* rows whose best particle is another maximum (near-tie) take another a' and y */
     float *ym = (float *)malloc(sizeof(float) * B), *yc = (float *)malloc(sizeof(float) * B);
@@ -371,16 +390,16 @@ static void check_update(Pair *p) {
             m++;
         }
     }
-    FlameTol at = cfg->algo == ALGO_FLAME_R ? TOL_ACTION_R : TOL_ACTION;
+    FlameTol at = gt(p, cfg->algo == ALGO_FLAME_R ? TOL_ACTION_R : TOL_ACTION);
     CLOSE(p, "next action a'", am, acp, m * D, at);
-    FlameTol yt = TOL_TARGET;
-    yt.atol += cfg->update.gamma * exp(p->st.log_alpha) * ent_tol(cfg).atol;
+    FlameTol yt = gt(p, TOL_TARGET);
+    yt.atol += cfg->update.gamma * exp(p->st.log_alpha) * gt(p, ent_tol(cfg)).atol;
     CLOSE(p, "TD target y", ym, yc, m, yt);
     free(ym), free(yc), free(am), free(acp), free(tie);
     UpdateMetrics mc, mg;
     CPU->get_metrics(p->cpu, &mc);
     GPU->get_metrics(p->gpu, &mg);
-    NEAR(p, "metric entropy", mg.entropy, mc.entropy, ent_tol(cfg));
+    NEAR(p, "metric entropy", mg.entropy, mc.entropy, gt(p, ent_tol(cfg)));
     NEAR(p, "metric target mean", mg.target_mean, mc.target_mean, yt);
     NEAR(p, "metric alpha", mg.alpha, mc.alpha, TOL_ADAM);
     backend_cuda_debug_set(p->gpu, CUDA_DBG_Y, c.y);
@@ -413,7 +432,7 @@ static void check_update(Pair *p) {
         GPU->get_state(p->gpu, &p->sg);
         char nm[256];
         name_of(nm, sizeof nm, p, "policy gradient");
-        if (!near_tie) {
+        if (!near_tie && !p->tf32) {
             EXPECT_GRAD_CLOSE(nm, p->sg.pol.grads, after.pol.grads, np, TOL_STAGE_GRAD);
         } else {
             double num = 0, den = 0;
@@ -423,10 +442,10 @@ static void check_update(Pair *p) {
                 den += (double)after.pol.grads[i] * after.pol.grads[i];
             }
             double e = den > 0 ? sqrt(num / den) : 0;
-            printf("       %s: twin-critic near-tie in the policy loss, relative error %.3g\n", nm,
-                   e);
-            EXPECT_MSG(e <= TOL_STAGE_GRAD_NORM_TIE * flame_tol_scale(), "%s: relative error %.3g",
-                       nm, e);
+            double lim = p->tf32 ? TOL_STAGE_GRAD_NORM_TF32 : TOL_STAGE_GRAD_NORM_TIE;
+            printf("       %s: %s, relative error %.3g (limit %.3g)\n", nm,
+                   p->tf32 ? "TF32" : "twin-critic near-tie in the policy loss", e, lim);
+            EXPECT_MSG(e <= lim * flame_tol_scale(), "%s: relative error %.3g", nm, e);
         }
         EXPECT_MSG(gpu_absmax(after.pol.grads, np) > 0, "%s: zero policy gradient", p->tag);
         name_of(nm, sizeof nm, p, "policy Adam step");
@@ -434,18 +453,18 @@ static void check_update(Pair *p) {
                         u.actor_lr, cfg, t, p->sg.pol.params, p->sg.pol.m, p->sg.pol.v);
         CPU->get_metrics(p->cpu, &mc);
         GPU->get_metrics(p->gpu, &mg);
-        FlameTol lt = TOL_STAGE_LOSS;
+        FlameTol lt = gt(p, TOL_STAGE_LOSS);
         if (near_tie) { /* the min takes the other critic's value on that row */
-            lt.atol += 2e-3 / c.B;
+            lt.atol += 2e-3 * (p->tf32 ? TOL_TF32_STAGE_FACTOR : 1.0) / c.B;
         }
         NEAR(p, "actor loss", mg.actor_loss, mc.actor_loss, lt);
-        NEAR(p, "flow-matching loss", mg.fm_loss, mc.fm_loss, TOL_STAGE_LOSS);
+        NEAR(p, "flow-matching loss", mg.fm_loss, mc.fm_loss, gt(p, TOL_STAGE_LOSS));
         NEAR(p, "-Q term", mg.qterm_loss, mc.qterm_loss, lt);
         if (cfg->algo == ALGO_FLAME_M && cfg->flow.fm_weight > 0) {
-            NEAR(p, "max |du|", mg.jvp_max, mc.jvp_max, TOL_MLP_JVP);
+            NEAR(p, "max |du|", mg.jvp_max, mc.jvp_max, gt(p, TOL_MLP_JVP));
         }
         if (cfg->algo == ALGO_SAC) {
-            NEAR(p, "SAC entropy", mg.entropy, mc.entropy, TOL_ENTROPY);
+            NEAR(p, "SAC entropy", mg.entropy, mc.entropy, gt(p, TOL_ENTROPY));
         }
         agent_state_free(&after);
         pair_sync(p);
@@ -498,10 +517,34 @@ static void run_case(int algo, int compat, GpuSize size, int kernels, GpuTweak t
     pair_close(&p);
 }
 
+/* Acting on more states than one work chunk holds (best-of-N chunks of whole states, SAC chunks
+   of rows, both at most 32,768 rows): 7 states, then n_big (the act buffers grow), then 3 (the
+   grown buffers, a partial first chunk). */
+static void run_act_chunks(int algo, GpuSize size, int kernels) {
+    const GpuShape *shape = &GPU_SHAPES[size];
+    Pair p;
+    pair_open(&p, algo, COMPAT_REFERENCE, shape, kernels, NULL, " act chunks");
+    int per_state = algo == ALGO_SAC ? 1 : p.cc.flow.num_particles;
+    int n_big = 32768 / per_state + 38; /* rows beyond any one chunk, a partial last chunk */
+    check_act(&p, ACT_EXPLORE, 7);
+    check_act(&p, ACT_DETERMINISTIC, n_big);
+    check_act(&p, ACT_EXPLORE, n_big);
+    check_act(&p, ACT_DETERMINISTIC, 3);
+    pair_close(&p);
+}
+
 static void tw_decoupled(FlameConfig *c) {
     c->entropy.estimator = ENT_DECOUPLED;
     c->entropy.probe = PROBE_RADEMACHER;
     c->entropy.probes = 2;
+}
+static void tw_gauss_probes(FlameConfig *c) {
+    c->entropy.probe = PROBE_GAUSSIAN;
+    c->entropy.probes = 3;
+}
+static void tw_decoupled_gauss(FlameConfig *c) {
+    c->entropy.estimator = ENT_DECOUPLED;
+    tw_gauss_probes(c);
 }
 static void tw_biased1(FlameConfig *c) {
     c->entropy.estimator = ENT_BIASED1;
@@ -524,10 +567,27 @@ static void tw_ema_next(FlameConfig *c) {
     c->flow.sample_steps = 2;
     c->flow.r_eq_t_frac = 0.3;
 }
+static void tw_tf32(FlameConfig *c) {
+    c->backend.precision = PRECISION_TF32;
+}
+/* More rows than one work chunk (32,768) in every chunked stage of an update: B*Np = 35,200
+   best-of-N particles of the critic target, B*K = 34,100 candidates to score; small widths keep
+   the CPU reference cheap. */
+static void tw_chunked(FlameConfig *c) {
+    c->update.batch_size = 1100;
+    c->update.replay_size = 2000;
+    c->flow.num_particles = 32;
+    c->flow.sample_k = 31;
+}
+/* ... and the B*K-row flow loss over two chunks of whole states */
+static void tw_chunked_bk(FlameConfig *c) {
+    tw_chunked(c);
+    c->flow.collapse_k = false;
+}
 
 FLAME_TEST(test_stages_small) {
     int algos[3] = {ALGO_FLAME_M, ALGO_FLAME_R, ALGO_SAC};
-    if (gpu_small_only()) {
+    if (gpu_runs_min_only()) {
         /* compute-sanitizer runs: one case per code path */
         for (int a = 0; a < 3; a++) {
             run_case(algos[a], COMPAT_REFERENCE, SIZE_ODD, KERNELS_FUSED, NULL, NULL);
@@ -537,6 +597,9 @@ FLAME_TEST(test_stages_small) {
         run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_ODD, KERNELS_FUSED, tw_exact, " exact");
         run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_WIDE, KERNELS_FUSED, tw_decoupled,
                  " decoupled");
+        return;
+    }
+    if (!gpu_runs_small()) {
         return;
     }
     for (int k = 0; k < 2; k++) {
@@ -558,11 +621,27 @@ FLAME_TEST(test_stages_small) {
     run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_WIDE, KERNELS_FUSED, NULL, NULL);
     run_case(ALGO_FLAME_R, COMPAT_REFERENCE, SIZE_WIDE, KERNELS_FUSED, NULL, NULL);
     run_case(ALGO_SAC, COMPAT_REFERENCE, SIZE_WIDE, KERNELS_FUSED, NULL, NULL);
+    /* Gaussian multi-probe traces: reference3 (FLAME-M), decoupled, ode (FLAME-R) */
+    run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_ODD, KERNELS_FUSED, tw_gauss_probes,
+             " 3 gaussian probes");
+    run_case(ALGO_FLAME_M, COMPAT_CONSISTENT, SIZE_ODD, KERNELS_CUBLAS, tw_decoupled_gauss,
+             " decoupled, 3 gaussian probes");
+    run_case(ALGO_FLAME_R, COMPAT_REFERENCE, SIZE_ODD, KERNELS_FUSED, tw_gauss_probes,
+             " ode, 3 gaussian probes");
+    /* TF32 GEMMs, stage by stage */
+    run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_ODD, KERNELS_CUBLAS, tw_tf32, NULL);
+    /* chunked stages */
+    run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_ODD, KERNELS_FUSED, tw_chunked, " chunked");
+    run_case(ALGO_FLAME_M, COMPAT_CONSISTENT, SIZE_ODD, KERNELS_CUBLAS, tw_chunked_bk,
+             " chunked, B*K rows");
+    run_case(ALGO_FLAME_R, COMPAT_REFERENCE, SIZE_ODD, KERNELS_FUSED, tw_chunked, " chunked");
+    for (int a = 0; a < 3; a++) {
+        run_act_chunks(algos[a], SIZE_ODD, KERNELS_FUSED);
+    }
 }
 
 FLAME_TEST(test_stages_real_sizes) {
-    if (gpu_small_only()) {
-        printf("       (FLAME_GPU_TEST_SMALL=1: real sizes skipped)\n");
+    if (!gpu_runs_real()) {
         return;
     }
     run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_HALFCHEETAH, KERNELS_FUSED, NULL, NULL);
@@ -573,6 +652,13 @@ FLAME_TEST(test_stages_real_sizes) {
     run_case(ALGO_SAC, COMPAT_REFERENCE, SIZE_HALFCHEETAH, KERNELS_FUSED, NULL, NULL);
     run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_HUMANOID, KERNELS_FUSED, NULL, NULL);
     run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_HUMANOID, KERNELS_CUBLAS, NULL, NULL);
+    /* the exact estimator's 17 x 17 log-determinants */
+    run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_HUMANOID, KERNELS_FUSED, tw_exact, " exact");
+    /* TF32 at 256-wide layers */
+    run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_HALFCHEETAH, KERNELS_CUBLAS, tw_tf32, NULL);
+    run_case(ALGO_FLAME_R, COMPAT_REFERENCE, SIZE_HALFCHEETAH, KERNELS_CUBLAS, tw_tf32, NULL);
+    /* best-of-32 over more states than one chunk */
+    run_act_chunks(ALGO_FLAME_M, SIZE_HALFCHEETAH, KERNELS_FUSED);
 }
 
 int main(void) {
