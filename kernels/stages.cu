@@ -50,20 +50,21 @@ __global__ void adam_kernel(float *p, const float *g, float *m, float *v, long l
                             const double *lr_dev, double b1, double b2, double eps,
                             const int64_t *t_base, int t_off) {
     int64_t t = *t_base + t_off + 1;
-    float bc1 = (float)(1.0 - pow(b1, (double)t));
-    float bc2 = (float)(1.0 - pow(b2, (double)t));
     float fb1 = (float)b1, fb2 = (float)b2, flr = (float)(lr_dev ? *lr_dev : lr),
           feps = (float)eps;
+    float omb1 = (float)(1.0 - b1), omb2 = (float)(1.0 - b2);
+    float bc1 = 1.0f - (float)pow((double)fb1, (double)t);
+    float bc2 = 1.0f - (float)pow((double)fb2, (double)t);
     GRID_LOOP(i, n) {
-        /* the CPU's float operations, without contraction into FMA */
+        /* the CPU's float operations (params.c adam_step), without contraction into FMA */
         float gi = g[i];
-        float mi = __fadd_rn(__fmul_rn(fb1, m[i]), __fmul_rn(1.0f - fb1, gi));
-        float vi = __fadd_rn(__fmul_rn(fb2, v[i]), __fmul_rn(__fmul_rn(1.0f - fb2, gi), gi));
+        float mi = __fadd_rn(__fmul_rn(fb1, m[i]), __fmul_rn(omb1, gi));
+        float vi = __fadd_rn(__fmul_rn(fb2, v[i]), __fmul_rn(omb2, __fmul_rn(gi, gi)));
         m[i] = mi;
         v[i] = vi;
         float mhat = __fdiv_rn(mi, bc1);
         float vhat = __fdiv_rn(vi, bc2);
-        p[i] = __fsub_rn(p[i], __fdiv_rn(__fmul_rn(flr, mhat), __fadd_rn(__fsqrt_rn(vhat), feps)));
+        p[i] = __fsub_rn(p[i], __fmul_rn(flr, __fdiv_rn(mhat, __fadd_rn(__fsqrt_rn(vhat), feps))));
     }
 }
 
@@ -994,16 +995,17 @@ __global__ void alpha_kernel(float *alpha3, const float *ent, const float *logpi
     }
     float gf = (float)g;
     int64_t t = *t_base + t_off + 1;
-    float bc1 = (float)(1.0 - pow(b1, (double)t));
-    float bc2 = (float)(1.0 - pow(b2, (double)t));
     float fb1 = (float)b1, fb2 = (float)b2, flr = (float)lr, feps = (float)eps;
-    float mi = __fadd_rn(__fmul_rn(fb1, alpha3[1]), __fmul_rn(1.0f - fb1, gf));
-    float vi = __fadd_rn(__fmul_rn(fb2, alpha3[2]), __fmul_rn(__fmul_rn(1.0f - fb2, gf), gf));
+    float omb1 = (float)(1.0 - b1), omb2 = (float)(1.0 - b2);
+    float bc1 = 1.0f - (float)pow((double)fb1, (double)t);
+    float bc2 = 1.0f - (float)pow((double)fb2, (double)t);
+    float mi = __fadd_rn(__fmul_rn(fb1, alpha3[1]), __fmul_rn(omb1, gf));
+    float vi = __fadd_rn(__fmul_rn(fb2, alpha3[2]), __fmul_rn(omb2, __fmul_rn(gf, gf)));
     alpha3[1] = mi;
     alpha3[2] = vi;
     float mhat = __fdiv_rn(mi, bc1), vhat = __fdiv_rn(vi, bc2);
     alpha3[0] =
-        __fsub_rn(alpha3[0], __fdiv_rn(__fmul_rn(flr, mhat), __fadd_rn(__fsqrt_rn(vhat), feps)));
+        __fsub_rn(alpha3[0], __fmul_rn(flr, __fdiv_rn(mhat, __fadd_rn(__fsqrt_rn(vhat), feps))));
 }
 
 void cuda_stage_alpha_step(Backend *b, int t_offset) {
