@@ -123,13 +123,8 @@ __global__ void flow_step_kernel(float *a, const float *u, long long n, int rect
     }
 }
 
-__global__ void clip_kernel(float *a, long long n) {
-    GRID_LOOP(i, n) {
-        a[i] = clipf_d(a[i], -1.0f, 1.0f);
-    }
-}
-
-/* policy samples from base draws z (rows x D, already scaled) into a */
+/* policy samples from base draws z (rows x D, already scaled) into a, unclipped: best-of-N scores
+   the unclipped samples and clips the chosen one */
 static void policy_sample(Backend *b, const float *P, DSeg s, const float *z, int rows, float *a) {
     const FlameConfig *cfg = CFG(b);
     int D = b->D, N = cfg->flow.sample_steps;
@@ -155,12 +150,10 @@ static void policy_sample(Backend *b, const float *P, DSeg s, const float *z, in
                                                                         (float)N);
             CUDA_CHECK_LAUNCH();
         }
-        clip_kernel<<<grid1(n, 256), 256, 0, b->ctx.stream>>>(a, n);
-        CUDA_CHECK_LAUNCH();
     }
 }
 
-/* per state: best particle by min(Q1, Q2) (first maximum), clipped to out */
+/* per state: best particle by min(Q1, Q2) of the unclipped samples (first maximum), clipped to out */
 __global__ void argmax_kernel(const float *q1, const float *q2, const float *a, int ns, int Np,
                               int D, float *out, float *score, int *best) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;

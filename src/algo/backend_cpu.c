@@ -160,8 +160,9 @@ int backend_cpu_record_noise(Backend *b, const char *path, bool with_batch) {
 /* ------------------------------------------------------------------ sampling helpers */
 
 /* Policy samples for `rows` rows from base draws z (already scaled): FLAME-M N-step MeanFlow
-   (z <- z - c u(z, tau-1/N, tau), c = 1 as in the reference code or 1/N), FLAME-R N Euler steps
-   clipped to the box. The result (rows x D) is written to `a`. */
+   (z <- z - c u(z, tau-1/N, tau), c = 1 as in the reference code or 1/N), FLAME-R N Euler steps.
+   The result (rows x D) is written to `a`, not clipped: best-of-N scores the unclipped samples and
+   clips only the chosen one (both variants of the reference code). */
 static void policy_sample(Backend *b, const float *P, const float *s, const float *z, int rows,
                           float *a) {
     const FlameConfig *cfg = b->base.cfg;
@@ -191,9 +192,6 @@ static void policy_sample(Backend *b, const float *P, const float *s, const floa
                 a[i] += v[i] / (float)N;
             }
         }
-        for (size_t i = 0; i < (size_t)rows * D; i++) {
-            a[i] = clipf(a[i], -1.0f, 1.0f);
-        }
     }
 }
 
@@ -213,7 +211,7 @@ static void twin_q(Backend *b, const float *s, const float *a, int rows, bool ta
 }
 
 /* Best-of-Np: for each of n states, Np particles z (standard normals, n x Np x D) through the
-   policy P, scored by the online min twin-Q on the sampled action; best action clipped to out. */
+   policy P, scored by the online min twin-Q on the unclipped sample; the best one clipped to out. */
 static void best_of_n(Backend *b, const float *P, const float *s, const float *zstd, int n,
                       float *out) {
     const FlameConfig *cfg = b->base.cfg;

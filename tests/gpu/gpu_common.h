@@ -168,8 +168,8 @@ static inline void gpu_expect_adam(const char *name, const float *p0, const floa
     free(p), free(m), free(v);
 }
 
-/* CPU reference of best-of-N: particle actions a (n x Np x D, unclipped for FLAME-M, clipped for
-   FLAME-R) and scores min(Q1, Q2) (n x Np) from standard-normal base draws zstd (n x Np x D). */
+/* CPU reference of best-of-N: particle actions a (n x Np x D, unclipped) and their scores
+   min(Q1, Q2) (n x Np) from standard-normal base draws zstd (n x Np x D). */
 static inline void gpu_cpu_particles(const FlameConfig *cfg, const AgentLayout *L, const float *P,
                                      const float *Pq1, const float *Pq2, const float *s,
                                      const float *zstd, int n, float *a, float *score) {
@@ -215,9 +215,6 @@ static inline void gpu_cpu_particles(const FlameConfig *cfg, const AgentLayout *
             for (size_t i = 0; i < (size_t)rows * D; i++) {
                 a[i] += v[i] / (float)N;
             }
-        }
-        for (size_t i = 0; i < (size_t)rows * D; i++) {
-            a[i] = a[i] < -1.0f ? -1.0f : (a[i] > 1.0f ? 1.0f : a[i]);
         }
     }
     const float *q1 = critic_forward(L, Pq1, srep, a, rows, &w1);
