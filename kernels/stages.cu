@@ -621,9 +621,8 @@ __device__ __forceinline__ float cand_noise_d(const float *eps_post, int K, int 
 __device__ __forceinline__ float cand_d(const float *x, const float *t, const float *eps_post,
                                         int K, int D, int i, int k, int d, int consistent,
                                         float sd0) {
-    float xv = x[(size_t)i * D + d], tv = t[i];
-    float e = cand_noise_d(eps_post, K, D, i, k, d, sd0);
-    return consistent ? (xv - tv * e) / (1.0f - tv) : (xv - (1.0f - tv) * e) / tv;
+    return flow_candidate(x[(size_t)i * D + d], t[i], eps_post[((size_t)i * K + k) * D + d], sd0,
+                          consistent);
 }
 
 /* rows of the B*K form for states [s0, s0+ns): x, r, t repeated, tangent v_k = noise - a-hat */
