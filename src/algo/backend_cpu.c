@@ -154,7 +154,7 @@ static void cpu_destroy(Backend *b) {
 int backend_cpu_record_noise(Backend *b, const char *path, bool with_batch) {
     noise_file_close(b->noise_rec);
     b->noise_rec = NULL;
-    return noise_file_create(path, &b->nz, with_batch, &b->noise_rec);
+    return noise_file_create(path, &b->nz, with_batch, b->base.counters.updates, &b->noise_rec);
 }
 
 /* ------------------------------------------------------------------ sampling helpers */
