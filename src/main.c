@@ -28,6 +28,7 @@ static const Command commands[] = {
     {"rollout", cmd_rollout, "write rollouts of a policy as a D4RL or Minari dataset"},
     {"export-replay", cmd_export_replay, "write a run's replay buffer as a D4RL dataset"},
     {"bench", cmd_bench, "benchmarks: kernels, update, act, env, e2e"},
+    {"debug", cmd_debug, "replay one update from a checkpoint with every intermediate"},
     {"envs", cmd_envs, "list the environment ids with their dimensions"},
     {"info", cmd_info, "version, commit, backends, CUDA devices, BLAS"},
 };

@@ -4,7 +4,7 @@
  * Every command returns its exit status: 0 success, 1 runtime failure, 2 bad usage / config /
  * input. Errors go to stderr as one line "flame <cmd>: <problem>; <fix>".
  *
- * defines: cmd_train cmd_eval cmd_rollout cmd_export_replay cmd_bench cmd_envs cmd_info
+ * defines: cmd_train cmd_eval cmd_rollout cmd_export_replay cmd_bench cmd_envs cmd_info cmd_debug
  *          cli_fail cli_fail_last cli_load_config cli_resolve_threads cli_is_tty
  */
 #ifndef FLAME_CLI_H
@@ -21,6 +21,7 @@ int cmd_export_replay(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_envs(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_debug(int argc, char **argv);
 
 /* Prints "flame <cmd>: <message>" to stderr and returns `code`. */
 int cli_fail(const char *cmd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -907,7 +907,9 @@ void backend_cpu_debug(Backend *b, CpuDebugView *v) {
     v->B = b->B, v->S = b->S, v->D = b->D, v->K = b->K, v->Np = b->Np;
     v->obs = b->obs, v->act = b->act, v->rew = b->rew, v->next_obs = b->next_obs;
     v->done = b->done, v->y = b->y, v->ent = b->ent, v->next_a = b->next_a;
+    v->a_star = b->a_star;
     v->x = b->x, v->r = b->r, v->t = b->t, v->w = b->w, v->vbar = b->vbar;
+    v->ess = b->ess, v->logpi = b->logpi;
     v->noise = &b->nz;
     v->state = &b->st;
 }
