@@ -329,38 +329,26 @@ FLAME_TEST(test_sac_log_std_max) {
     done(&a), done(&b), done(&c);
 }
 
-static void set_sac_alpha_ref(FlameConfig *c) {
-    c->alpha.init = 0.3;
-    c->quirks.sac_alpha_init = QUIRK_REFERENCE;
-}
-static void set_sac_alpha_cons(FlameConfig *c) {
-    c->alpha.init = 0.3;
-    c->quirks.sac_alpha_init = QUIRK_CONSISTENT;
-}
-
 FLAME_TEST(test_sac_alpha_init) {
-    /* reference: log alpha starts at 1 (alpha = e) whatever alpha.init; consistent: log 0.3 */
-    void (*set[2])(FlameConfig *) = {set_sac_alpha_ref, set_sac_alpha_cons};
-    float want[2] = {1.0f, (float)log(0.3)};
-    for (int k = 0; k < 2; k++) {
-        FlameConfig c;
-        small_config(&c, ALGO_SAC, COMPAT_REFERENCE);
-        set[k](&c);
-        config_resolve(&c);
+    /* reference: log alpha starts at 1 (alpha = e) whatever alpha.init; consistent: log 0.3; a
+       SAC-only switch (FLAME starts from alpha.init) */
+    struct {
+        int algo, quirk;
+        float want;
+    } c[3] = {{ALGO_SAC, QUIRK_REFERENCE, 1.0f},
+              {ALGO_SAC, QUIRK_CONSISTENT, (float)log(0.3)},
+              {ALGO_FLAME_M, QUIRK_REFERENCE, (float)log(0.3)}};
+    for (int k = 0; k < 3; k++) {
+        FlameConfig cfg;
+        small_config(&cfg, c[k].algo, COMPAT_REFERENCE);
+        cfg.alpha.init = 0.3;
+        cfg.quirks.sac_alpha_init = c[k].quirk;
+        config_resolve(&cfg);
         AgentState st;
-        agent_state_init(&st, &c, 4, 2);
-        EXPECT_MSG(st.log_alpha == want[k], "case %d: log alpha %g", k, st.log_alpha);
+        agent_state_init(&st, &cfg, 4, 2);
+        EXPECT_MSG(st.log_alpha == c[k].want, "case %d: log alpha %g", k, st.log_alpha);
         agent_state_free(&st);
     }
-    /* a SAC-only switch: FLAME starts from alpha.init */
-    FlameConfig c;
-    small_config(&c, ALGO_FLAME_M, COMPAT_REFERENCE);
-    c.alpha.init = 0.3;
-    config_resolve(&c);
-    AgentState st;
-    agent_state_init(&st, &c, 4, 2);
-    EXPECT(st.log_alpha == (float)log(0.3));
-    agent_state_free(&st);
 }
 
 FLAME_TEST(test_compat_presets) {

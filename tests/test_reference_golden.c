@@ -26,7 +26,6 @@
 
 #include "algo_common.h"
 #include "flame/ckpt.h"
-#include "flame/flow.h"
 #include "flame/params.h"
 #include "golden_common.h"
 
@@ -185,48 +184,38 @@ FLAME_TEST(test_golden_sac) {
    get_action_ent): every particle scored by min(Q1, Q2) on its unclipped 20-step sample, only the
    chosen one clipped. Checked for the TD target's next action and for acting, against the same
    computation written out here, and shown to differ from scoring clipped particles. */
-static int best_particles(const AgentLayout *L, const float *P, const float *P1, const float *P2,
-                          const float *s, const float *z, int n, int Np, int N, bool clip_first,
-                          float *out) {
-    int S = L->obs_dim, D = L->act_dim, rows = n * Np;
-    FlowWork fw;
-    QWork w1, w2;
-    flow_work_alloc(&fw, L, rows);
-    qwork_alloc(&w1, L, rows);
-    qwork_alloc(&w2, L, rows);
-    float *srep = malloc(sizeof(float) * (size_t)rows * S), *a = malloc(sizeof(float) * rows * D);
-    float *tt = malloc(sizeof(float) * rows);
-    for (int r = 0; r < rows; r++) {
-        memcpy(srep + (size_t)r * S, s + (size_t)(r / Np) * S, (size_t)S * sizeof(float));
-        for (int d = 0; d < D; d++) {
-            a[(size_t)r * D + d] = 0.5f * z[(size_t)r * D + d];
-        }
-    }
-    for (int k = 0; k < N; k++) {
+static int best_particles(const FlameConfig *cfg, const AgentLayout *L, const float *P,
+                          const float *P1, const float *P2, const float *s, const float *z, int n,
+                          bool clip_first, float *out) {
+    int S = L->obs_dim, D = L->act_dim, Np = cfg->flow.num_particles, rows = n * Np;
+    float *a = malloc(sizeof(float) * rows * D), *score = malloc(sizeof(float) * rows);
+    ref_particles(cfg, L, P, P1, P2, s, z, n, a, score);
+    if (clip_first) {
+        /* the order this checks against: every particle clipped, then scored */
+        float *srep = malloc(sizeof(float) * (size_t)rows * S), *c = malloc(sizeof(float) * rows * D);
+        QWork w1, w2;
+        qwork_alloc(&w1, L, rows);
+        qwork_alloc(&w2, L, rows);
         for (int r = 0; r < rows; r++) {
-            tt[r] = (float)((double)k / N);
+            memcpy(srep + (size_t)r * S, s + (size_t)(r / Np) * S, (size_t)S * sizeof(float));
         }
-        const float *v = flow_forward(L, P, srep, a, NULL, tt, rows, &fw);
         for (size_t i = 0; i < (size_t)rows * D; i++) {
-            a[i] += v[i] / (float)N;
+            c[i] = a[i] < -1.0f ? -1.0f : (a[i] > 1.0f ? 1.0f : a[i]);
         }
+        const float *q1 = critic_forward(L, P1, srep, c, rows, &w1);
+        const float *q2 = critic_forward(L, P2, srep, c, rows, &w2);
+        for (int r = 0; r < rows; r++) {
+            score[r] = q1[r] < q2[r] ? q1[r] : q2[r];
+        }
+        free(srep), free(c);
+        qwork_free(&w1);
+        qwork_free(&w2);
     }
-    float *scored = malloc(sizeof(float) * rows * D);
-    for (size_t i = 0; i < (size_t)rows * D; i++) {
-        scored[i] = clip_first ? (a[i] < -1.0f ? -1.0f : (a[i] > 1.0f ? 1.0f : a[i])) : a[i];
-    }
-    const float *q1 = critic_forward(L, P1, srep, scored, rows, &w1);
-    const float *q2 = critic_forward(L, P2, srep, scored, rows, &w2);
     int outside = 0;
     for (int i = 0; i < n; i++) {
         int best = 0;
-        float bq = 0;
-        for (int p = 0; p < Np; p++) {
-            int r = i * Np + p;
-            float q = q1[r] < q2[r] ? q1[r] : q2[r];
-            if (p == 0 || q > bq) {
-                bq = q, best = p;
-            }
+        for (int p = 1; p < Np; p++) {
+            best = score[i * Np + p] > score[i * Np + best] ? p : best;
         }
         for (int d = 0; d < D; d++) {
             float x = a[((size_t)i * Np + best) * D + d];
@@ -234,10 +223,7 @@ static int best_particles(const AgentLayout *L, const float *P, const float *P1,
             out[(size_t)i * D + d] = x < -1.0f ? -1.0f : (x > 1.0f ? 1.0f : x);
         }
     }
-    free(srep), free(a), free(tt), free(scored);
-    flow_work_free(&fw);
-    qwork_free(&w1);
-    qwork_free(&w2);
+    free(a), free(score);
     return outside;
 }
 
@@ -252,13 +238,13 @@ FLAME_TEST(test_flame_r_scores_unclipped) {
     update_step(&backend_cpu_ops, b);
     CpuDebugView v;
     backend_cpu_debug(b, &v);
-    int B = v.B, D = v.D, Np = v.Np, N = cfg.flow.sample_steps;
+    int B = v.B, D = v.D, Np = v.Np;
     float *want = malloc(sizeof(float) * B * D), *clipped = malloc(sizeof(float) * B * D);
     /* the TD target's next action: online policy and critics before the update */
-    int outside = best_particles(&s0.L, s0.pol.params, s0.q1.params, s0.q2.params, v.next_obs,
-                                 v.noise->next_z, B, Np, N, false, want);
-    best_particles(&s0.L, s0.pol.params, s0.q1.params, s0.q2.params, v.next_obs, v.noise->next_z,
-                   B, Np, N, true, clipped);
+    int outside = best_particles(&cfg, &s0.L, s0.pol.params, s0.q1.params, s0.q2.params,
+                                 v.next_obs, v.noise->next_z, B, false, want);
+    best_particles(&cfg, &s0.L, s0.pol.params, s0.q1.params, s0.q2.params, v.next_obs,
+                   v.noise->next_z, B, true, clipped);
     EXPECT(same_floats(v.a_star, want, (size_t)B * D));
     EXPECT_MSG(outside > 0 && !same_floats(want, clipped, (size_t)B * D),
                "the case does not tell the two orders apart (%d chosen coordinates outside)",
@@ -275,7 +261,7 @@ FLAME_TEST(test_flame_r_scores_unclipped) {
         }
     }
     backend_cpu_ops.act(b, v.obs, B, ACT_DETERMINISTIC, 5, acts);
-    best_particles(&s1.L, s1.pol_ema, s1.q1.params, s1.q2.params, v.obs, z, B, Np, N, false, want);
+    best_particles(&cfg, &s1.L, s1.pol_ema, s1.q1.params, s1.q2.params, v.obs, z, B, false, want);
     EXPECT(same_floats(acts, want, (size_t)B * D));
     free(want), free(clipped), free(z), free(acts);
     agent_state_free(&s0);
