@@ -278,7 +278,7 @@ class DrawServer:
 
     def __init__(self, ref_dir, sites):
         self.ref_dir = ref_dir
-        self.sites = sites  # list of dicts: pattern, chain, fn(kind, key, shape, **kw), count
+        self.sites = sites  # dicts: kind, line (regex), chain, fn(key, shape, **kw), count
         self.hits = [0] * len(sites)
         self.saved = {}
 
@@ -300,7 +300,10 @@ class DrawServer:
             if s["kind"] == kind and re.search(s["line"], line) and all(
                     c in chain for c in s.get("chain", ())):
                 self.hits[i] += 1
-                return s["fn"](key, shape, **kw)
+                out = s["fn"](key, shape, **kw)
+                if shape is not None and tuple(out.shape) != tuple(shape):
+                    fail(f"'{line}' asks for shape {tuple(shape)}, the bundle gives {out.shape}")
+                return out
         fail(f"unexpected jax.random.{kind} call at '{line}' in {chain}")
 
     def split(self, key, num=2):
@@ -406,7 +409,8 @@ class Recorder:
 
     def __init__(self, ref_dir, wanted):
         self.ref_dir = ref_dir
-        self.wanted = wanted  # {(file suffix, function): {local: record name}}, optional chain
+        # {(file suffix, function, a caller it must be under or None): {local: record name}}
+        self.wanted = wanted
         self.values = {}
 
     def _store(self, name):
@@ -606,7 +610,8 @@ def set_reference_state(alg, algo, params0, ck, n):
 
 
 def run_reference(mods, ref_dir, algo, cfgtext, ck, nz, n):
-    agent, params0, alg = build_reference(mods, algo, cfgtext)
+    with contextlib.redirect_stdout(open(os.devnull, "w")):  # haiku prints modules at init
+        agent, params0, alg = build_reference(mods, algo, cfgtext)
     set_reference_state(alg, algo, params0, ck, n)
     b = nz["batch"]
     Exp = mods["scripts.experience"].Experience
@@ -635,6 +640,9 @@ def run_reference(mods, ref_dir, algo, cfgtext, ck, nz, n):
         jax.block_until_ready(new_state)
     jax.effects_barrier()
     server.check_counts()
+    missing = [r for names in want.values() for r in names.values() if r not in rec.values]
+    if missing:
+        fail(f"their update did not produce {missing}")
     return agent, params0, alg, new_state, {k: float(v) for k, v in info.items()}, rec.values
 
 
@@ -896,7 +904,7 @@ def main():
             write_golden(path, case, desc, algo, ck_path, c_out, bundle, ck, new_state, rec, info,
                          n, counts, alg)
             print(f"   run.seed={seed}: wrote {path} ({os.path.getsize(path) / 1024:.0f} KiB)")
-            print("   flame (before any change) vs reference, max |diff| / max |ref|:")
+            print("   this flame's update (flame debug update) vs theirs, max |diff| / max |ref|:")
             for name, e in compare_summary(c_out, path):
                 print(f"     {name:28s} {e:.3g}")
             break
