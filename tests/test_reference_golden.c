@@ -365,7 +365,8 @@ FLAME_TEST(test_debug_update_command) {
     ckpt_free(&c2);
 
     /* bad input: exit 2, one line on stderr, nothing written */
-    char bad[7][4096];
+    char bad[8][4096], other[1024];
+    golden_path("flame_m_bk", other, sizeof other);
     snprintf(bad[0], sizeof bad[0], "debug update --out '%s/x.h5'", dir); /* no --ckpt */
     snprintf(bad[1], sizeof bad[1], "debug update --ckpt '%s/none.h5' --out '%s/x.h5'", dir, dir);
     snprintf(bad[2], sizeof bad[2], "debug update --ckpt '%s' --out '%s'", path, out); /* exists */
@@ -377,7 +378,9 @@ FLAME_TEST(test_debug_update_command) {
              "debug update --ckpt '%s' --out '%s/x.h5' --set flow.sample_k=5 --noise '%s'", path,
              dir, path); /* the bundle's dimensions no longer match */
     snprintf(bad[6], sizeof bad[6], "debug frobnicate");
-    for (int i = 0; i < 7; i++) {
+    snprintf(bad[7], sizeof bad[7], "debug update --ckpt '%s' --out '%s/x.h5' --noise '%s'", other,
+             dir, rec); /* the bundle holds update 300, the checkpoint is at 202 */
+    for (int i = 0; i < 8; i++) {
         snprintf(cmd, sizeof cmd, "'%s' %.4000s", bin, bad[i]);
         int rc = run_cmd(cmd, &lines);
         EXPECT_MSG(rc == 2 && lines == 1, "`flame %s`: exit %d, %d stderr lines", bad[i], rc, lines);

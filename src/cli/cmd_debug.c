@@ -57,15 +57,33 @@ static void debug_usage(FILE *f) {
             "  --force         replace existing output files\n");
 }
 
-/* whether an HDF5 file holds the dataset `name` (false when it is not readable) */
-static bool file_has(const char *path, const char *name) {
+/* Whether a noise bundle holds the draws of update n (checked before anything runs or is
+   written), and whether it holds minibatches. */
+static int bundle_covers(const char *path, int64_t n, bool *with_batch) {
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
-        return false;
+        return flame_errorf(FLAME_EINPUT, "%s: cannot open the noise bundle (missing or not HDF5)",
+                            path);
     }
-    bool yes = h5_exists(f, name);
+    int64_t first = 0;
+    hsize_t dims[8] = {0};
+    if (H5Aexists(f, "first_update") > 0) {
+        h5_attr_read_i64(f, "first_update", &first);
+    }
+    int rank = h5_dims(f, "next_z", dims);
+    *with_batch = h5_exists(f, "batch/obs");
     H5Fclose(f);
-    return yes;
+    if (rank < 1) {
+        return flame_errorf(FLAME_EINPUT, "%s: not a noise bundle (no next_z dataset)", path);
+    }
+    if (n < first || n >= first + (int64_t)dims[0]) {
+        return flame_errorf(FLAME_EINPUT,
+                            "%s holds the draws of updates %lld to %lld, the checkpoint is at "
+                            "update %lld; record a bundle from this checkpoint (--record)",
+                            path, (long long)first, (long long)(first + (int64_t)dims[0] - 1),
+                            (long long)n);
+    }
+    return FLAME_OK;
 }
 
 /* the intermediates of the last update, from either backend's debug view */
@@ -267,7 +285,11 @@ static int debug_update(int argc, char **argv) {
         ckpt_free(&ck);
         return cli_fail_last(CMD, FLAME_EINPUT);
     }
-    bool batch_in_bundle = noise && file_has(noise, "batch/obs");
+    bool batch_in_bundle = false;
+    if (noise && bundle_covers(noise, ck.st.updates, &batch_in_bundle) != FLAME_OK) {
+        ckpt_free(&ck);
+        return cli_fail_last(CMD, FLAME_EINPUT);
+    }
     if (!batch_in_bundle && (!ck.has_replay || ck.replay.size < 1)) {
         ckpt_free(&ck);
         return cli_fail(CMD, FLAME_EINPUT,
