@@ -13,7 +13,6 @@
 #include "flame/flow_math.h"
 
 #define SAC_LOG_STD_MIN (-20.0f)
-#define SAC_LOG_STD_MAX 2.0f
 
 static inline const FlameConfig *CFG(const Backend *b) {
     return b->base.cfg;
@@ -33,6 +32,13 @@ __device__ __forceinline__ float log1m_tanh2_d(float p) {
     return 2.0f * (0.69314718f - p - sp);
 }
 
+/* SAC: log N(pre; mu, sigma) of one coordinate, pre = mu + sigma e, minus the tanh log-det unless
+   quirks.sac_log_det = no (backend_cpu.c sac_log_prob) */
+__device__ __forceinline__ double sac_log_prob_d(float e, float ls, float pre, int logdet) {
+    double lp = -0.5 * e * e - 0.91893853320467274 - ls;
+    return logdet ? lp - log1m_tanh2_d(pre) : lp;
+}
+
 static int grid1(long long n, int threads) {
     long long g = (n + threads - 1) / threads;
     if (g > 65535LL * 4) {
@@ -50,20 +56,21 @@ __global__ void adam_kernel(float *p, const float *g, float *m, float *v, long l
                             const double *lr_dev, double b1, double b2, double eps,
                             const int64_t *t_base, int t_off) {
     int64_t t = *t_base + t_off + 1;
-    float bc1 = (float)(1.0 - pow(b1, (double)t));
-    float bc2 = (float)(1.0 - pow(b2, (double)t));
     float fb1 = (float)b1, fb2 = (float)b2, flr = (float)(lr_dev ? *lr_dev : lr),
           feps = (float)eps;
+    float omb1 = (float)(1.0 - b1), omb2 = (float)(1.0 - b2);
+    float bc1 = 1.0f - (float)pow((double)fb1, (double)t);
+    float bc2 = 1.0f - (float)pow((double)fb2, (double)t);
     GRID_LOOP(i, n) {
-        /* the CPU's float operations, without contraction into FMA */
+        /* the CPU's float operations (params.c adam_step), without contraction into FMA */
         float gi = g[i];
-        float mi = __fadd_rn(__fmul_rn(fb1, m[i]), __fmul_rn(1.0f - fb1, gi));
-        float vi = __fadd_rn(__fmul_rn(fb2, v[i]), __fmul_rn(__fmul_rn(1.0f - fb2, gi), gi));
+        float mi = __fadd_rn(__fmul_rn(fb1, m[i]), __fmul_rn(omb1, gi));
+        float vi = __fadd_rn(__fmul_rn(fb2, v[i]), __fmul_rn(omb2, __fmul_rn(gi, gi)));
         m[i] = mi;
         v[i] = vi;
         float mhat = __fdiv_rn(mi, bc1);
         float vhat = __fdiv_rn(vi, bc2);
-        p[i] = __fsub_rn(p[i], __fdiv_rn(__fmul_rn(flr, mhat), __fadd_rn(__fsqrt_rn(vhat), feps)));
+        p[i] = __fsub_rn(p[i], __fmul_rn(flr, __fdiv_rn(mhat, __fadd_rn(__fsqrt_rn(vhat), feps))));
     }
 }
 
@@ -122,13 +129,8 @@ __global__ void flow_step_kernel(float *a, const float *u, long long n, int rect
     }
 }
 
-__global__ void clip_kernel(float *a, long long n) {
-    GRID_LOOP(i, n) {
-        a[i] = clipf_d(a[i], -1.0f, 1.0f);
-    }
-}
-
-/* policy samples from base draws z (rows x D, already scaled) into a */
+/* policy samples from base draws z (rows x D, already scaled) into a, unclipped: best-of-N scores
+   the unclipped samples and clips the chosen one */
 static void policy_sample(Backend *b, const float *P, DSeg s, const float *z, int rows, float *a) {
     const FlameConfig *cfg = CFG(b);
     int D = b->D, N = cfg->flow.sample_steps;
@@ -154,12 +156,10 @@ static void policy_sample(Backend *b, const float *P, DSeg s, const float *z, in
                                                                         (float)N);
             CUDA_CHECK_LAUNCH();
         }
-        clip_kernel<<<grid1(n, 256), 256, 0, b->ctx.stream>>>(a, n);
-        CUDA_CHECK_LAUNCH();
     }
 }
 
-/* per state: best particle by min(Q1, Q2) (first maximum), clipped to out */
+/* per state: best particle by min(Q1, Q2) of the unclipped samples (first maximum), clipped to out */
 __global__ void argmax_kernel(const float *q1, const float *q2, const float *a, int ns, int Np,
                               int D, float *out, float *score, int *best) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -217,14 +217,14 @@ static void best_of_n(Backend *b, const float *P, const float *s, int n, uint32_
 
 /* ------------------------------------------------------------------ act */
 __global__ void sac_act_kernel(const float *o, int rows, int s0, int D, int explore, uint64_t seed,
-                               uint32_t call, float *out) {
+                               uint32_t call, float ls_max, float *out) {
     long long n = (long long)rows * D;
     GRID_LOOP(idx, n) {
         int i = (int)(idx / D), d = (int)(idx % D);
         float mu = o[(size_t)i * 2 * D + d];
         float pre = mu;
         if (explore) {
-            float ls = clipf_d(o[(size_t)i * 2 * D + D + d], SAC_LOG_STD_MIN, SAC_LOG_STD_MAX);
+            float ls = clipf_d(o[(size_t)i * 2 * D + D + d], SAC_LOG_STD_MIN, ls_max);
             pre += expf(ls) * rng_normal(seed, RNG_STREAM_ACT_NOISE, call, (uint32_t)(s0 + i),
                                          (uint32_t)d);
         }
@@ -254,7 +254,8 @@ void cuda_stage_act(Backend *b, const float *d_obs, int n, ActMode mode, uint32_
                                             dseg(d_obs + (size_t)s0 * S, S, S, 1), rows, &b->fw,
                                             false);
             sac_act_kernel<<<grid1((long long)rows * D, 256), 256, 0, b->ctx.stream>>>(
-                o, rows, s0, D, mode == ACT_EXPLORE, b->seed, call, d_out);
+                o, rows, s0, D, mode == ACT_EXPLORE, b->seed, call,
+                (float)cfg->quirks.sac_log_std_max, d_out);
             CUDA_CHECK_LAUNCH();
         }
         return;
@@ -286,7 +287,7 @@ __global__ void next_action_kernel(const float *a_star, int B, int D, const floa
 
 /* SAC: a' = tanh(mu + sigma eps), H = -log pi(a'|s') per row */
 __global__ void sac_next_kernel(const float *o, int B, int D, uint64_t seed, const DevScalars *sc,
-                                float *next_a, float *ent) {
+                                float ls_max, int logdet, float *next_a, float *ent) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= B) {
         return;
@@ -295,11 +296,11 @@ __global__ void sac_next_kernel(const float *o, int B, int D, uint64_t seed, con
     double lp = 0;
     for (int d = 0; d < D; d++) {
         float mu = o[(size_t)i * 2 * D + d];
-        float ls = clipf_d(o[(size_t)i * 2 * D + D + d], SAC_LOG_STD_MIN, SAC_LOG_STD_MAX);
+        float ls = clipf_d(o[(size_t)i * 2 * D + D + d], SAC_LOG_STD_MIN, ls_max);
         float e = rng_normal(seed, RNG_STREAM_NEXT_Z, step, (uint32_t)i, (uint32_t)d);
         float pre = mu + expf(ls) * e;
         next_a[(size_t)i * D + d] = tanhf(pre);
-        lp += -0.5 * e * e - 0.91893853320467274 - ls - log1m_tanh2_d(pre);
+        lp += sac_log_prob_d(e, ls, pre, logdet);
     }
     ent[i] = (float)-lp;
 }
@@ -334,8 +335,9 @@ void cuda_stage_critic_target(Backend *b) {
     if (cfg->algo == ALGO_SAC) {
         const float *o = dgauss_forward(&b->ctx, &b->L, Ppol, dseg(b->next_obs, S, S, 1), B,
                                         &b->fw, false);
-        sac_next_kernel<<<cdiv(B, 128), 128, 0, b->ctx.stream>>>(o, B, D, b->seed, b->sc,
-                                                                 b->next_a, b->ent);
+        sac_next_kernel<<<cdiv(B, 128), 128, 0, b->ctx.stream>>>(
+            o, B, D, b->seed, b->sc, (float)cfg->quirks.sac_log_std_max,
+            cfg->quirks.sac_log_det == TRI_YES, b->next_a, b->ent);
         CUDA_CHECK_LAUNCH();
     } else {
         const float *P = cfg->quirks.next_action_policy == NEXTPOL_EMA ? b->pol_ema : Ppol;
@@ -841,8 +843,8 @@ static void q_term(Backend *b, float *G, float weight) {
 
 /* SAC actor */
 __global__ void sac_actor_prep_kernel(const float *o, int B, int D, uint64_t seed,
-                                      const DevScalars *sc, float *a, float *sig_e, float *logpi,
-                                      double *acc) {
+                                      const DevScalars *sc, float ls_max, int logdet, float *a,
+                                      float *sig_e, float *logpi, double *acc) {
     __shared__ double sh[32];
     uint32_t step = (uint32_t)sc->n;
     double lp_sum = 0;
@@ -851,12 +853,12 @@ __global__ void sac_actor_prep_kernel(const float *o, int B, int D, uint64_t see
         for (int d = 0; d < D; d++) {
             size_t j = (size_t)i * D + d;
             float mu = o[(size_t)i * 2 * D + d];
-            float ls = clipf_d(o[(size_t)i * 2 * D + D + d], SAC_LOG_STD_MIN, SAC_LOG_STD_MAX);
+            float ls = clipf_d(o[(size_t)i * 2 * D + D + d], SAC_LOG_STD_MIN, ls_max);
             float e = rng_normal(seed, RNG_STREAM_SAC_EPS, step, (uint32_t)i, (uint32_t)d);
             sig_e[j] = expf(ls) * e;
             float pre = mu + sig_e[j];
             a[j] = tanhf(pre);
-            lp += -0.5 * e * e - 0.91893853320467274 - ls - log1m_tanh2_d(pre);
+            lp += sac_log_prob_d(e, ls, pre, logdet);
         }
         logpi[i] = (float)lp;
         lp_sum += lp;
@@ -884,15 +886,16 @@ __global__ void sac_choose_kernel(const float *q1, const float *q2, int B, float
 }
 
 __global__ void sac_dout_kernel(const float *o, const float *a, const float *sig_e, const float *da,
-                                const float *da2, int B, int D, const float *alpha3, float *dout) {
+                                const float *da2, int B, int D, const float *alpha3, float ls_max,
+                                float c_ld, float *dout) {
     float alpha = expf(alpha3[0]);
     long long n = (long long)B * D;
     GRID_LOOP(j, n) {
         int i = (int)(j / D), d = (int)(j % D);
         float av = a[j], dqa = da[j] + da2[j];
-        float dpre = (2.0f * alpha * av - dqa * (1.0f - av * av)) / (float)B;
+        float dpre = (c_ld * alpha * av - dqa * (1.0f - av * av)) / (float)B;
         float raw = o[(size_t)i * 2 * D + D + d];
-        bool inside = raw >= SAC_LOG_STD_MIN && raw <= SAC_LOG_STD_MAX;
+        bool inside = raw >= SAC_LOG_STD_MIN && raw <= ls_max;
         dout[(size_t)i * 2 * D + d] = dpre;
         dout[(size_t)i * 2 * D + D + d] = inside ? (-alpha / (float)B + dpre * sig_e[j]) : 0.0f;
     }
@@ -907,12 +910,15 @@ __global__ void sac_finish_kernel(const double *acc, int B, const float *alpha3,
 }
 
 static void sac_actor(Backend *b, float *G) {
+    const FlameConfig *cfg = CFG(b);
     const float *P = blob_params(b->pol, b->np);
     int B = b->B, D = b->D, S = b->S;
     cudaStream_t st = b->ctx.stream;
+    float ls_max = (float)cfg->quirks.sac_log_std_max;
+    int logdet = cfg->quirks.sac_log_det == TRI_YES;
     const float *o = dgauss_forward(&b->ctx, &b->L, P, dseg(b->obs, S, S, 1), B, &b->fw, true);
-    sac_actor_prep_kernel<<<1, 256, 0, st>>>(o, B, D, b->seed, b->sc, b->a_rep, b->tan_rep,
-                                             b->logpi, b->acc);
+    sac_actor_prep_kernel<<<1, 256, 0, st>>>(o, B, D, b->seed, b->sc, ls_max, logdet, b->a_rep,
+                                             b->tan_rep, b->logpi, b->acc);
     CUDA_CHECK_LAUNCH();
     dcritic_forward2(&b->ctx, &b->L, blob_params(b->q1, b->nq), blob_params(b->q2, b->nq),
                      dseg(b->obs, S, S, 1), dseg(b->a_rep, D, D, 1), B, &b->q1w, &b->q2w, true);
@@ -921,9 +927,9 @@ static void sac_actor(Backend *b, float *G) {
     CUDA_CHECK_LAUNCH();
     dcritic_backward(&b->ctx, &b->L, blob_params(b->q1, b->nq), NULL, &b->q1w, b->dq1, B, b->da);
     dcritic_backward(&b->ctx, &b->L, blob_params(b->q2, b->nq), NULL, &b->q2w, b->dq2, B, b->da2);
-    sac_dout_kernel<<<grid1((long long)B * D, 256), 256, 0, st>>>(o, b->a_rep, b->tan_rep, b->da,
-                                                                  b->da2, B, D, b->alpha3,
-                                                                  b->dout2);
+    sac_dout_kernel<<<grid1((long long)B * D, 256), 256, 0, st>>>(
+        o, b->a_rep, b->tan_rep, b->da, b->da2, B, D, b->alpha3, ls_max, logdet ? 2.0f : 0.0f,
+        b->dout2);
     CUDA_CHECK_LAUNCH();
     dgauss_backward(&b->ctx, &b->L, P, G, &b->fw, b->dout2, B);
     sac_finish_kernel<<<1, 1, 0, st>>>(b->acc, B, b->alpha3, b->met);
@@ -987,16 +993,17 @@ __global__ void alpha_kernel(float *alpha3, const float *ent, const float *logpi
     }
     float gf = (float)g;
     int64_t t = *t_base + t_off + 1;
-    float bc1 = (float)(1.0 - pow(b1, (double)t));
-    float bc2 = (float)(1.0 - pow(b2, (double)t));
     float fb1 = (float)b1, fb2 = (float)b2, flr = (float)lr, feps = (float)eps;
-    float mi = __fadd_rn(__fmul_rn(fb1, alpha3[1]), __fmul_rn(1.0f - fb1, gf));
-    float vi = __fadd_rn(__fmul_rn(fb2, alpha3[2]), __fmul_rn(__fmul_rn(1.0f - fb2, gf), gf));
+    float omb1 = (float)(1.0 - b1), omb2 = (float)(1.0 - b2);
+    float bc1 = 1.0f - (float)pow((double)fb1, (double)t);
+    float bc2 = 1.0f - (float)pow((double)fb2, (double)t);
+    float mi = __fadd_rn(__fmul_rn(fb1, alpha3[1]), __fmul_rn(omb1, gf));
+    float vi = __fadd_rn(__fmul_rn(fb2, alpha3[2]), __fmul_rn(omb2, __fmul_rn(gf, gf)));
     alpha3[1] = mi;
     alpha3[2] = vi;
     float mhat = __fdiv_rn(mi, bc1), vhat = __fdiv_rn(vi, bc2);
     alpha3[0] =
-        __fsub_rn(alpha3[0], __fdiv_rn(__fmul_rn(flr, mhat), __fadd_rn(__fsqrt_rn(vhat), feps)));
+        __fsub_rn(alpha3[0], __fmul_rn(flr, __fdiv_rn(mhat, __fadd_rn(__fsqrt_rn(vhat), feps))));
 }
 
 void cuda_stage_alpha_step(Backend *b, int t_offset) {

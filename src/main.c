@@ -34,6 +34,7 @@ static const Command commands[] = {
     {"export-replay", cmd_export_replay, "write a run's replay buffer as a D4RL dataset"},
     {"render", cmd_render, "render a policy's episodes as a video or PNG frames"},
     {"bench", cmd_bench, "benchmarks: kernels, update, act, env, e2e"},
+    {"debug", cmd_debug, "replay one update from a checkpoint with every intermediate"},
     {"envs", cmd_envs, "list the environment ids with their dimensions"},
     {"info", cmd_info, "version, commit, backends, CUDA devices, CPU, BLAS and its core"},
 };

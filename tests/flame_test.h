@@ -10,6 +10,8 @@
  * A failing FLAME_CHECK inside library code fails the running test (fatal hook) instead of exiting 1.
  * flame_test_run() runs a command (the flame binary of $FLAME_BIN) and keeps its output.
  * GPU tests call flame_require_gpu() first: it returns 77 (CTest SKIP_RETURN_CODE) without a device.
+ * Every test runs the OpenBLAS core the flame binary runs (blas_core.h, chosen before main), so a
+ * test and a flame command it starts compute bitwise alike, at the CPU's speed.
  */
 #ifndef FLAME_TEST_H
 #define FLAME_TEST_H
@@ -21,6 +23,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "flame/blas_core.h"
 #include "flame/check.h"
 
 static int flame_test_failures = 0;
@@ -31,6 +34,12 @@ static jmp_buf flame_test_jmp;
 static int flame_test_jmp_armed = 0;
 
 #define FLAME_TEST(name) static void name(void)
+
+/* glibc passes main's arguments to constructors; blas_core_select re-executes at most once */
+__attribute__((constructor)) static void flame_test_blas_core(int argc, char **argv) {
+    (void)argc;
+    blas_core_select(argv);
+}
 
 static inline void flame_test_fatal_hook(const char *msg) {
     fprintf(stderr, "  FAIL [%s] fatal error inside the code under test: %s\n", flame_test_current,

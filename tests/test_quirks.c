@@ -2,7 +2,8 @@
  * test_quirks.c: each quirk switch of the reference-vs-consistent compat layer changes exactly the
  * quantity it names. Two backends with the same seed (same networks, replay and draws) run one
  * update that differs only in the switch; the test checks the named quantity against its formula
- * and that the quantities it must not touch are bitwise equal.
+ * and that the quantities it must not touch are bitwise equal. FLAME-M's switches and the SAC
+ * baseline's (quirks.sac_*), and what `compat` resolves them to.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -239,6 +240,117 @@ FLAME_TEST(test_multistep_scale) {
     done(&r1), done(&c1), done(&r2), done(&c2);
 }
 
+/* ---- the reference code's SAC baseline (quirks.sac_*) */
+static void run_sac(Run *r, void (*setup)(FlameConfig *), void (*state)(AgentState *)) {
+    small_config(&r->cfg, ALGO_SAC, COMPAT_REFERENCE);
+    setup(&r->cfg);
+    r->b = make_backend(&r->cfg, 4, 2, 200);
+    if (state) {
+        AgentState st;
+        agent_state_init(&st, &r->cfg, 4, 2);
+        backend_cpu_ops.get_state(r->b, &st);
+        state(&st);
+        backend_cpu_ops.set_state(r->b, &st);
+        agent_state_free(&st);
+    }
+    update_step(&backend_cpu_ops, r->b);
+    backend_cpu_debug(r->b, &r->v);
+}
+
+static void set_logdet_yes(FlameConfig *c) {
+    c->quirks.sac_log_det = TRI_YES;
+}
+static void set_logdet_no(FlameConfig *c) {
+    c->quirks.sac_log_det = TRI_NO;
+}
+
+FLAME_TEST(test_sac_log_det) {
+    /* log pi(a'|s') with and without -sum log(1 - tanh(pre)^2): the same a', entropies apart by
+       exactly that sum, the TD target apart by gamma alpha times it */
+    Run y, n;
+    run_sac(&y, set_logdet_yes, NULL);
+    run_sac(&n, set_logdet_no, NULL);
+    int B = y.v.B, D = y.v.D;
+    EXPECT(same(y.v.next_a, n.v.next_a, (size_t)B * D));
+    for (int i = 0; i < B; i++) {
+        double ld = 0;
+        for (int d = 0; d < D; d++) {
+            double a = y.v.next_a[i * D + d];
+            ld += log(1.0 - a * a);
+        }
+        /* log pi(a') = log N(pre) - sum log(1 - a'^2) with the log-det, so H = -log pi is
+           lower by -sum log(1 - a'^2) > 0 */
+        EXPECT_NEAR_Q("entropy difference", y.v.ent[i] - n.v.ent[i], ld, 1e-5, 1e-4);
+    }
+    EXPECT(!same(y.v.y, n.v.y, (size_t)B));
+    done(&y), done(&n);
+}
+
+/* the policy's raw log std = 1.2 in every coordinate: zero weights into the log-std half of the
+   output layer, bias 1.2 */
+static void raw_log_std_12(AgentState *st) {
+    const Mlp *m = &st->L.pol_trunk;
+    int l = m->n_layers - 1, in = m->dims[l], D = st->L.act_dim;
+    float *w = st->pol.params + m->w_off[l], *bias = st->pol.params + m->b_off[l];
+    for (int o = D; o < 2 * D; o++) {
+        memset(w + (size_t)o * in, 0, (size_t)in * sizeof(float));
+        bias[o] = 1.2f;
+    }
+}
+static void set_lsmax_05(FlameConfig *c) {
+    c->quirks.sac_log_std_max = 0.5;
+}
+static void set_lsmax_2(FlameConfig *c) {
+    c->quirks.sac_log_std_max = 2.0;
+}
+static void set_lsmax_10(FlameConfig *c) {
+    c->quirks.sac_log_std_max = 10.0;
+}
+
+FLAME_TEST(test_sac_log_std_max) {
+    Run a, b, c;
+    run_sac(&a, set_lsmax_05, raw_log_std_12);
+    run_sac(&b, set_lsmax_2, raw_log_std_12);
+    run_sac(&c, set_lsmax_10, raw_log_std_12);
+    int B = a.v.B, D = a.v.D, Np = a.v.Np;
+    /* above the raw 1.2 the bound does nothing */
+    EXPECT(same(b.v.next_a, c.v.next_a, (size_t)B * D) && same(b.v.ent, c.v.ent, (size_t)B));
+    EXPECT(!same(a.v.next_a, b.v.next_a, (size_t)B * D));
+    /* at 0.5 every log std is clipped: -log pi = sum (e^2 / 2 + log sqrt(2 pi) + 0.5) without the
+       log-det (reference) */
+    for (int i = 0; i < B; i++) {
+        double h = 0;
+        for (int d = 0; d < D; d++) {
+            double e = a.v.noise->next_z[(size_t)i * Np * D + d];
+            h += 0.5 * e * e + 0.91893853320467274 + 0.5;
+        }
+        EXPECT_NEAR_Q("clipped entropy", a.v.ent[i], h, 1e-5, 1e-5);
+    }
+    done(&a), done(&b), done(&c);
+}
+
+FLAME_TEST(test_sac_alpha_init) {
+    /* reference: log alpha starts at 1 (alpha = e) whatever alpha.init; consistent: log 0.3; a
+       SAC-only switch (FLAME starts from alpha.init) */
+    struct {
+        int algo, quirk;
+        float want;
+    } c[3] = {{ALGO_SAC, QUIRK_REFERENCE, 1.0f},
+              {ALGO_SAC, QUIRK_CONSISTENT, (float)log(0.3)},
+              {ALGO_FLAME_M, QUIRK_REFERENCE, (float)log(0.3)}};
+    for (int k = 0; k < 3; k++) {
+        FlameConfig cfg;
+        small_config(&cfg, c[k].algo, COMPAT_REFERENCE);
+        cfg.alpha.init = 0.3;
+        cfg.quirks.sac_alpha_init = c[k].quirk;
+        config_resolve(&cfg);
+        AgentState st;
+        agent_state_init(&st, &cfg, 4, 2);
+        EXPECT_MSG(st.log_alpha == c[k].want, "case %d: log alpha %g", k, st.log_alpha);
+        agent_state_free(&st);
+    }
+}
+
 FLAME_TEST(test_compat_presets) {
     /* compat resolves every quirk; explicit quirk keys override the preset */
     FlameConfig c;
@@ -266,6 +378,31 @@ FLAME_TEST(test_compat_presets) {
     EXPECT(c.quirks.clip_noisy_action == TRI_YES && c.quirks.critic_double_step == TRI_NO &&
            c.quirks.softmax_temp == TEMP_ALPHA && c.entropy.estimator == ENT_ODE &&
            c.flow.sample_steps == 20 && c.entropy.steps == 20);
+    /* FLAME: delayed actor and targets, decaying actor learning rate */
+    EXPECT(c.update.policy_delay == 2 && c.update.target_delay == 2 &&
+           c.optim.actor_lr_end == 3e-5);
+    /* SAC, reference: the authors' baseline; consistent: textbook SAC. Both step actor, targets
+       and alpha every update with a constant actor learning rate */
+    for (int compat = 0; compat < 2; compat++) {
+        config_defaults(&c);
+        c.algo = ALGO_SAC;
+        c.compat = compat;
+        config_resolve(&c);
+        bool ref = compat == COMPAT_REFERENCE;
+        EXPECT(c.quirks.sac_log_det == (ref ? TRI_NO : TRI_YES));
+        EXPECT(c.quirks.sac_log_std_max == (ref ? 0.5 : 2.0));
+        EXPECT(c.quirks.sac_alpha_init == (ref ? QUIRK_REFERENCE : QUIRK_CONSISTENT));
+        EXPECT(c.update.policy_delay == 1 && c.update.target_delay == 1 && c.alpha.delay == 1);
+        EXPECT(c.optim.actor_lr_end == c.optim.actor_lr && c.alpha.lr == 3e-4);
+        EXPECT(c.alpha.target_entropy_scale == 1.0 && c.net.activation == ACT_GELU);
+        EXPECT(c.update.reward_scale == 0.2 && c.update.gamma == 0.99 && c.update.tau == 0.005);
+    }
+    /* explicit delays win over the presets */
+    config_defaults(&c);
+    c.algo = ALGO_SAC;
+    c.update.policy_delay = 3;
+    config_resolve(&c);
+    EXPECT(c.update.policy_delay == 3 && c.update.target_delay == 1);
 }
 
 int main(void) {
@@ -277,6 +414,9 @@ int main(void) {
     RUN_TEST(test_weights_after_critic_step);
     RUN_TEST(test_next_action_policy);
     RUN_TEST(test_multistep_scale);
+    RUN_TEST(test_sac_log_det);
+    RUN_TEST(test_sac_log_std_max);
+    RUN_TEST(test_sac_alpha_init);
     RUN_TEST(test_compat_presets);
     return flame_test_report();
 }

@@ -111,4 +111,41 @@ static const double TOL_UPDATE_DISPLACEMENT = 0.05;
 static const double TOL_UPDATE_DISPLACEMENT_TF32 = 0.25;
 static const FlameTol TOL_UPDATE_LOSS_TF32 = {5e-3, 5e-2};
 
+/* ---- golden parity with the authors' reference update (tests/test_reference_golden.c, CPU;
+   tests/gpu/test_golden_cuda.c, CUDA). Our CPU update and the reference's jitted XLA CPU update run
+   on identical inputs, parameters, Adam state and draws; they differ by
+     (f) summation order: OpenBLAS's blocked GEMMs and our double-precision reductions against
+         Eigen's GEMMs and XLA's float32 reduction trees;
+     (g) XLA's code generation: a*b+c contracted into FMA (Adam's moments, the noisy actions, the
+         time mapping) and its own exp/log/tanh/erf approximations; mish is x tanh(softplus x)
+         there, our single-exp form here (activation.h);
+   each ~1e-7 relative per operation. Through three 32-wide layers, the best-of-N choice, the
+   softmax over K candidates and the entropy estimator's JVPs a value moves by ~1e-6 of its scale
+   (measured: <= 1.7e-6). Comparisons take atol times the quantity's largest |ref| (its scale). */
+/* values: TD target, next action, best particle, entropy, noisy action, times, candidate weights,
+   v-bar, log pi: about 5x the measured error */
+static const FlameTol TOL_GOLDEN_VALUE = {1e-5, 1e-5};
+/* gradients: sums over the 64 batch rows of products of such values; the per-element relative
+   error of small entries is large, so elements are held to atol x the tensor's largest |ref| */
+static const FlameTol TOL_GOLDEN_GRAD = {2e-5, 1e-3};
+/* Adam moments after the step: m takes 0.1 g and v 0.001 g^2 on top of the same stored moments,
+   so they inherit the gradient's error scaled down */
+static const FlameTol TOL_GOLDEN_MOMENT = {1e-5, 1e-4};
+/* parameters, EMA policy and target critics, by the update's change: |ours - ref| <= atol x the
+   tensor's largest change (~lr) + rtol |ref|, rtol = 2 float ulps for the rounding of the stored
+   parameter itself (a step of 3e-4 on a weight of 0.3 is resolved to 1e-4 of itself) */
+static const FlameTol TOL_GOLDEN_STEP = {1e-5, 2.4e-7};
+/* scalars: losses (double means of fp32 terms), log alpha, alpha: relative */
+static const FlameTol TOL_GOLDEN_SCALAR = {1e-5, 0};
+/* The CUDA backend on the same files: the CPU's differences above plus (a)-(d) of the CUDA
+   parity tests (cuBLAS / fused-kernel GEMM order, device libm, FMA contraction in element-wise
+   kernels, block reductions), whose stage tolerances above are 5-20x the CPU's golden ones; the
+   same factor here (not yet measured on a GPU). The best-of-N choices must still agree: the
+   generator keeps every row's two best particles 2e-5 apart (relative). */
+static const FlameTol TOL_GOLDEN_CUDA_VALUE = {1e-4, 1e-4};
+static const FlameTol TOL_GOLDEN_CUDA_GRAD = {2e-4, 2e-3};
+static const FlameTol TOL_GOLDEN_CUDA_MOMENT = {1e-4, 1e-3};
+static const FlameTol TOL_GOLDEN_CUDA_STEP = {1e-4, 2.4e-7};
+static const FlameTol TOL_GOLDEN_CUDA_SCALAR = {1e-4, 0};
+
 #endif

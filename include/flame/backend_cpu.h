@@ -19,9 +19,12 @@ typedef struct {
     const float *y;                                  /* TD targets (B) */
     const float *ent;                                /* H(s') (B) */
     const float *next_a;                             /* a' (B x D) */
+    const float *a_star;                             /* best particle before noise (B x D) */
     const float *x, *r, *t;                          /* noisy actions (B x D), times (B) */
     const float *w;                                  /* candidate weights (B x K) */
     const float *vbar;                               /* weighted tangent (B x D) */
+    const float *ess;                                /* effective sample size per row (B) */
+    const float *logpi;                              /* SAC: log pi of the actor sample (B) */
     const UpdateNoise *noise;                        /* the update's draws */
     const AgentState *state;
 } CpuDebugView;

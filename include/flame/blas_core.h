@@ -30,6 +30,10 @@
 
 #define BLAS_CORE_MARKER "FLAME_BLAS_CORE_DETECTED"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum {
     BLAS_CORE_NOT_OPENBLAS, /* another CBLAS: no core to report */
     BLAS_CORE_LIBRARY,      /* OpenBLAS chose the core itself */
@@ -62,5 +66,9 @@ HostSimd blas_core_simd(const char *core);
 /* One line for `flame info`, bench headers and run logs, e.g. "SkylakeX (AVX-512; chosen by flame:
    OpenBLAS picked Prescott (SSE) on this AVX-512 CPU; OPENBLAS_CORETYPE overrides)". */
 void blas_core_describe(char *out, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -10,9 +10,9 @@
  * `flame export-replay`).
  *
  * defines: cmd_train cmd_eval cmd_rollout cmd_export_replay cmd_render cmd_bench cmd_envs
- *          cmd_info cli_fail cli_fail_last cli_load_config cli_parse_backend cli_parse_int
- *          CliPolicy cli_policy_open cli_policy_close CliDatasetInfo cli_dataset_info_init
- *          cli_dataset_info_checkpoint cli_dataset_info_free
+ *          cmd_info cmd_debug cli_fail cli_fail_last cli_load_config cli_parse_backend
+ *          cli_parse_int CliPolicy cli_policy_open cli_policy_close CliDatasetInfo
+ *          cli_dataset_info_init cli_dataset_info_checkpoint cli_dataset_info_free
  */
 #ifndef FLAME_CLI_H
 #define FLAME_CLI_H
@@ -34,6 +34,7 @@ int cmd_render(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_envs(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_debug(int argc, char **argv);
 
 /* Prints "flame <cmd>: <message>" to stderr and returns `code`. */
 int cli_fail(const char *cmd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -90,8 +90,8 @@ typedef enum { NEXTPOL_AUTO, NEXTPOL_ONLINE, NEXTPOL_EMA } FlameNextPolicy;
     X(update, gamma, FLOAT, "0.99", 0, 1, none, "discount")                                     \
     X(update, tau, FLOAT, "0.005", 0, 1, none, "Polyak rate of target critics and the EMA policy") \
     X(update, reward_scale, FLOAT, "0.2", 0, 1e6, none, "reward multiplier in the TD target")     \
-    X(update, policy_delay, INT, "2", 1, 1000000, none, "actor step every this many updates")   \
-    X(update, target_delay, INT, "2", 1, 1000000, none, "Polyak averaging every this many updates")
+    X(update, policy_delay, INT, "0", 0, 1000000, none, "actor step every this many updates (0: 2 for FLAME, 1 for SAC)") \
+    X(update, target_delay, INT, "0", 0, 1000000, none, "Polyak averaging every this many updates (0: 2 for FLAME, 1 for SAC)")
 
 #define FLAME_CFG_NET(X)                                                                           \
     X(net, hidden, INT, "256", 1, 65536, none, "hidden width of policy and critics")            \
@@ -116,7 +116,7 @@ typedef enum { NEXTPOL_AUTO, NEXTPOL_ONLINE, NEXTPOL_EMA } FlameNextPolicy;
 #define FLAME_CFG_OPTIM(X)                                                                         \
     X(optim, critic_lr, FLOAT, "3e-4", 0, 10, none, "critic Adam learning rate")                 \
     X(optim, actor_lr, FLOAT, "3e-4", 0, 10, none, "actor Adam learning rate (start)")           \
-    X(optim, actor_lr_end, FLOAT, "3e-5", 0, 10, none, "actor learning rate after the linear decay") \
+    X(optim, actor_lr_end, AFLOAT, "auto", 0, 10, none, "actor learning rate after the linear decay (auto: 3e-5 for FLAME, optim.actor_lr for SAC)") \
     X(optim, actor_lr_decay_begin, I64, "25000", 0, 1e12, none, "actor optimiser step where the decay begins") \
     X(optim, actor_lr_decay_end, I64, "75000", 0, 1e12, none, "actor optimiser step where the decay ends") \
     X(optim, beta1, FLOAT, "0.9", 0, 0.999999, none, "Adam beta1")                               \
@@ -146,7 +146,10 @@ typedef enum { NEXTPOL_AUTO, NEXTPOL_ONLINE, NEXTPOL_EMA } FlameNextPolicy;
     X(quirks, clip_noisy_action, ENUM, "auto", 0, 0, tri, "clip the noisy action x to [-1,1] before the posterior (flame-r: yes)") \
     X(quirks, multistep_scale, ENUM, "auto", 0, 0, quirk, "few-step MeanFlow sampler: reference (no 1/N factor) or consistent") \
     X(quirks, next_action_policy, ENUM, "auto", 0, 0, next_policy, "policy of the TD target's next action: online (code) or ema") \
-    X(quirks, weights_after_critic_step, ENUM, "auto", 0, 0, tri, "score candidates with the once-updated critics (flame-m code)")
+    X(quirks, weights_after_critic_step, ENUM, "auto", 0, 0, tri, "score candidates with the once-updated critics (flame-m code)") \
+    X(quirks, sac_log_det, ENUM, "auto", 0, 0, tri, "sac: log pi with the tanh log-det correction (reference code: no)") \
+    X(quirks, sac_log_std_max, AFLOAT, "auto", -19, 20, none, "sac: upper clip of the policy's log std (auto: 0.5 reference code, 2 consistent)") \
+    X(quirks, sac_alpha_init, ENUM, "auto", 0, 0, quirk, "sac: initial log alpha: reference (1, i.e. alpha = e) or consistent (log alpha.init)")
 
 #define FLAME_CFG_BACKEND(X)                                                                       \
     X(backend, type, ENUM, "auto", 0, 0, backend, "auto (cuda when a device exists), cpu, cuda") \

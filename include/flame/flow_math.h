@@ -36,9 +36,11 @@ FLAME_HD static inline void flow_posterior_bounds(double x, double t, double sd0
     }
 }
 
-/* The candidate action a-hat from x, t and the draw e. */
+/* The candidate action a-hat from x, t and the draw e. The reference convention evaluates
+   (1/t) x - ((1-t)/t) e with the reference code's float operations, which for small t (a 1/t of
+   hundreds) rounds differently from (x - (1-t) e) / t by up to ~1e-4. */
 FLAME_HD static inline float flow_candidate(float x, float t, float e, float sd0, int consistent) {
-    return consistent ? (x - t * sd0 * e) / (1.0f - t) : (x - (1.0f - t) * e) / t;
+    return consistent ? (x - t * sd0 * e) / (1.0f - t) : (1.0f / t) * x - ((1.0f - t) / t) * e;
 }
 
 /* log|det(A)| of a row-major n x n matrix by LU with partial pivoting (A is overwritten). */

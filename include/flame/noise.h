@@ -6,7 +6,8 @@
  * can instead take its draws from an HDF5 file, e.g. to replay one update of the authors' reference
  * implementation on identical inputs, and a run can record its draws to such a file.
  *
- * File layout (all float32; N = number of updates in the file; update n reads index n):
+ * File layout (all float32; N = number of updates in the file; update n reads index
+ * n - first_update):
  *   next_z    (N, B, Np, D)  standard normals of the next-action particles (times flow.base_std)
  *   next_xi   (N, B, D)      standard normals of the next action's exploration noise
  *   ent_z     (N, B, D)      standard normals of the entropy estimator's base draws
@@ -19,7 +20,8 @@
  *   sac_eps   (N, B, D)      standard normals of SAC's reparameterised actor sample
  *   optional batch/obs (N,B,S), batch/act (N,B,D), batch/rew (N,B), batch/next_obs (N,B,S),
  *            batch/done (N,B): the minibatch itself instead of a replay sample.
- * Root attributes: B, D, K, Np, P, S (int64).
+ * Root attributes: B, D, K, Np, P, S (int64); first_update (int64, optional, 0 when absent): the
+ * update index of the file's first entry (a recording started at update 300 holds update 300 first).
  *
  * defines: UpdateNoise NoiseFile FLAME_NOISE_ARRAYS noise_alloc noise_free noise_fill_philox
  *          noise_file_open noise_file_read noise_file_create noise_file_append noise_file_close
@@ -67,10 +69,13 @@ typedef struct NoiseFile NoiseFile;
 
 /* Opens a bundle for reading and checks its dimensions against (B, S, D, K, Np, P). */
 int noise_file_open(const char *path, const UpdateNoise *shape, NoiseFile **out);
-/* Loads update `index` into n (and its batch, when the file holds one). */
-int noise_file_read(NoiseFile *f, int64_t index, UpdateNoise *n);
-/* Creates a bundle for writing (with_batch: also store each update's minibatch). */
-int noise_file_create(const char *path, const UpdateNoise *shape, bool with_batch, NoiseFile **out);
+/* Loads the draws of update `update` (file index update - first_update) into n (and its batch,
+   when the file holds one). */
+int noise_file_read(NoiseFile *f, int64_t update, UpdateNoise *n);
+/* Creates a bundle for writing whose first entry will be update `first_update` (with_batch: also
+   store each update's minibatch). */
+int noise_file_create(const char *path, const UpdateNoise *shape, bool with_batch,
+                      int64_t first_update, NoiseFile **out);
 /* Appends one update's draws (and batch). */
 int noise_file_append(NoiseFile *f, const UpdateNoise *n);
 int64_t noise_file_count(const NoiseFile *f);

@@ -51,7 +51,9 @@ void param_blob_alloc(ParamBlob *b, const ParamTable *t);
 void param_blob_free(ParamBlob *b);
 
 /* One Adam step (optax semantics: eps outside the square root, bias correction with step t >= 1):
-   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps). */
+   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr * ((m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)),
+   in float with optax's constants: 1 - b computed in double and rounded (optax's Python floats),
+   b^t the power of b rounded to float (optax raises the float32 decay to the step count). */
 void adam_step(float *p, const float *g, float *m, float *v, size_t n, double lr, double b1,
                double b2, double eps, int64_t t);
 

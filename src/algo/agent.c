@@ -64,7 +64,9 @@ void agent_state_init(AgentState *a, const FlameConfig *cfg, int obs_dim, int ac
     memcpy(a->pol_ema, a->pol.params, np * sizeof(float));
     memcpy(a->q1_targ, a->q1.params, nq * sizeof(float));
     memcpy(a->q2_targ, a->q2.params, nq * sizeof(float));
-    a->log_alpha = (float)log(cfg->alpha.init);
+    /* the reference code's SAC starts at log alpha = 1 (alpha = e) whatever the initial value */
+    bool sac_ref = cfg->algo == ALGO_SAC && cfg->quirks.sac_alpha_init == QUIRK_REFERENCE;
+    a->log_alpha = sac_ref ? 1.0f : (float)log(cfg->alpha.init);
 }
 
 void agent_state_free(AgentState *a) {

@@ -21,7 +21,6 @@
 #include "flame/rng.h"
 
 #define SAC_LOG_STD_MIN (-20.0f)
-#define SAC_LOG_STD_MAX 2.0f
 
 struct Backend {
     BackendBase base;
@@ -152,14 +151,15 @@ static void cpu_destroy(Backend *b) {
 int backend_cpu_record_noise(Backend *b, const char *path, bool with_batch) {
     noise_file_close(b->noise_rec);
     b->noise_rec = NULL;
-    return noise_file_create(path, &b->nz, with_batch, &b->noise_rec);
+    return noise_file_create(path, &b->nz, with_batch, b->base.counters.updates, &b->noise_rec);
 }
 
 /* ------------------------------------------------------------------ sampling helpers */
 
 /* Policy samples for `rows` rows from base draws z (already scaled): FLAME-M N-step MeanFlow
-   (z <- z - c u(z, tau-1/N, tau), c = 1 as in the reference code or 1/N), FLAME-R N Euler steps
-   clipped to the box. The result (rows x D) is written to `a`. */
+   (z <- z - c u(z, tau-1/N, tau), c = 1 as in the reference code or 1/N), FLAME-R N Euler steps.
+   The result (rows x D) is written to `a`, not clipped: best-of-N scores the unclipped samples and
+   clips only the chosen one (both variants of the reference code). */
 static void policy_sample(Backend *b, const float *P, const float *s, const float *z, int rows,
                           float *a) {
     const FlameConfig *cfg = b->base.cfg;
@@ -189,9 +189,6 @@ static void policy_sample(Backend *b, const float *P, const float *s, const floa
                 a[i] += v[i] / (float)N;
             }
         }
-        for (size_t i = 0; i < (size_t)rows * D; i++) {
-            a[i] = clipf(a[i], -1.0f, 1.0f);
-        }
     }
 }
 
@@ -211,7 +208,7 @@ static void twin_q(Backend *b, const float *s, const float *a, int rows, bool ta
 }
 
 /* Best-of-Np: for each of n states, Np particles z (standard normals, n x Np x D) through the
-   policy P, scored by the online min twin-Q on the sampled action; best action clipped to out. */
+   policy P, scored by the online min twin-Q on the unclipped sample; the best one clipped to out. */
 static void best_of_n(Backend *b, const float *P, const float *s, const float *zstd, int n,
                       float *out) {
     const FlameConfig *cfg = b->base.cfg;
@@ -247,13 +244,14 @@ static void best_of_n(Backend *b, const float *P, const float *s, const float *z
     }
 }
 
-/* SAC: mean and clipped log std of the Gaussian before the tanh, for rows */
+/* SAC: mean and raw log std of the Gaussian before the tanh, for rows */
 static const float *sac_forward(Backend *b, const float *P, const float *s, int rows) {
     return gauss_forward(&b->st.L, P, s, rows, &b->fw);
 }
 
-static float sac_log_std(float raw) {
-    return clipf(raw, SAC_LOG_STD_MIN, SAC_LOG_STD_MAX);
+/* the log std clipped to [-20, quirks.sac_log_std_max] */
+static float sac_log_std(const Backend *b, float raw) {
+    return clipf(raw, SAC_LOG_STD_MIN, (float)b->base.cfg->quirks.sac_log_std_max);
 }
 
 /* log(1 - tanh(p)^2) without cancellation: 2 (log 2 - p - softplus(-2p)) */
@@ -261,6 +259,13 @@ static float log1m_tanh2(float p) {
     float m2p = -2.0f * p;
     float sp = m2p > 20.0f ? m2p : log1pf(expf(m2p));
     return 2.0f * (0.69314718f - p - sp);
+}
+
+/* log N(pre; mu, sigma) of one coordinate with pre = mu + sigma e, minus the tanh log-det
+   log(1 - tanh(pre)^2) unless quirks.sac_log_det = no (the reference code leaves it out) */
+static double sac_log_prob(const Backend *b, float e, float ls, float pre) {
+    double lp = -0.5 * e * e - 0.91893853320467274 - ls;
+    return b->base.cfg->quirks.sac_log_det == TRI_YES ? lp - log1m_tanh2(pre) : lp;
 }
 
 /* ------------------------------------------------------------------ act */
@@ -278,7 +283,7 @@ static void cpu_act(Backend *b, const float *obs, int n, ActMode mode, uint32_t 
                     float mu = o[(size_t)i * 2 * D + d];
                     float pre = mu;
                     if (mode == ACT_EXPLORE) {
-                        float ls = sac_log_std(o[(size_t)i * 2 * D + D + d]);
+                        float ls = sac_log_std(b, o[(size_t)i * 2 * D + D + d]);
                         pre += expf(ls) * rng_normal(seed, RNG_STREAM_ACT_NOISE, call,
                                                      (uint32_t)(s0 + i), (uint32_t)d);
                     }
@@ -361,11 +366,12 @@ static void cpu_critic_target(Backend *b, const UpdateCtx *u) {
         for (int i = 0; i < B; i++) {
             double lp = 0;
             for (int d = 0; d < D; d++) {
-                float mu = o[(size_t)i * 2 * D + d], ls = sac_log_std(o[(size_t)i * 2 * D + D + d]);
+                float mu = o[(size_t)i * 2 * D + d];
+                float ls = sac_log_std(b, o[(size_t)i * 2 * D + D + d]);
                 float e = b->nz.next_z[(size_t)i * b->Np * D + d];
                 float pre = mu + expf(ls) * e;
                 b->next_a[(size_t)i * D + d] = tanhf(pre);
-                lp += -0.5 * e * e - 0.91893853320467274 - ls - log1m_tanh2(pre);
+                lp += sac_log_prob(b, e, ls, pre);
             }
             b->ent[i] = (float)-lp;
             ent_sum += -lp;
@@ -722,6 +728,7 @@ static double q_term(Backend *b, float *G, float weight) {
 
 /* SAC actor: mean(alpha log pi(a|s) - min Q(s, a)), a = tanh(mu + sigma eps) */
 static double sac_actor(Backend *b, float *G) {
+    const FlameConfig *cfg = b->base.cfg;
     const AgentLayout *L = &b->st.L;
     int B = b->B, D = b->D;
     float alpha = alpha_of(b);
@@ -732,12 +739,13 @@ static double sac_actor(Backend *b, float *G) {
         double lp = 0;
         for (int d = 0; d < D; d++) {
             size_t j = (size_t)i * D + d;
-            float mu = o[(size_t)i * 2 * D + d], ls = sac_log_std(o[(size_t)i * 2 * D + D + d]);
+            float mu = o[(size_t)i * 2 * D + d];
+            float ls = sac_log_std(b, o[(size_t)i * 2 * D + D + d]);
             float e = b->nz.sac_eps[j];
             sig_e[j] = expf(ls) * e;
             pre[j] = mu + sig_e[j];
             b->a_rep[j] = tanhf(pre[j]);
-            lp += -0.5 * e * e - 0.91893853320467274 - ls - log1m_tanh2(pre[j]);
+            lp += sac_log_prob(b, e, ls, pre[j]);
         }
         b->logpi[i] = (float)lp;
         lp_sum += lp;
@@ -755,15 +763,18 @@ static double sac_actor(Backend *b, float *G) {
     critic_backward(L, b->st.q1.params, NULL, &b->q1w, dq1, B, b->da);
     critic_backward(L, b->st.q2.params, NULL, &b->q2w, dq2, B, b->da2);
     /* dL/dmu = (2 alpha a - dQ/da (1 - a^2)) / B; dL/dls = (alpha (2 a sigma eps - 1)
-       - dQ/da (1 - a^2) sigma eps) / B, zero where the log std is clipped */
+       - dQ/da (1 - a^2) sigma eps) / B, zero where the log std is clipped; without the log-det
+       term (quirks.sac_log_det = no) the 2 alpha a parts vanish */
     float *dout = b->dout2;
+    float c_ld = cfg->quirks.sac_log_det == TRI_YES ? 2.0f : 0.0f;
+    float ls_max = (float)cfg->quirks.sac_log_std_max;
     for (int i = 0; i < B; i++) {
         for (int d = 0; d < D; d++) {
             size_t j = (size_t)i * D + d;
             float a = b->a_rep[j], dqa = b->da[j] + b->da2[j];
-            float dpre = (2.0f * alpha * a - dqa * (1.0f - a * a)) / (float)B;
+            float dpre = (c_ld * alpha * a - dqa * (1.0f - a * a)) / (float)B;
             float raw = o[(size_t)i * 2 * D + D + d];
-            bool inside = raw >= SAC_LOG_STD_MIN && raw <= SAC_LOG_STD_MAX;
+            bool inside = raw >= SAC_LOG_STD_MIN && raw <= ls_max;
             dout[(size_t)i * 2 * D + d] = dpre;
             dout[(size_t)i * 2 * D + D + d] =
                 inside ? (-alpha / (float)B + dpre * sig_e[j]) : 0.0f;
@@ -888,7 +899,9 @@ void backend_cpu_debug(Backend *b, CpuDebugView *v) {
     v->B = b->B, v->S = b->S, v->D = b->D, v->K = b->K, v->Np = b->Np;
     v->obs = b->obs, v->act = b->act, v->rew = b->rew, v->next_obs = b->next_obs;
     v->done = b->done, v->y = b->y, v->ent = b->ent, v->next_a = b->next_a;
+    v->a_star = b->a_star;
     v->x = b->x, v->r = b->r, v->t = b->t, v->w = b->w, v->vbar = b->vbar;
+    v->ess = b->ess, v->logpi = b->logpi;
     v->noise = &b->nz;
     v->state = &b->st;
 }

@@ -105,7 +105,7 @@ void noise_fill_philox(UpdateNoise *n, const FlameConfig *cfg, uint32_t step) {
 struct NoiseFile {
     hid_t file;
     bool writing, with_batch;
-    int64_t count;
+    int64_t count, first_update;
     UpdateNoise shape;
     char path[512];
 };
@@ -151,7 +151,7 @@ static int views(const UpdateNoise *n, NoiseArrayView *v, bool with_batch) {
 }
 
 int noise_file_create(const char *path, const UpdateNoise *shape, bool with_batch,
-                      NoiseFile **out) {
+                      int64_t first_update, NoiseFile **out) {
     h5_silence();
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) {
@@ -161,8 +161,10 @@ int noise_file_create(const char *path, const UpdateNoise *shape, bool with_batc
     nf->file = f;
     nf->writing = true;
     nf->with_batch = with_batch;
+    nf->first_update = first_update;
     nf->shape = *shape;
     snprintf(nf->path, sizeof nf->path, "%s", path);
+    h5_attr_i64(f, "first_update", first_update);
     h5_attr_i64(f, "B", shape->B);
     h5_attr_i64(f, "S", shape->S);
     h5_attr_i64(f, "D", shape->D);
@@ -254,6 +256,13 @@ int noise_file_open(const char *path, const UpdateNoise *shape, NoiseFile **out)
     nf->shape = *shape;
     nf->with_batch = h5_exists(f, "batch/obs");
     snprintf(nf->path, sizeof nf->path, "%s", path);
+    if (H5Aexists(f, "first_update") > 0 &&
+        (h5_attr_read_i64(f, "first_update", &nf->first_update) != FLAME_OK ||
+         nf->first_update < 0)) {
+        noise_file_close(nf);
+        return flame_errorf(FLAME_EINPUT, "%s: the noise bundle's first_update attribute is invalid",
+                            path);
+    }
     hsize_t dims[8];
     if (h5_dims(f, "next_z", dims) < 1) {
         noise_file_close(nf);
@@ -264,11 +273,14 @@ int noise_file_open(const char *path, const UpdateNoise *shape, NoiseFile **out)
     return FLAME_OK;
 }
 
-int noise_file_read(NoiseFile *nf, int64_t index, UpdateNoise *n) {
-    if (index >= nf->count) {
+int noise_file_read(NoiseFile *nf, int64_t update, UpdateNoise *n) {
+    int64_t index = update - nf->first_update;
+    if (index < 0 || index >= nf->count) {
         return flame_errorf(FLAME_EINPUT,
-                            "%s: the noise bundle holds %lld updates, update %lld was requested",
-                            nf->path, (long long)nf->count, (long long)index);
+                            "%s: the noise bundle holds updates %lld to %lld, update %lld was "
+                            "requested",
+                            nf->path, (long long)nf->first_update,
+                            (long long)(nf->first_update + nf->count - 1), (long long)update);
     }
     NoiseArrayView v[24];
     int nv = views(n, v, nf->with_batch);

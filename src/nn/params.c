@@ -51,18 +51,19 @@ void param_blob_free(ParamBlob *b) {
 void adam_step(float *p, const float *g, float *m, float *v, size_t n, double lr, double b1,
                double b2, double eps, int64_t t) {
     FLAME_CHECK(t >= 1, "Adam step count must start at 1 (got %lld)", (long long)t);
-    float bc1 = (float)(1.0 - pow(b1, (double)t));
-    float bc2 = (float)(1.0 - pow(b2, (double)t));
     float fb1 = (float)b1, fb2 = (float)b2, flr = (float)lr, feps = (float)eps;
+    float omb1 = (float)(1.0 - b1), omb2 = (float)(1.0 - b2);
+    float bc1 = 1.0f - (float)pow((double)fb1, (double)t);
+    float bc2 = 1.0f - (float)pow((double)fb2, (double)t);
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
-        float mi = fb1 * m[i] + (1.0f - fb1) * gi;
-        float vi = fb2 * v[i] + (1.0f - fb2) * gi * gi;
+        float mi = fb1 * m[i] + omb1 * gi;
+        float vi = fb2 * v[i] + omb2 * (gi * gi);
         m[i] = mi;
         v[i] = vi;
         float mhat = mi / bc1;
         float vhat = vi / bc2;
-        p[i] -= flr * mhat / (sqrtf(vhat) + feps);
+        p[i] -= flr * (mhat / (sqrtf(vhat) + feps));
     }
 }
 

@@ -664,6 +664,27 @@ void config_resolve(FlameConfig *c) {
     if (c->quirks.weights_after_critic_step == TRI_AUTO) {
         c->quirks.weights_after_critic_step = (ref && m) ? TRI_YES : TRI_NO;
     }
+    /* the reference code's SAC baseline (relax/network/common.py, blocks.py PolicyNet, sac.py) */
+    if (c->quirks.sac_log_det == TRI_AUTO) {
+        c->quirks.sac_log_det = ref ? TRI_NO : TRI_YES;
+    }
+    if (isnan(c->quirks.sac_log_std_max)) {
+        c->quirks.sac_log_std_max = ref ? 0.5 : 2.0;
+    }
+    if (c->quirks.sac_alpha_init == QUIRK_AUTO) {
+        c->quirks.sac_alpha_init = ref ? QUIRK_REFERENCE : QUIRK_CONSISTENT;
+    }
+    /* SAC (both the reference code's and the textbook one) steps the actor and the targets every
+       update with a constant actor learning rate */
+    if (c->update.policy_delay == 0) {
+        c->update.policy_delay = sac ? 1 : 2;
+    }
+    if (c->update.target_delay == 0) {
+        c->update.target_delay = sac ? 1 : 2;
+    }
+    if (isnan(c->optim.actor_lr_end)) {
+        c->optim.actor_lr_end = sac ? c->optim.actor_lr : 3e-5;
+    }
     if (c->env.eval_envs == 0) {
         c->env.eval_envs = c->run.eval_episodes > 0 ? c->run.eval_episodes : 1;
     }

@@ -24,6 +24,7 @@
 #include "flame/params.h"
 #include "flame/rng.h"
 #include "flame/update.h"
+#include "algo_common.h"
 #include "flame_test.h"
 #include "gpu_sizes.h"
 #include "tolerances.h"
@@ -166,67 +167,11 @@ static inline void gpu_expect_adam(const char *name, const float *p0, const floa
     free(p), free(m), free(v);
 }
 
-/* CPU reference of best-of-N: particle actions a (n x Np x D, unclipped for FLAME-M, clipped for
-   FLAME-R) and scores min(Q1, Q2) (n x Np) from standard-normal base draws zstd (n x Np x D). */
+/* CPU reference of best-of-N particles and their scores (algo_common.h) */
 static inline void gpu_cpu_particles(const FlameConfig *cfg, const AgentLayout *L, const float *P,
                                      const float *Pq1, const float *Pq2, const float *s,
                                      const float *zstd, int n, float *a, float *score) {
-    int S = L->obs_dim, D = L->act_dim, Np = cfg->flow.num_particles, N = cfg->flow.sample_steps;
-    int rows = n * Np;
-    FlowWork fw;
-    QWork w1, w2;
-    flow_work_alloc(&fw, L, rows);
-    qwork_alloc(&w1, L, rows);
-    qwork_alloc(&w2, L, rows);
-    float *srep = (float *)malloc(sizeof(float) * (size_t)rows * S);
-    float *rr = (float *)malloc(sizeof(float) * (size_t)rows);
-    float *tt = (float *)malloc(sizeof(float) * (size_t)rows);
-    float sd = (float)cfg->flow.base_std;
-    for (int i = 0; i < n; i++) {
-        for (int p = 0; p < Np; p++) {
-            size_t row = (size_t)i * Np + p;
-            memcpy(srep + row * S, s + (size_t)i * S, (size_t)S * sizeof(float));
-            for (int d = 0; d < D; d++) {
-                a[row * D + d] = sd * zstd[row * D + d];
-            }
-        }
-    }
-    if (cfg->algo == ALGO_FLAME_M) {
-        float c = cfg->quirks.multistep_scale == QUIRK_CONSISTENT ? 1.0f / (float)N : 1.0f;
-        for (int k = 0; k < N; k++) {
-            float tau = (float)(1.0 - (double)k / N), rk = (float)(1.0 - (double)(k + 1) / N);
-            for (int i = 0; i < rows; i++) {
-                rr[i] = rk;
-                tt[i] = tau;
-            }
-            const float *u = flow_forward(L, P, srep, a, rr, tt, rows, &fw);
-            for (size_t i = 0; i < (size_t)rows * D; i++) {
-                a[i] -= c * u[i];
-            }
-        }
-    } else {
-        for (int k = 0; k < N; k++) {
-            for (int i = 0; i < rows; i++) {
-                tt[i] = (float)((double)k / N);
-            }
-            const float *v = flow_forward(L, P, srep, a, NULL, tt, rows, &fw);
-            for (size_t i = 0; i < (size_t)rows * D; i++) {
-                a[i] += v[i] / (float)N;
-            }
-        }
-        for (size_t i = 0; i < (size_t)rows * D; i++) {
-            a[i] = a[i] < -1.0f ? -1.0f : (a[i] > 1.0f ? 1.0f : a[i]);
-        }
-    }
-    const float *q1 = critic_forward(L, Pq1, srep, a, rows, &w1);
-    const float *q2 = critic_forward(L, Pq2, srep, a, rows, &w2);
-    for (int i = 0; i < rows; i++) {
-        score[i] = q1[i] < q2[i] ? q1[i] : q2[i];
-    }
-    free(srep), free(rr), free(tt);
-    flow_work_free(&fw);
-    qwork_free(&w1);
-    qwork_free(&w2);
+    ref_particles(cfg, L, P, Pq1, Pq2, s, zstd, n, a, score);
 }
 
 /* Checks a best-of-N choice made on the GPU against CPU particle scores: the GPU's scores match
