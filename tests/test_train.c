@@ -159,19 +159,28 @@ static void load_final(const char *dir, Checkpoint *ck) {
     EXPECT(ckpt_read(latest, ck, true) == FLAME_OK);
 }
 
-static void check_resume(int algo) {
+/* A run resumed from its checkpoint after the first `every` steps past the warm-up ends bitwise
+   equal to the uninterrupted run (`every`: the evaluation and checkpoint cadence). */
+static void check_resume(int algo, int policy_delay, int alpha_delay, int every) {
     FlameConfig full, half;
     tiny_config(&full, algo);
-    tiny_config(&half, algo);
-    half.run.total_steps = 120; /* stop at 60 + 120 = 180, checkpoint there */
+    full.update.policy_delay = policy_delay;
+    full.alpha.delay = alpha_delay;
+    full.run.eval_every = full.run.ckpt_every = every;
+    full.run.metrics_every = (full.run.start_steps + every) / 3; /* the stop lands on a /train row */
+    config_resolve(&full);
+    half = full;
+    half.run.total_steps = every; /* stop at the first checkpoint */
     char d1[512], d2[512];
-    snprintf(d1, sizeof d1, "%s/resume_a%d", g_tmp, algo);
-    snprintf(d2, sizeof d2, "%s/resume_b%d", g_tmp, algo);
+    snprintf(d1, sizeof d1, "%s/resume_a%d_%d_%d", g_tmp, algo, policy_delay, every);
+    snprintf(d2, sizeof d2, "%s/resume_b%d_%d_%d", g_tmp, algo, policy_delay, every);
     EXPECT(run(&full, d1, NULL) == FLAME_OK);
     EXPECT(run(&half, d2, NULL) == FLAME_OK);
     char ck_half[1200];
     EXPECT(ckpt_latest(d2, ck_half, sizeof ck_half) == FLAME_OK);
-    EXPECT(strstr(ck_half, "step_180.h5") != NULL);
+    char want[64];
+    snprintf(want, sizeof want, "step_%lld.h5", (long long)(full.run.start_steps + every));
+    EXPECT(strstr(ck_half, want) != NULL);
     /* resume the second run to the full budget */
     EXPECT(run(&full, d2, ck_half) == FLAME_OK);
     Checkpoint a, b;
@@ -210,11 +219,19 @@ static void check_resume(int algo) {
 }
 
 FLAME_TEST(test_resume_exact_flame_m) {
-    check_resume(ALGO_FLAME_M);
+    check_resume(ALGO_FLAME_M, 2, 2, 120);
 }
 
 FLAME_TEST(test_resume_exact_sac) {
-    check_resume(ALGO_SAC);
+    check_resume(ALGO_SAC, 1, 2, 120);
+}
+
+/* SAC with actor steps every 2nd update and alpha steps asked for every update: the temperature
+   gradient needs the log pi of an actor step, so alpha steps come with actor steps only; the
+   resume lands before an update without an actor step (41 updates done at step 180: one at the
+   end of the warm-up, then one per vectorised step) */
+FLAME_TEST(test_resume_exact_sac_delayed_actor) {
+    check_resume(ALGO_SAC, 2, 1, 120);
 }
 
 FLAME_TEST(test_sigkill_leaves_readable_metrics) {
@@ -366,6 +383,7 @@ int main(void) {
     RUN_TEST(test_metrics_schema);
     RUN_TEST(test_resume_exact_flame_m);
     RUN_TEST(test_resume_exact_sac);
+    RUN_TEST(test_resume_exact_sac_delayed_actor);
     RUN_TEST(test_sigkill_leaves_readable_metrics);
     RUN_TEST(test_resume_rejects_other_env);
     RUN_TEST(test_unstable_episodes_in_training);

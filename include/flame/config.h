@@ -127,7 +127,7 @@ typedef enum { NEXTPOL_AUTO, NEXTPOL_ONLINE, NEXTPOL_EMA } FlameNextPolicy;
     X(alpha, init, FLOAT, "1.0", 1e-12, 1e6, none, "initial temperature")                        \
     X(alpha, learn, BOOL, "true", 0, 0, none, "learn log alpha")                                 \
     X(alpha, lr, AFLOAT, "auto", 0, 10, none, "log-alpha Adam rate (auto: 0.005 for FLAME, 3e-4 for SAC)") \
-    X(alpha, delay, INT, "0", 0, 1000000, none, "alpha step every this many updates (0: 100 for FLAME, 1 for SAC)") \
+    X(alpha, delay, INT, "0", 0, 1000000, none, "alpha step every this many updates (0: 100 for FLAME, 1 for SAC; SAC only on actor updates)") \
     X(alpha, target_entropy_scale, AFLOAT, "auto", 0, 1e3, none, "target entropy = -scale * act_dim (auto: 3 for FLAME, 1 for SAC)")
 
 #define FLAME_CFG_ENTROPY(X)                                                                       \

@@ -18,11 +18,19 @@
 
 #include "flame/params.h"
 
+/* SAC's temperature gradient is the log pi of the actor step's samples: its alpha steps come
+   with actor steps (with update.policy_delay > 1, only every lcm(policy_delay, alpha.delay)-th
+   update). FLAME's uses the critic target's entropy estimate, made on every update. */
+static bool alpha_needs_actor(const FlameConfig *cfg) {
+    return cfg->algo == ALGO_SAC;
+}
+
 UpdateCtx update_context(const FlameConfig *cfg, const AgentCounters *c) {
     UpdateCtx u;
     u.n = c->updates;
     u.do_actor = u.n % cfg->update.policy_delay == 0;
-    u.do_alpha = cfg->alpha.learn && u.n % cfg->alpha.delay == 0;
+    u.do_alpha = cfg->alpha.learn && u.n % cfg->alpha.delay == 0 &&
+                 (!alpha_needs_actor(cfg) || u.do_actor);
     u.do_target = u.n % cfg->update.target_delay == 0;
     u.actor_lr = adam_lr_linear(cfg->optim.actor_lr, cfg->optim.actor_lr_end,
                                 cfg->optim.actor_lr_decay_begin, cfg->optim.actor_lr_decay_end,
@@ -39,7 +47,16 @@ void update_counters_after(const FlameConfig *cfg, int64_t updates, AgentCounter
     counters->updates = updates;
     counters->actor_steps = steps_within(updates, cfg->update.policy_delay);
     counters->critic_steps = updates * (cfg->quirks.critic_double_step == TRI_YES ? 2 : 1);
-    counters->alpha_steps = cfg->alpha.learn ? steps_within(updates, cfg->alpha.delay) : 0;
+    int64_t alpha_every = cfg->alpha.delay;
+    if (alpha_needs_actor(cfg)) { /* lcm(policy_delay, alpha.delay) */
+        int64_t a = cfg->update.policy_delay, b = cfg->alpha.delay;
+        while (b) {
+            int64_t t = a % b;
+            a = b, b = t;
+        }
+        alpha_every = cfg->update.policy_delay / a * cfg->alpha.delay;
+    }
+    counters->alpha_steps = cfg->alpha.learn ? steps_within(updates, alpha_every) : 0;
 }
 
 void update_step(const BackendOps *ops, Backend *b) {

@@ -401,7 +401,7 @@ static int read_counters(hid_t f, Checkpoint *ck, const char *path) {
         {"critic_steps", st->critic_steps, want.critic_steps,
          "one per update, two with quirks.critic_double_step"},
         {"alpha_steps", st->alpha_steps, want.alpha_steps,
-         "one every alpha.delay updates while alpha.learn"},
+         "one every alpha.delay updates while alpha.learn; SAC: on actor updates only"},
     };
     for (int i = 0; i < 3; i++) {
         if (steps[i].have != steps[i].want) {
