@@ -23,7 +23,8 @@
 #include "flame/env.h"
 
 typedef struct {
-    Checkpoint ck;       /* the checkpoint as read (state, counters, config as trained) */
+    Checkpoint ck; /* the checkpoint as read (config as trained, counters); the agent state's
+                      arrays are released once the backend holds them (ck.st keeps its counters) */
     FlameConfig cfg;     /* the checkpoint's config as the backend runs it */
     const EnvSpec *spec; /* its env */
     const BackendOps *ops;

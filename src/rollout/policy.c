@@ -68,6 +68,14 @@ int policy_open(Policy *p, const char *path, int backend, int64_t seed) {
         return rc;
     }
     p->ops->set_state(p->b, &p->ck.st);
+    /* the backend holds the parameters now: the checkpoint keeps its counters, not its arrays */
+    AgentState *st = &p->ck.st;
+    const int64_t counters[4] = {st->updates, st->actor_steps, st->critic_steps, st->alpha_steps};
+    agent_state_free(st);
+    st->updates = counters[0];
+    st->actor_steps = counters[1];
+    st->critic_steps = counters[2];
+    st->alpha_steps = counters[3];
     return FLAME_OK;
 }
 
