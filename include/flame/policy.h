@@ -23,8 +23,9 @@
 #include "flame/env.h"
 
 typedef struct {
-    Checkpoint ck; /* the checkpoint as read (config as trained, counters); the agent state's
-                      arrays are released once the backend holds them (ck.st keeps its counters) */
+    /* the checkpoint as read (config as trained, counters); the agent state's arrays are
+       released once the backend holds them (ck.st keeps its counters) */
+    Checkpoint ck;
     FlameConfig cfg;     /* the checkpoint's config as the backend runs it */
     const EnvSpec *spec; /* its env */
     const BackendOps *ops;
