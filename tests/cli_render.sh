@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # cli_render.sh: `flame render` end to end. Frame counts (reset frame + one per step) of PNG
-# directories and of videos (ffprobe), frame sizes, the episode that `flame eval --episodes 1`
-# measures, and bad input: missing ffmpeg or OpenGL (exit 2 naming the package), existing outputs,
-# bad options. Skips (77) without any OpenGL library; the video checks need ffmpeg and ffprobe.
+# directories and of videos (ffprobe), frame sizes, the episodes that `flame eval --envs 1` and
+# `flame rollout --envs 1` run for the same policy and seed, and bad input: missing ffmpeg or
+# OpenGL (exit 2 naming the package), existing outputs, bad options. Skips (77) without any OpenGL
+# library; the video checks need ffmpeg and ffprobe.
 set -u
 : "${FLAME_BIN:?FLAME_BIN must point to the flame binary}"
 : "${FLAME_DATASET_TEST_BIN:?FLAME_DATASET_TEST_BIN must point to test_dataset}"
@@ -44,17 +45,46 @@ size=$(od -An -tu1 -j16 -N8 "$work/frames/frame_000000.png" | tr -s ' ')
 [ -z "$(ls -A "$work" | grep '^\.')" ] && ok "no temporary files left" ||
     fail "left: $(ls -A "$work")"
 
-# a checkpoint's episode is `flame eval --episodes 1`'s, for the same seed
+# one engine: render (one env), `flame eval --envs 1` and `flame rollout --envs 1` run the same
+# episodes for the same policy and seed (returns to 2 decimals as eval prints them, lengths)
+render_episodes() { # LOG -> "returns: ...|lengths: ..."
+    local r l
+    r=$(sed -n 's/^episode [0-9]*: return \([-0-9.]*\), length [0-9]*$/ \1/p' "$1" | tr -d '\n')
+    l=$(sed -n 's/^episode [0-9]*: return [-0-9.]*, length \([0-9]*\)$/ \1/p' "$1" | tr -d '\n')
+    echo "returns:$r|lengths:$l"
+}
+listed_episodes() { # OUTPUT -> "returns: ...|lengths: ..."
+    echo "$(grep '^returns:' <<< "$1")|$(grep '^lengths:' <<< "$1")"
+}
 "$FLAME_DATASET_TEST_BIN" --make-ckpt "$work/hopper.h5" Hopper-v5 flame-m > /dev/null || exit 1
-for s in 2 9; do
-    "${R[@]}" --ckpt "$work/hopper.h5" --seed $s --backend cpu --out "$work/ck$s" "${small[@]}" \
-        > "$work/log" 2>&1 || { cat "$work/log" >&2; exit 1; }
-    r=$(sed -n 's/^episode 1: return \(.*\), length \(.*\)$/\1 \2/p' "$work/log")
-    e=$("$FLAME_BIN" eval --ckpt "$work/hopper.h5" --episodes 1 --seed $s --backend cpu |
-        sed -n 's/.*: return \([-0-9.]*\) +- .*, length \([0-9]*\).0$/\1 \2/p')
-    [ -n "$r" ] && [ "$r" = "$e" ] && ok "seed $s: render's episode ($r) is flame eval's ($e)" ||
-        fail "seed $s: render '$r', eval '$e'"
-done
+same_episodes() { # NAME RENDER_ARGS EVAL_ARGS (empty: no eval) ROLLOUT_ARGS
+    local name=$1 r e d
+    "${R[@]}" $2 --episodes 3 --out "$work/same" --force "${small[@]}" > "$work/log" 2>&1 ||
+        { fail "$name: render: $(cat "$work/log")"; return; }
+    r=$(render_episodes "$work/log")
+    "$FLAME_BIN" rollout $4 --envs 1 --episodes 3 --format minari --force --out "$work/same_ds" \
+        > "$work/log" 2>&1 || { fail "$name: rollout: $(cat "$work/log")"; return; }
+    d=$(listed_episodes "$("$FLAME_DATASET_TEST_BIN" --episodes-of "$work/same_ds")")
+    e=$d
+    if [ -n "$3" ]; then
+        e=$(listed_episodes "$("$FLAME_BIN" eval $3 --envs 1 --episodes 3 2>&1)")
+    fi
+    # three episodes, not all alike (else the comparison would prove little)
+    local rs=${r#returns: }
+    rs=${rs%%|*}
+    if [ "$(wc -w <<< "$rs")" -eq 3 ] && [ "$(tr ' ' '\n' <<< "$rs" | sort -u | wc -l)" -gt 1 ] &&
+        [ "$r" = "$e" ] && [ "$r" = "$d" ]; then
+        ok "$name: render = eval = rollout ($r)"
+    else
+        fail "$name: render '$r', eval '$e', rollout '$d'"
+    fi
+}
+ck=(--ckpt "$work/hopper.h5" --backend cpu)
+same_episodes "checkpoint, seed 2" "${ck[*]} --seed 2" "${ck[*]} --seed 2" "${ck[*]} --seed 2"
+same_episodes "checkpoint, stochastic, seed 9" "${ck[*]} --seed 9 --stochastic" \
+    "${ck[*]} --seed 9 --stochastic" "${ck[*]} --seed 9 --stochastic"
+same_episodes "random policy, seed 4" "--policy random --env Hopper-v5 --seed 4" "" \
+    "--policy random --env Hopper-v5 --seed 4"
 
 # videos
 if command -v ffmpeg > /dev/null && command -v ffprobe > /dev/null; then
@@ -106,7 +136,7 @@ expect2 "random policy without env" "needs --env" "${R[@]}" --policy random --ou
 expect2 "no output" "--out FILE.mp4" "${R[@]}" --policy random --env Hopper-v5
 expect2 "bad camera" "unknown --camera 'side'" \
     "${R[@]}" --policy random --env Hopper-v5 --camera side --out "$work/x"
-expect2 "bad size" "--width expects an integer in \[16, 8192\]" \
+expect2 "bad size" "--width '8' is not valid: expected an integer in \[16, 8192\]" \
     "${R[@]}" --policy random --env Hopper-v5 --width 8 --out "$work/x"
 expect2 "bad gl" "unknown --gl 'vulkan'" \
     "${R[@]}" --policy random --env Hopper-v5 --gl vulkan --out "$work/x"

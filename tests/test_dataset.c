@@ -6,7 +6,9 @@
  * `flame rollout` output and `flame export-replay` order.
  *
  * `test_dataset --make-ckpt PATH ENV ALGO [CAPACITY COUNT]` writes a small untrained checkpoint
- * (with a replay ring of CAPACITY slots holding COUNT pushed transitions) for the CLI tests.
+ * (with a replay ring of CAPACITY slots holding COUNT pushed transitions) for the CLI tests;
+ * `test_dataset --episodes-of DIR` prints the episodes of a Minari dataset directory as `flame
+ * eval` prints its own ("returns: ..." with the float64 rewards summed in order, "lengths: ...").
  */
 #include <dirent.h>
 #include <hdf5.h>
@@ -972,8 +974,38 @@ FLAME_TEST(test_cli_export_replay_order) {
     check_export(8, 8);   /* exactly full: head = 0 */
 }
 
+/* --episodes-of DIR: the returns and lengths of a Minari dataset's episodes, in order */
+static int print_episodes(const char *dir) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/data/main_data.hdf5", dir);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        fprintf(stderr, "cannot open %s\n", path);
+        return 1;
+    }
+    char returns[16384] = "returns:", lengths[16384] = "lengths:";
+    char name[64];
+    for (int k = 0; snprintf(name, sizeof name, "episode_%d/rewards", k), h5_exists(f, name); k++) {
+        size_t n = 0;
+        double *r = read_all(f, name, H5T_NATIVE_DOUBLE, sizeof(double), &n), sum = 0;
+        for (size_t t = 0; t < n; t++) {
+            sum += r[t];
+        }
+        free(r);
+        size_t lr = strlen(returns), ll = strlen(lengths);
+        snprintf(returns + lr, sizeof returns - lr, " %.2f", sum);
+        snprintf(lengths + ll, sizeof lengths - ll, " %zu", n);
+    }
+    H5Fclose(f);
+    printf("%s\n%s\n", returns, lengths);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     h5_silence();
+    if (argc == 3 && !strcmp(argv[1], "--episodes-of")) {
+        return print_episodes(argv[2]);
+    }
     if (argc >= 5 && !strcmp(argv[1], "--make-ckpt")) {
         int cap = argc >= 7 ? atoi(argv[5]) : 0, count = argc >= 7 ? atoi(argv[6]) : 0;
         int rc = make_ckpt(argv[2], argv[3], argv[4], cap, count);

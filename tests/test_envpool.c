@@ -1,6 +1,7 @@
 /*
  * test_envpool.c: the threaded env pool: bitwise independence of the thread count, auto-reset with
- * the true final observation, termination vs truncation, instability, save/restore, index offset.
+ * the true final observation, next-step autoreset with pending resets = same-step autoreset,
+ * termination vs truncation, instability, save/restore, index offset.
  */
 #include <math.h>
 #include <stdio.h>
@@ -196,6 +197,38 @@ FLAME_TEST(auto_reset_keeps_the_true_final_observation) {
     envpool_free(p);
 }
 
+/* next-step autoreset with envpool_reset_pending after every step: the same-step pool's trace,
+   and between the step and the reset every ended env still holds its final observation */
+FLAME_TEST(pending_resets_after_each_step_run_the_same_episodes) {
+    const int N = 5, T = 300;
+    EnvPool *a = make_pool("Hopper-v5", N, 2, 23, 4), *b = make_pool("Hopper-v5", N, 2, 23, 4);
+    envpool_set_modes(b, ENVPOOL_AUTORESET_NEXT_STEP, ENVPOOL_ACTIONS_AGENT);
+    Trace ta = trace_new(a, T), tb = trace_new(b, T);
+    envpool_reset(a, ta.obs);
+    envpool_reset(b, tb.obs);
+    run_pool(a, &ta, 0, 8);
+    float *act = calloc((size_t)N * tb.D, sizeof(float));
+    int ends = 0, kept = 0;
+    for (int k = 1; k <= T; k++) {
+        actions_at(act, N, tb.D, k, 8);
+        EnvPoolStep s = trace_row(&tb, k);
+        envpool_step(b, act, &s);
+        for (int i = 0; i < N; i++) {
+            if (s.terminated[i] || s.truncated[i]) {
+                ends++;
+                kept += !memcmp(s.obs + i * tb.S, s.final_obs + i * tb.S, tb.S * sizeof(double));
+            }
+        }
+        envpool_reset_pending(b, s.obs);
+    }
+    printf("    %d episode ends\n", ends);
+    EXPECT(ends > N && kept == ends);
+    EXPECT_MSG(trace_equal(&ta, &tb), "pending resets differ from same-step autoreset");
+    free(act);
+    trace_free(&ta), trace_free(&tb);
+    envpool_free(a), envpool_free(b);
+}
+
 FLAME_TEST(truncation_and_termination_are_distinguished) {
     /* HalfCheetah never terminates: truncated exactly at step 1000, then reset */
     EnvPool *p = make_pool("HalfCheetah-v5", 3, 2, 1, 0);
@@ -359,6 +392,7 @@ FLAME_TEST(index_offset_shifts_the_reset_address) {
 int main(void) {
     RUN_TEST(results_independent_of_thread_count);
     RUN_TEST(auto_reset_keeps_the_true_final_observation);
+    RUN_TEST(pending_resets_after_each_step_run_the_same_episodes);
     RUN_TEST(truncation_and_termination_are_distinguished);
     RUN_TEST(instability_ends_the_episode_as_truncated);
     RUN_TEST(state_save_load_continues_bitwise);

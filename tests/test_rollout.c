@@ -2,8 +2,8 @@
  * test_rollout.c: the rollout engine (include/flame/rollout.h): evaluation and dataset rollouts of
  * the same policy, seed and envs give the same episodes (library and `flame eval` / `flame
  * rollout`), independent of the thread count; the unstable-episode policy (replaced, counted, never
- * stored in a dataset or the replay, a run fails past the limit); stop requests; the random
- * policy's draws.
+ * stored in a dataset or the replay, a run fails past the limit); stop requests; envs that keep
+ * each episode's final state for the sinks (the same episodes); the random policy's draws.
  */
 #include <hdf5.h>
 #include <math.h>
@@ -185,8 +185,8 @@ FLAME_TEST(unstable_episodes_are_replaced_and_counted) {
     RolloutPolicy p = policy_fn(&np);
     /* a clean run: calls from 1000 on inject nothing; 3 episodes per env (env episodes 0, 1, 2) */
     Seen clean = {0}, broken = {0};
-    RolloutSink clean_sink = {&clean, seen_step, seen_episode};
-    RolloutSink broken_sink = {&broken, seen_step, seen_episode};
+    RolloutSink clean_sink = {.ctx = &clean, .on_step = seen_step, .on_episode = seen_episode};
+    RolloutSink broken_sink = {.ctx = &broken, .on_step = seen_step, .on_episode = seen_episode};
     RolloutRun run9 = {.episodes = 9, .call_base = 1000};
     RolloutResult res9;
     EXPECT(rollout_episodes(r, &p, &run9, &clean_sink, &res9) == FLAME_OK);
@@ -240,6 +240,136 @@ FLAME_TEST(unstable_episodes_are_replaced_and_counted) {
     EXPECT(strstr(flame_last_error(), "interrupted after 0 of 4 episodes") != NULL);
     rollout_result_free(&res);
     rollout_free(r);
+}
+
+/* ------------------------------------------------------------------ keep_final */
+
+#define WATCH_ENVS 4
+#define WATCH_OBS 16
+
+/* what the envs themselves show to a run's sinks: the state of an env whose episode just ended
+   (its final observation, or not), and the state each episode starts from */
+typedef struct {
+    Rollout *r;
+    int final_same, final_differs; /* ended envs whose own observation is / is not final_obs */
+    int starts, start_mismatch;    /* on_start calls; next steps that did not start from it */
+    bool started[WATCH_ENVS];
+    double start_obs[WATCH_ENVS][WATCH_OBS];
+    uint64_t trace; /* FNV-1a of every step's observations, actions and rewards */
+} Watch;
+
+static void fnv(uint64_t *h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        *h = (*h ^ b[i]) * 0x100000001b3ull;
+    }
+}
+
+static int watch_step(void *ctx, const RolloutStep *s) {
+    Watch *w = ctx;
+    const size_t S = (size_t)s->obs_dim;
+    fnv(&w->trace, s->obs, (size_t)s->n * S * sizeof(double));
+    fnv(&w->trace, s->act, (size_t)s->n * (size_t)s->act_dim * sizeof(float));
+    fnv(&w->trace, s->reward, (size_t)s->n * sizeof(double));
+    for (int i = 0; i < s->n; i++) {
+        if (w->started[i]) { /* the step after on_start starts from the state it saw */
+            w->start_mismatch += memcmp(s->obs + i * S, w->start_obs[i], S * sizeof(double)) != 0;
+            w->started[i] = false;
+        }
+        if ((s->owed && !s->owed[i]) || !(s->terminated[i] || s->truncated[i])) {
+            continue;
+        }
+        double now[WATCH_OBS];
+        env_observe(envpool_env(rollout_pool(w->r), i), now);
+        bool same = !memcmp(now, s->final_obs + i * S, S * sizeof(double));
+        w->final_same += same;
+        w->final_differs += !same;
+    }
+    return FLAME_OK;
+}
+
+static int watch_start(void *ctx, int env) {
+    Watch *w = ctx;
+    env_observe(envpool_env(rollout_pool(w->r), env), w->start_obs[env]);
+    w->started[env] = true;
+    w->starts++;
+    return FLAME_OK;
+}
+
+/* an episode run of `episodes` on 3 envs (2 threads) with or without keep_final, watched */
+static void watched_run(const EnvSpec *spec, const RolloutPolicy *p, bool keep, int episodes,
+                        Watch *w, RolloutResult *res) {
+    RolloutEnvs e = envs_of(spec, 3, 2, 21);
+    e.keep_final = keep;
+    memset(w, 0, sizeof *w);
+    w->trace = 0xcbf29ce484222325ull;
+    EXPECT(rollout_create(&e, &w->r) == FLAME_OK && spec->obs_dim <= WATCH_OBS);
+    RolloutSink sink = {.ctx = w, .on_step = watch_step, .on_start = watch_start};
+    RolloutRun run = {.episodes = episodes};
+    EXPECT_MSG(rollout_episodes(w->r, p, &run, &sink, res) == FLAME_OK, "%s", flame_last_error());
+    rollout_free(w->r);
+}
+
+/* keep_final: an ended env shows its final state to the sinks and starts its next episode after
+   them; the episodes, draws and results are bitwise those of the default (same-step) reset */
+FLAME_TEST(keep_final_shows_each_final_state_and_runs_the_same_episodes) {
+    Agent a;
+    agent_make(&a, "Hopper-v5");
+    NanPolicy np = {false}; /* unstable episodes: env 0 at call 2, env 2 at call 5 */
+    const char *envs[2] = {"Hopper-v5", "InvertedPendulum-v5"};
+    RolloutPolicy pols[2] = {rollout_policy_agent(&backend_cpu_ops, a.b, ACT_EXPLORE),
+                             policy_fn(&np)};
+    for (int k = 0; k < 2; k++) {
+        const EnvSpec *spec = env_spec_find(envs[k]);
+        Watch same, keep;
+        RolloutResult rs, rk;
+        watched_run(spec, &pols[k], false, 7, &same, &rs);
+        watched_run(spec, &pols[k], true, 7, &keep, &rk);
+        EXPECT(rs.episodes == 7 && rk.episodes == 7 && rs.unstable == rk.unstable);
+        EXPECT(k == 0 || rk.unstable == 2);
+        EXPECT_MSG(!memcmp(rs.returns, rk.returns, 7 * sizeof(double)) &&
+                       !memcmp(rs.lengths, rk.lengths, 7 * sizeof(int)) && rs.steps == rk.steps,
+                   "%s: keep_final changed the episodes", envs[k]);
+        EXPECT_MSG(same.trace == keep.trace, "%s: keep_final changed a step", envs[k]);
+        /* every ended episode (counted or unstable) seen in its final state, only with keep */
+        const int ended = 7 + (int)rk.unstable;
+        EXPECT_MSG(keep.final_same == ended && keep.final_differs == 0, "%s: %d same, %d differ",
+                   envs[k], keep.final_same, keep.final_differs);
+        EXPECT_MSG(same.final_differs > 0, "%s: the default reset was not seen (%d, %d)", envs[k],
+                   same.final_same, same.final_differs);
+        /* on_start: each env's first episode, then one after every ended episode but each of
+           the 3 envs' last: as many as episodes ended */
+        EXPECT_MSG(keep.starts == same.starts && keep.starts == ended, "%s: %d / %d starts",
+                   envs[k], keep.starts, same.starts);
+        EXPECT(keep.start_mismatch == 0 && same.start_mismatch == 0);
+        rollout_result_free(&rs), rollout_result_free(&rk);
+    }
+    backend_cpu_ops.destroy(a.b);
+
+    /* rollout_step (the training's step) with keep_final: the same steps */
+    const EnvSpec *spec = env_spec_find("InvertedPendulum-v5");
+    RolloutPolicy rnd = rollout_policy_random(3);
+    uint64_t trace[2];
+    int starts[2];
+    for (int keep = 0; keep < 2; keep++) {
+        RolloutEnvs e = envs_of(spec, 3, 2, 21);
+        e.keep_final = keep;
+        Watch w;
+        memset(&w, 0, sizeof w);
+        w.trace = 0xcbf29ce484222325ull;
+        EXPECT(rollout_create(&e, &w.r) == FLAME_OK);
+        rollout_reset(w.r);
+        RolloutSink sink = {.ctx = &w, .on_step = watch_step, .on_start = watch_start};
+        for (uint32_t call = 0; call < 60; call++) {
+            EXPECT(rollout_step(w.r, &rnd, call, &sink, NULL) == FLAME_OK);
+        }
+        EXPECT(keep ? w.final_differs == 0 && w.final_same > 0 : w.final_differs > 0);
+        EXPECT(w.start_mismatch == 0);
+        trace[keep] = w.trace;
+        starts[keep] = w.starts;
+        rollout_free(w.r);
+    }
+    EXPECT(trace[0] == trace[1] && starts[0] == starts[1] && starts[0] > 0);
 }
 
 /* a sink that pushes into the replay as training does */
@@ -311,7 +441,7 @@ FLAME_TEST(unstable_steps_never_reach_a_dataset_or_the_replay) {
     RolloutReplay rr;
     rollout_replay_init(&rr, &backend_cpu_ops, a.b, 3, S, D);
     Pusher pusher = {&rr, 0};
-    RolloutSink sink = {&pusher, push_step, NULL};
+    RolloutSink sink = {.ctx = &pusher, .on_step = push_step};
     RolloutTimes t = {0, 0, 0};
     for (uint32_t call = 0; call < 6; call++) {
         EXPECT(rollout_step(r, &p, call, &sink, &t) == FLAME_OK);
@@ -448,6 +578,7 @@ int main(void) {
     RUN_TEST(evaluation_and_dataset_runs_give_the_same_episodes);
     RUN_TEST(unstable_episodes_are_replaced_and_counted);
     RUN_TEST(unstable_steps_never_reach_a_dataset_or_the_replay);
+    RUN_TEST(keep_final_shows_each_final_state_and_runs_the_same_episodes);
     RUN_TEST(random_policy_draws);
     RUN_TEST(flame_eval_and_flame_rollout_run_the_same_episodes);
     int rc = flame_test_report();

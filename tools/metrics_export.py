@@ -19,9 +19,10 @@ to OUT/<run name>/, so TensorBoard lists the runs side by side (tensorboard --lo
                      --idle-exit S seconds without a new row.
 
 An output that already holds a run's files is refused unless --force (which deletes the files this
-tool writes there first). metrics.h5 is read without an HDF5 file lock (the trainer must be able to
-reopen it for its next flush); rows are taken up to the shortest column of a group, so a file read
-in the middle of a flush never yields half a row, and a read that fails is retried.
+tool writes there first). The trainer writes each flush to a copy and renames it over metrics.h5, so
+every read opens the complete file of one flush, and each poll of --follow opens the newest (a
+reader holding the file open never stops a flush). It is read without an HDF5 file lock (nothing
+needs one; some file systems refuse them), and rows are taken up to the shortest column of a group.
 
 examples:
   tools/metrics_export.py runs/hopper_flame-m_s1 runs/hopper_sac_s1 --tensorboard tb/
@@ -48,7 +49,6 @@ except ImportError as e:  # pragma: no cover - reported to the user
 
 ROOT_ATTRS = ("version", "commit", "backend", "device", "env_id", "algo")
 GROUP_ORDER = ("train", "eval", "episodes", "timing")
-OPEN_RETRIES = 50  # x 0.1 s: the trainer holds metrics.h5 open only while it flushes
 
 
 class UsageError(Exception):
@@ -62,15 +62,9 @@ def _text(v):
 
 
 def _open(path):
-    # without a lock: the trainer reopens metrics.h5 for every flush and fails while a reader
-    # holds a lock on it; a read in the middle of a flush is caught by the row count or retried
-    for k in range(OPEN_RETRIES):
-        try:
-            return h5py.File(path, "r", locking=False)
-        except (OSError, BlockingIOError):
-            if k == OPEN_RETRIES - 1:
-                raise
-            time.sleep(0.1)
+    # the complete file of the trainer's last flush (it renames each flush's copy over the file);
+    # the open file stays that version while a later flush replaces the name
+    return h5py.File(path, "r", locking=False)
 
 
 def run_name_and_file(arg):

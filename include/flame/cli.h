@@ -4,15 +4,16 @@
  * Every command returns its exit status: 0 success, 1 runtime failure, 2 bad usage / config /
  * input. Errors go to stderr as one line "flame <cmd>: <problem>; <fix>".
  *
- * Shared pieces: config loading; a checkpoint's policy ready to act (CliPolicy: `flame eval` and
- * `flame rollout` create it the same way, so the same checkpoint and seed give the same actions);
+ * Shared pieces: config loading; a checkpoint's policy ready to act (cli_policy_open over
+ * policy.h: `flame eval`, `flame rollout` and `flame render` create it the same way, so the same
+ * checkpoint and seed give the same actions);
  * the env and policy description of a dataset (CliDatasetInfo: `flame rollout`,
  * `flame export-replay`).
  *
  * defines: cmd_train cmd_eval cmd_rollout cmd_export_replay cmd_render cmd_bench cmd_envs
  *          cmd_info cmd_debug cli_fail cli_fail_last cli_load_config cli_parse_backend
- *          cli_parse_int CliPolicy cli_policy_open cli_policy_close CliDatasetInfo
- *          cli_dataset_info_init cli_dataset_info_checkpoint cli_dataset_info_free
+ *          cli_parse_int cli_policy_open CliDatasetInfo cli_dataset_info_init
+ *          cli_dataset_info_checkpoint cli_dataset_info_free
  */
 #ifndef FLAME_CLI_H
 #define FLAME_CLI_H
@@ -25,6 +26,7 @@
 #include "flame/config.h"
 #include "flame/dataset.h"
 #include "flame/env.h"
+#include "flame/policy.h"
 
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
@@ -56,24 +58,13 @@ int cli_parse_backend(const char *cmd, const char *name, int *kind);
 int cli_parse_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi,
                   long long *out);
 
-/* A checkpoint's EMA policy on a backend created for acting only (no replay buffer, a batch of 1,
-   no noise bundle), with the seed of its draws set. */
-typedef struct {
-    Checkpoint ck;       /* the checkpoint (state, counters, config) */
-    FlameConfig cfg;     /* the checkpoint's config as the backend runs it */
-    const EnvSpec *spec; /* its env */
-    const BackendOps *ops;
-    Backend *b;
-} CliPolicy;
-
-/* Reads and checks the checkpoint (readable, a known env matching env_id when given, matching
-   dimensions), picks the backend (backend_kind < 0: the checkpoint's backend.type), sets run.seed
-   to `seed` (< 0: the checkpoint's; p->cfg.run.seed holds the one used) and loads the state. The
-   backend keeps a pointer to p->cfg: p must not move until cli_policy_close. On failure prints the
-   error for `cmd`, frees everything and returns the exit status (2 for bad input). */
-int cli_policy_open(const char *cmd, CliPolicy *p, const char *ckpt_path, const char *env_id,
+/* policy_open (policy.h: a checkpoint's policy ready to act, the same for every command and the C
+   API) of ckpt_path with backend_kind (< 0: the checkpoint's) and seed (< 0: the checkpoint's),
+   and, when env_id is given, the check that the checkpoint is of that env (--env). On failure
+   prints the error for `cmd` and returns the exit status (2 for bad input); nothing is left open.
+   Close with policy_close. */
+int cli_policy_open(const char *cmd, Policy *p, const char *ckpt_path, const char *env_id,
                     int backend_kind, int64_t seed);
-void cli_policy_close(CliPolicy *p);
 
 /* A dataset's description (dataset.h) with the memory it points to. */
 typedef struct {

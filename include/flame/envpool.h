@@ -25,7 +25,7 @@
  *          envpool_nq envpool_nv envpool_spec envpool_env envpool_reset EnvPoolStep envpool_step
  *          envpool_step_checked envpool_instability_count envpool_state_size envpool_state_save
  *          envpool_state_load EnvPoolAutoreset EnvPoolActions envpool_set_modes envpool_reseed
- *          envpool_reset_next
+ *          envpool_reset_next envpool_reset_pending
  */
 #ifndef FLAME_ENVPOOL_H
 #define FLAME_ENVPOOL_H
@@ -67,6 +67,13 @@ void envpool_reseed(EnvPool *p, uint64_t seed, double *obs);
 /* Resets every env with its next episode counter (an env waiting for a next-step reset uses the
    counter it already has), so consecutive resets start new episodes. */
 void envpool_reset_next(EnvPool *p, double *obs);
+
+/* Resets now every env that waits for a next-step reset (with the episode counter it already has,
+   as its next step would) and writes its reset observation into its row of obs; the other envs
+   and rows are untouched. With next-step autoreset and this call after every step, a pool runs
+   exactly the episodes of same-step autoreset, and the caller sees each episode's final state in
+   between. */
+void envpool_reset_pending(EnvPool *p, double *obs);
 
 typedef enum { ENVPOOL_AUTORESET_SAME_STEP = 0, ENVPOOL_AUTORESET_NEXT_STEP = 1 } EnvPoolAutoreset;
 typedef enum { ENVPOOL_ACTIONS_AGENT = 0, ENVPOOL_ACTIONS_CTRL = 1 } EnvPoolActions;

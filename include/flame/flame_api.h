@@ -16,14 +16,13 @@
  * exploring actions of FLAME may leave it); flame_policy_to_env_units maps them to what the env
  * receives, ctrl = center + a * half_range of the actuators' ctrlrange.
  *
- * defines: FLAME_API_VERSION FLAME_API_OK FLAME_API_ERUNTIME FLAME_API_EINPUT flame_api_version
- *          flame_api_last_error flame_env_count flame_env_id flame_env_spec flame_policy
- *          flame_policy_load flame_policy_free flame_policy_info flame_policy_config
- *          flame_policy_act
- *          flame_policy_to_env_units flame_vec flame_vec_create flame_vec_free flame_vec_info
- *          flame_vec_action_bounds flame_vec_reset flame_vec_step flame_vec_get_state
- *          flame_vec_set_state FLAME_VEC_AUTORESET_NEXT_STEP FLAME_VEC_AUTORESET_SAME_STEP
- *          FLAME_VEC_ACTIONS_ENV FLAME_VEC_ACTIONS_AGENT
+ * defines: FLAME_API_VERSION FLAME_API_EVAL_ENV_OFFSET FLAME_API_OK FLAME_API_ERUNTIME
+ *          FLAME_API_EINPUT flame_api_version flame_api_last_error flame_env_count flame_env_id
+ *          flame_env_spec flame_policy flame_policy_load flame_policy_free flame_policy_info
+ *          flame_policy_config flame_policy_act flame_policy_to_env_units flame_vec
+ *          flame_vec_create flame_vec_free flame_vec_info flame_vec_action_bounds flame_vec_reset
+ *          flame_vec_step flame_vec_get_state flame_vec_set_state FLAME_VEC_AUTORESET_NEXT_STEP
+ *          FLAME_VEC_AUTORESET_SAME_STEP FLAME_VEC_ACTIONS_ENV FLAME_VEC_ACTIONS_AGENT
  */
 #ifndef FLAME_FLAME_API_H
 #define FLAME_FLAME_API_H
@@ -35,6 +34,12 @@ extern "C" {
 #endif
 
 #define FLAME_API_VERSION 1
+
+/* The env_index_offset of the env pools of `flame eval`, `flame rollout` and `flame render`: a
+   flame_vec created with it, the policy's seed, same-step autoreset and agent units, with
+   flame_policy_act called with call = 0, 1, 2, ... once per vectorised step, steps the envs those
+   commands step (they count episodes as include/flame/rollout.h says). */
+#define FLAME_API_EVAL_ENV_OFFSET 0x01000000u
 
 enum { FLAME_API_OK = 0, FLAME_API_ERUNTIME = 1, FLAME_API_EINPUT = 2 };
 
@@ -59,9 +64,10 @@ int flame_env_spec(const char *env_id, int *obs_dim, int *act_dim, int *max_epis
 
 typedef struct flame_policy flame_policy;
 
-/* Loads a checkpoint (runs/<name>/ckpt/step_<N>.h5). backend: "auto" (or NULL; CUDA when built
-   with it and a device exists), "cpu" or "cuda". seed < 0 keeps the checkpoint's run.seed: the
-   policy's random draws are addressed by (seed, call, row), exactly as in `flame eval --seed`. */
+/* Loads a checkpoint (runs/<name>/ckpt/step_<N>.h5) the way `flame eval` and `flame rollout` do.
+   backend: "auto" (or NULL; CUDA when built with it and a device exists), "cpu" or "cuda". seed < 0
+   keeps the checkpoint's run.seed: the policy's random draws are addressed by (seed, call, row),
+   exactly as in `flame eval --seed`. */
 int flame_policy_load(const char *ckpt_path, const char *backend, int64_t seed, flame_policy **out);
 void flame_policy_free(flame_policy *p);
 
@@ -95,8 +101,8 @@ enum { FLAME_VEC_ACTIONS_ENV = 0, FLAME_VEC_ACTIONS_AGENT = 1 };
    num_envs). autoreset: FLAME_VEC_AUTORESET_*; actions: FLAME_VEC_ACTIONS_* (env units, as
    Gymnasium's step() takes them, or agent units in [-1, 1]). seed: the reset noise of the first
    reset when it passes none. env_index_offset shifts every env's row of the reset-noise address
-   (0 for most uses; flame's evaluation pools use their own rows). model_xml: NULL or "" for the
-   embedded model. */
+   (0 for most uses; FLAME_API_EVAL_ENV_OFFSET: the rows of `flame eval`). model_xml: NULL or ""
+   for the embedded model. */
 int flame_vec_create(const char *env_id, int num_envs, int num_threads, int autoreset, int actions,
                      uint64_t seed, uint32_t env_index_offset, const char *model_xml,
                      flame_vec **out);

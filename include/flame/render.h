@@ -34,8 +34,8 @@
 
 #include <mujoco/mujoco.h>
 
-#include "flame/backend.h"
 #include "flame/env.h"
+#include "flame/rollout.h"
 
 typedef enum { RENDER_GL_AUTO, RENDER_GL_EGL, RENDER_GL_OSMESA } RenderGl;
 
@@ -81,13 +81,11 @@ int png_write(const char *path, const uint8_t *rgb, int width, int height);
 /* ------------------------------------------------------------------ episodes */
 
 typedef struct {
-    const BackendOps *ops; /* the policy: a backend and its state (NULL: uniform random actions) */
-    Backend *backend;
-    bool deterministic; /* ACT_DETERMINISTIC, else ACT_EXPLORE */
+    RolloutPolicy policy; /* a checkpoint's agent (policy.h) or the random policy (rollout.h) */
     const EnvSpec *spec;
     const char *model_xml; /* NULL or "": embedded model */
     int episodes;          /* >= 1 */
-    uint64_t seed;
+    uint64_t seed;         /* of the env's reset noise (the policy's seed for the same episodes) */
     int width, height;
     RenderGl gl;
     const char *camera;
@@ -98,18 +96,22 @@ typedef struct {
 
 typedef struct {
     int episodes;
-    double *returns; /* (episodes) */
+    double *returns; /* (episodes) in order */
     int *lengths;    /* (episodes) */
+    int64_t unstable; /* episodes MuJoCo could not integrate (drawn, not counted, replaced) */
     long frames;
     int fps;
     char gl[160];
 } RenderStats;
 
-/* Renders `episodes` episodes on one env: the reset frame, then one frame per step, the last one
-   showing the state the episode ended in. The env and the policy's draws are those of `flame eval
-   --seed S` (evaluation round 0): with one episode, the episode is the one `flame eval --episodes 1
-   --seed S` measures. Everything that can be refused (GL, ffmpeg, the output) is checked before
-   the first frame. */
+/* Renders `episodes` episodes one after the other on one env of the rollout engine (rollout.h,
+   RolloutEnvs.keep_final): the reset frame, then one frame per step, the last one showing the state
+   the episode ended in. The env is addressed as `flame eval` and `flame rollout` address theirs
+   (ROLLOUT_ENV_OFFSET, draw index = step from 0), so with the same policy and seed the episodes
+   are those of `flame eval --envs 1` and `flame rollout --envs 1`. An episode MuJoCo could not
+   integrate stays in the frames up to its failure and is replaced by the next one, as in those
+   commands. Everything that can be refused (GL, ffmpeg, the output) is checked before the first
+   frame. */
 int render_episodes(const RenderEpisodesOptions *o, RenderStats *st);
 void render_stats_free(RenderStats *st);
 

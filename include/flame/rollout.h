@@ -2,7 +2,9 @@
  * rollout.h: the one engine that runs a policy on an env pool and hands what happens to a sink:
  *   - training: transitions into the replay, one vectorised step at a time (rollout_step);
  *   - evaluation: the returns and lengths of whole episodes (rollout_evaluate);
- *   - datasets: whole episodes into a dataset writer (rollout_dataset, `flame rollout`).
+ *   - datasets: whole episodes into a dataset writer (rollout_dataset, `flame rollout`);
+ *   - videos: every state of one env drawn, each episode's last one included (render.h,
+ *     RolloutEnvs.keep_final, RolloutSink.on_start; `flame render`).
  *
  * Policies (RolloutPolicy): the agent (a backend's act op, deterministic or exploring), the uniform
  * random policy on [-1, 1]^D, or a function of the caller. Every vectorised step has a draw index
@@ -15,8 +17,9 @@
  * quota is met its further steps are ignored. Step k of a run uses draw index call_base + k.
  * Episodes are numbered in completion order (vectorised step, then env index), so a run depends on
  * the seed, the env offset, N, call_base and the policy, never on the number of threads.
- * `flame eval` and `flame rollout` address their envs the same way (ROLLOUT_ENV_OFFSET, call_base
- * 0): the same checkpoint, seed and env count give the same episodes through both.
+ * `flame eval`, `flame rollout` and `flame render` (one env) address their envs the same way
+ * (ROLLOUT_ENV_OFFSET, call_base 0) and open a checkpoint's policy the same way (policy.h): the
+ * same checkpoint, seed and env count give the same episodes through each.
  *
  * Unstable episodes (MuJoCo's integrator failed; envpool.h ends the episode as truncated +
  * unstable, with reward 0 and a reset observation for that step). One policy everywhere:
@@ -86,6 +89,12 @@ typedef struct {
     uint64_t seed;
     uint32_t env_offset; /* env i resets from rng row env_offset + i (envpool.h) */
     bool record_state;   /* fill RolloutStep.qpos / qvel (MuJoCo state before each step) */
+    /* An env whose episode ended keeps its final state until the sinks have seen the step
+       (on_step, on_episode), and resets after (then on_start), instead of inside the pool's step:
+       what a sink reads from the env itself (envpool_env: drawing it) is the episode's last state.
+       The episodes, draws and reset addresses are the same either way; while the sinks run,
+       RolloutStep.next_obs of an ended env holds its final observation. */
+    bool keep_final;
 } RolloutEnvs;
 
 /* One vectorised step as the sinks see it (N rows each). */
@@ -97,7 +106,8 @@ typedef struct {
     const float *act;         /* (N, D) actions, agent units */
     const double *reward;     /* (N) */
     const double *final_obs;  /* (N, S) observation the step reached (its episode's last) */
-    const double *next_obs;   /* (N, S) next observation: the reset one where an episode ended */
+    const double *next_obs;   /* (N, S) next observation: the reset one where an episode ended
+                                 (RolloutEnvs.keep_final: see there) */
     const uint8_t *terminated, *truncated, *unstable; /* (N) envpool.h flags */
     const double *episode_return;                     /* (N) running or finished return */
     const int *episode_length;                        /* (N) */
@@ -117,13 +127,17 @@ typedef struct {
                   or outside episode runs) */
 } RolloutEpisode;
 
-/* Receivers of a rollout; either callback may be NULL. A non-zero return stops the rollout and is
+/* Receivers of a rollout; any callback may be NULL. A non-zero return stops the rollout and is
    returned (set the message with flame_errorf). on_step comes first, then on_episode for each
-   episode that ended in the step, in env order. */
+   episode that ended in the step, in env order, then on_start for each env that starts a new
+   episode, in env order, once its reset state is in place. on_start: in episode runs, after the
+   pool's reset for every env that owes episodes and after each episode's end for an env that
+   still owes some; in rollout_step, after each episode's end. */
 typedef struct {
     void *ctx;
     int (*on_step)(void *ctx, const RolloutStep *s);
     int (*on_episode)(void *ctx, const RolloutStep *s, const RolloutEpisode *e);
+    int (*on_start)(void *ctx, int env);
 } RolloutSink;
 
 /* Seconds spent per phase, accumulated by rollout_step and rollout_episodes. */

@@ -10,11 +10,11 @@ Also: flame_rl.make(id) (a gymnasium.Env), flame_rl.env_ids(), flame_rl.env_spec
 imported, the ids "flame_rl/<id>" in Gymnasium's registry (gymnasium.make / gymnasium.make_vec
 with vectorization_mode="vector_entry_point"). Policy needs only numpy; the envs need gymnasium.
 """
-from ._lib import BUILD, FlameError, FlameInputError, env_ids, env_spec
+from ._lib import BUILD, EVAL_ENV_OFFSET, FlameError, FlameInputError, env_ids, env_spec
 from .policy import Policy
 
-__all__ = ["BUILD", "FlameError", "FlameInputError", "Policy", "env_ids", "env_spec", "make",
-           "make_vec", "FlameEnv", "FlameVectorEnv"]
+__all__ = ["BUILD", "EVAL_ENV_OFFSET", "FlameError", "FlameInputError", "Policy", "env_ids",
+           "env_spec", "make", "make_vec", "FlameEnv", "FlameVectorEnv"]
 
 try:
     import gymnasium

@@ -12,6 +12,9 @@ import os
 import numpy as np
 
 API_VERSION = 1
+# FLAME_API_EVAL_ENV_OFFSET of flame_api.h: the env rows of `flame eval`, `flame rollout` and
+# `flame render` (make_vec(..., env_index_offset=EVAL_ENV_OFFSET) steps the envs they step)
+EVAL_ENV_OFFSET = 0x01000000
 
 _c_int, _c_double, _c_float = ctypes.c_int, ctypes.c_double, ctypes.c_float
 _P = ctypes.POINTER

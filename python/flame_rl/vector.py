@@ -30,7 +30,9 @@ class FlameVectorEnv(VectorEnv):
         (ctrl = center + a * half_range).
       - reset(seed=s) starts episode 0 of every env from the reset noise of seed s (env i draws
         its own noise); reset() without a seed starts every env's next episode; the first reset
-        without a seed uses `seed` given here (random when None).
+        without a seed uses `seed` given here (random when None); env_index_offset shifts every
+        env's row of the reset-noise address (flame_rl.EVAL_ENV_OFFSET: the envs `flame eval`,
+        `flame rollout` and `flame render` step).
     Arrays are written by the C code straight into fresh numpy arrays (copy=False reuses them).
     """
 

@@ -137,30 +137,55 @@ def test_bad_input(repo, tmp_path):
     assert p.returncode == 1 and "broken" in p.stderr
 
 
+def train_rows(metrics):
+    try:
+        with h5py.File(metrics, "r", locking=False) as f:
+            return f["train/step"].shape[0]
+    except (OSError, KeyError):
+        return 0
+
+
+def start_training(flame_bin, repo, runs, name, steps=6000):
+    """a small training run in the background, paused (SIGSTOP) once its metrics.h5 holds /train
+    rows, so a reader gets there before the run has ended; SIGCONT lets it go on"""
+    cfg = os.path.join(repo, "configs", "inverted_pendulum_small.yaml")
+    train = subprocess.Popen([flame_bin, "train", cfg, "--out", str(runs), "--name", name,
+                              "--set", f"run.total_steps={steps}", *SMALL_RUN],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = runs / name / "metrics.h5"
+    deadline = time.monotonic() + 60
+    while train_rows(metrics) == 0 and time.monotonic() < deadline and train.poll() is None:
+        time.sleep(0.01)
+    train.send_signal(signal.SIGSTOP)
+    assert train_rows(metrics) > 0, "the run wrote no /train rows"
+    assert train.poll() is None, "the run ended before it could be watched"
+    return train, metrics
+
+
 def test_follow_a_live_run(flame_bin, repo, tmp_path):
     """--follow converts a run while it trains; at the end the event files hold every row"""
     runs = tmp_path / "runs"
-    cfg = os.path.join(repo, "configs", "inverted_pendulum_small.yaml")
-    train = subprocess.Popen([flame_bin, "train", cfg, "--out", str(runs), "--name", "live",
-                              "--set", "run.total_steps=6000", *SMALL_RUN],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    train, metrics = start_training(flame_bin, repo, runs, "live")
+    first = open(metrics, "rb")  # the file as the follower first sees it
     try:
-        deadline = time.monotonic() + 60
-        while not (runs / "live" / "metrics.h5").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert (runs / "live" / "metrics.h5").exists(), "the run wrote no metrics.h5"
         follow = subprocess.Popen([sys.executable, os.path.join(repo, "tools", "metrics_export.py"),
                                    str(runs / "live"), "--tensorboard", str(tmp_path / "tb"),
                                    "--follow", "--interval", "0.2"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out = follow.stdout.readline()  # its first conversion, made while the run is paused
+        train.send_signal(signal.SIGCONT)
         assert train.wait(timeout=240) == 0, train.stderr.read()
         time.sleep(1.0)  # at least one more poll after the final flush
         follow.send_signal(signal.SIGINT)
-        out, err = follow.communicate(timeout=60)
+        rest, err = follow.communicate(timeout=60)
+        out += rest
     finally:
         train.kill() if train.poll() is None else None
     assert follow.returncode == 0, err
-    # several conversions happened while the run grew
+    # later flushes replaced metrics.h5 by new files (a copy renamed over it: the first one has
+    # no name left), and several conversions happened while the run grew
+    assert os.fstat(first.fileno()).st_nlink == 0
+    first.close()
     assert sum(1 for line in out.splitlines() if line.startswith("live:")) >= 2, out
     scalars, _, _ = tensorboard_scalars(tmp_path / "tb")
     want = h5_rows(runs / "live" / "metrics.h5")
@@ -169,6 +194,31 @@ def test_follow_a_live_run(flame_bin, repo, tmp_path):
     for tag, (steps, values) in want.items():
         assert [s for s, _, _ in got[tag]] == steps.tolist(), tag
         assert [v for _, _, v in got[tag]] == values.astype(np.float64).tolist(), tag
+
+
+def test_a_reader_holding_metrics_open_does_not_stop_training(flame_bin, repo, tmp_path):
+    """metrics.h5 is replaced whole at each flush: a reader that keeps it open (with HDF5's file
+    lock, as h5py takes it by default) blocks no flush and sees none half-written; it keeps the
+    version it opened, and opening the file again gives the newest"""
+    train, metrics = start_training(flame_bin, repo, tmp_path / "runs", "held")
+    first = open(metrics, "rb")
+    try:
+        with h5py.File(metrics, "r", locking=True) as held:
+            steps = held["train/step"][:]
+            train.send_signal(signal.SIGCONT)  # every later flush happens while it is held
+            assert train.wait(timeout=240) == 0, train.stderr.read()
+            assert np.array_equal(held["train/step"][:], steps)  # the version it opened
+            assert all(held[g]["step"].shape == held[g][c].shape for g in held for c in held[g])
+    finally:
+        train.kill() if train.poll() is None else None
+    assert os.fstat(first.fileno()).st_nlink == 0  # replaced, not written in place
+    first.close()
+    with h5py.File(metrics, "r") as f:
+        final = f["train/step"][:]
+    # every row up to the end of the run (6000 steps after 300 of warm-up, a row every 100),
+    # those the reader held among them
+    assert final[-1] == 6300 and np.all(np.diff(final) == 100)
+    assert np.array_equal(final[:len(steps)], steps)
 
 
 def test_follow_idle_exit_csv(small_run, repo, tmp_path):

@@ -11,11 +11,6 @@ flame_rl = pytest.importorskip("flame_rl", reason="SKIPPED: libflame.so not buil
 gym = pytest.importorskip("gymnasium", reason="SKIPPED: gymnasium not installed")
 from gymnasium.vector import AutoresetMode  # noqa: E402
 
-# where `flame eval` (src/train/eval.c, evaluation round 0) draws its envs: seed + 0x9e37...15
-# (mod 2^64) for the reset noise, env rows from 0x100000, one act call per vectorised step
-EVAL_SEED_SHIFT = 0x9E3779B97F4A7C15
-EVAL_ENV_BASE = 0x100000
-
 
 def latest_ckpt(run_dir):
     ckpts = sorted((run_dir / "ckpt").glob("step_*.h5"),
@@ -24,53 +19,56 @@ def latest_ckpt(run_dir):
     return ckpts[-1]
 
 
-def flame_eval(flame_bin, ckpt, episodes, seed, stochastic=False):
+def flame_eval(flame_bin, ckpt, episodes, seed, envs=None, stochastic=False):
     args = ["eval", "--ckpt", ckpt, "--episodes", episodes, "--seed", seed, "--backend", "cpu"]
+    args += ["--envs", envs] if envs else []
     out = run_flame(flame_bin, *args, *(["--stochastic"] if stochastic else [])).stdout
     returns = [float(x) for x in re.search(r"^returns:(.*)$", out, re.M).group(1).split()]
     lengths = [int(x) for x in re.search(r"^lengths:(.*)$", out, re.M).group(1).split()]
     return returns, lengths
 
 
-def python_eval(policy, episodes, seed, stochastic=False):
-    """`flame eval`'s loop written with flame_rl: E = min(env.eval_envs, episodes) envs, env i runs
-    episodes i, i + E, ...; the policy acts on every env each step, in agent units as the
-    trainer's envs take them"""
-    eval_envs = int(re.search(r"^  eval_envs: (\d+)$", policy.config, re.M).group(1))
-    E = max(1, min(eval_envs, episodes))
-    envs = flame_rl.make_vec(policy.env_id, num_envs=E, num_threads=1,
-                             seed=(seed + EVAL_SEED_SHIFT) % 2**64,
-                             env_index_offset=EVAL_ENV_BASE, action_units="agent",
-                             autoreset_mode=AutoresetMode.SAME_STEP)
-    obs, _ = envs.reset()
-    ret, length = np.zeros(E), np.zeros(E, dtype=int)
-    returns, lengths = [None] * episodes, [None] * episodes
-    next_ep = list(range(E))
-    policy.calls = 0
-    while any(r is None for r in returns):
-        a = policy.act(obs, deterministic=not stochastic, units="agent")
-        assert a.dtype == np.float32 and a.shape == (E, policy.act_dim)
-        obs, rew, term, trunc, _ = envs.step(a)
+def python_eval(policy, episodes, seed, envs=16, stochastic=False):
+    """`flame eval`'s episode run (include/flame/rollout.h) written with flame_rl: N = min(envs,
+    episodes) envs on the rows EVAL_ENV_OFFSET + i with the reset noise of `seed`; env i owes
+    episodes // N episodes (the first episodes % N one more); vectorised step k acts on every env
+    with call k, in agent units; episodes count in completion order (step, then env index)"""
+    N = min(envs, episodes)
+    vec = flame_rl.make_vec(policy.env_id, num_envs=N, num_threads=1, seed=seed,
+                            env_index_offset=flame_rl.EVAL_ENV_OFFSET, action_units="agent",
+                            autoreset_mode=AutoresetMode.SAME_STEP)
+    obs, _ = vec.reset()
+    owed = [episodes // N + (i < episodes % N) for i in range(N)]
+    ret, length = np.zeros(N), np.zeros(N, dtype=int)
+    returns, lengths = [], []
+    k = 0
+    while len(returns) < episodes:
+        a = policy.act(obs, deterministic=not stochastic, units="agent", call=k)
+        assert a.dtype == np.float32 and a.shape == (N, policy.act_dim)
+        obs, rew, term, trunc, _ = vec.step(a)
+        k += 1
         ret += rew
         length += 1
         for i in np.flatnonzero(term | trunc):
-            if next_ep[i] < episodes:
-                returns[next_ep[i]], lengths[next_ep[i]] = ret[i], int(length[i])
-                next_ep[i] += E
+            if owed[i] > 0:  # a pendulum never goes unstable: every ended episode counts
+                returns.append(ret[i])
+                lengths.append(int(length[i]))
+                owed[i] -= 1
             ret[i], length[i] = 0, 0
-    envs.close()
+    vec.close()
     return returns, lengths
 
 
 @pytest.mark.parametrize("stochastic", [False, True])
 def test_actions_equal_flame_eval(flame_bin, small_run, stochastic):
-    """The episodes `flame eval --seed S` prints are the ones Policy.load(ckpt, seed=S) plays:
-    every action enters the returns, so any difference in an action shows in them"""
+    """The episodes `flame eval --seed S [--envs N]` prints are the ones Policy.load(ckpt, seed=S)
+    plays on flame_rl's vector env: every action enters the returns, so any difference in an action
+    shows in them"""
     ckpt = latest_ckpt(small_run)
-    for seed in (3, 12):
-        want_r, want_l = flame_eval(flame_bin, ckpt, 4, seed, stochastic)
+    for seed, episodes, envs in ((3, 4, None), (12, 7, 3), (5, 3, 1)):
+        want_r, want_l = flame_eval(flame_bin, ckpt, episodes, seed, envs, stochastic)
         policy = flame_rl.Policy.load(ckpt, backend="cpu", seed=seed)
-        got_r, got_l = python_eval(policy, 4, seed, stochastic)
+        got_r, got_l = python_eval(policy, episodes, seed, envs or 16, stochastic)
         assert got_l == want_l
         assert [f"{r:.2f}" for r in got_r] == [f"{r:.2f}" for r in want_r]
         # a short-lived pendulum policy: the episodes differ, so the comparison is not vacuous
@@ -110,10 +108,10 @@ def test_sac_checkpoint(flame_bin, repo, tmp_path):
     run_flame(flame_bin, "train", cfg, "--out", out, "--name", "sac", "--set",
               "run.total_steps=600", *SMALL_RUN)
     ckpt = latest_ckpt(out / "sac")
-    want_r, want_l = flame_eval(flame_bin, ckpt, 3, 5)
+    want_r, want_l = flame_eval(flame_bin, ckpt, 5, 5, envs=2)
     p = flame_rl.Policy.load(ckpt, backend="cpu", seed=5)
     assert p.algo == "sac"
-    got_r, got_l = python_eval(p, 3, 5)
+    got_r, got_l = python_eval(p, 5, 5, envs=2)
     assert got_l == want_l and [f"{r:.2f}" for r in got_r] == [f"{r:.2f}" for r in want_r]
     obs = np.zeros((2, 4), np.float32)
     assert np.array_equal(p.act(obs, call=0), p.act(obs, call=1))  # tanh(mean): no draws

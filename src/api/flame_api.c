@@ -1,6 +1,7 @@
 /*
  * flame_api.c: the C API of libflame.so (include/flame/flame_api.h) over the project's own
- * modules: checkpoints (io/ckpt), the backends' act operation (algo), the env pool (env).
+ * modules: a checkpoint's policy as the commands open it (rollout/policy) and the backends' act
+ * operation (algo), the env pool (env).
  * Every entry point checks its arguments first, so bad input is an error code and a message,
  * never a fatal inside a host process (a Python interpreter).
  */
@@ -12,18 +13,20 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "flame/backend.h"
 #include "flame/build_info.h"
 #include "flame/check.h"
-#include "flame/ckpt.h"
 #include "flame/config.h"
 #include "flame/env.h"
 #include "flame/envpool.h"
 #include "flame/h5util.h"
+#include "flame/policy.h"
+#include "flame/rollout.h"
 
 _Static_assert((int)FLAME_API_OK == (int)FLAME_OK && (int)FLAME_API_EINPUT == (int)FLAME_EINPUT &&
                    (int)FLAME_API_ERUNTIME == (int)FLAME_ERUNTIME,
                "the API's status codes are the project's");
+_Static_assert(FLAME_API_EVAL_ENV_OFFSET == ROLLOUT_ENV_OFFSET,
+               "the API names the env rows of the commands' rollouts");
 
 #define NEED(cond, ...)                                                                            \
     do {                                                                                           \
@@ -100,13 +103,8 @@ static int action_bounds(const EnvSpec *spec, const char *model_xml, double *low
 // ---------------------------------------------------------------------------- policies
 
 struct flame_policy {
-    FlameConfig cfg; /* the checkpoint's, with the acting seed and backend; outlives the backend */
-    const BackendOps *ops;
-    Backend *b;
-    char env_id[128], algo[32];
-    char *config_yaml; /* the checkpoint's resolved config */
-    int obs_dim, act_dim;
-    int64_t updates, env_steps;
+    Policy pol;            /* the checkpoint's policy (policy.h), as the commands open it */
+    char *config_yaml;     /* the checkpoint's resolved config */
     double *center, *half; /* (act_dim) env units = center + a * half */
 };
 
@@ -116,69 +114,30 @@ int flame_policy_load(const char *ckpt_path, const char *backend, int64_t seed,
     *out = NULL;
     NEED(ckpt_path && ckpt_path[0], "no checkpoint path given");
     h5_silence();
-    Checkpoint ck;
-    memset(&ck, 0, sizeof ck);
-    if (ckpt_read(ckpt_path, &ck, false) != FLAME_OK) {
-        return FLAME_EINPUT; /* ckpt_read's message names the file and the problem */
-    }
-    const EnvSpec *spec = env_spec_find(ck.env_id);
-    int rc = FLAME_OK;
-    if (!spec) {
-        rc = flame_errorf(FLAME_EINPUT, "%s: checkpoint env '%s' is not a known env id", ckpt_path,
-                          ck.env_id);
-    } else if (ck.obs_dim != spec->obs_dim || ck.act_dim != spec->act_dim) {
-        rc = flame_errorf(FLAME_EINPUT,
-                          "%s: checkpoint dimensions (obs %d, act %d) differ from %s (obs %d, "
-                          "act %d)",
-                          ckpt_path, ck.obs_dim, ck.act_dim, ck.env_id, spec->obs_dim,
-                          spec->act_dim);
+    int kind = BACKEND_AUTO;
+    if (backend && backend[0] && policy_backend_parse(backend, &kind) != FLAME_OK) {
+        return FLAME_EINPUT;
     }
     flame_policy *p = flame_calloc(1, sizeof *p);
-    p->cfg = ck.cfg;
-    if (rc == FLAME_OK && backend && backend[0]) {
-        char kv[64];
-        snprintf(kv, sizeof kv, "backend.type=%s", backend);
-        if (config_set(&p->cfg, kv) != FLAME_OK) {
-            rc = flame_errorf(FLAME_EINPUT, "unknown backend '%s'; use auto, cpu or cuda", backend);
-        }
-    }
-    if (seed >= 0) {
-        p->cfg.run.seed = seed;
-    }
-    /* acting needs no replay buffer, no minibatch and no recorded noise */
-    p->cfg.update.replay_size = 1;
-    p->cfg.update.batch_size = 1;
-    p->cfg.backend.noise_file[0] = '\0';
-    if (rc == FLAME_OK && !(p->ops = backend_select(&p->cfg))) {
-        rc = FLAME_EINPUT;
-    }
-    if (rc == FLAME_OK) {
-        p->center = flame_malloc((size_t)spec->act_dim * sizeof(double));
-        p->half = flame_malloc((size_t)spec->act_dim * sizeof(double));
-        rc = action_bounds(spec, p->cfg.env.model_xml, p->center, p->half);
-    }
-    if (rc == FLAME_OK) {
-        for (int d = 0; d < spec->act_dim; d++) {
-            double lo = p->center[d], hi = p->half[d];
-            p->center[d] = 0.5 * (lo + hi);
-            p->half[d] = 0.5 * (hi - lo);
-        }
-        rc = p->ops->create(&p->cfg, ck.obs_dim, ck.act_dim, &p->b);
-    }
+    int rc = policy_open(&p->pol, ckpt_path, kind, seed);
     if (rc != FLAME_OK) {
-        flame_free(p->center), flame_free(p->half), flame_free(p);
-        ckpt_free(&ck);
+        flame_free(p);
         return rc;
     }
-    p->ops->set_state(p->b, &ck.st);
-    snprintf(p->env_id, sizeof p->env_id, "%s", ck.env_id);
-    snprintf(p->algo, sizeof p->algo, "%s", config_algo_name(p->cfg.algo));
-    p->obs_dim = ck.obs_dim;
-    p->act_dim = ck.act_dim;
-    p->updates = ck.st.updates;
-    p->env_steps = ck.tc.env_steps;
-    p->config_yaml = config_to_yaml(&ck.cfg);
-    ckpt_free(&ck);
+    const EnvSpec *spec = p->pol.spec;
+    p->center = flame_malloc((size_t)spec->act_dim * sizeof(double));
+    p->half = flame_malloc((size_t)spec->act_dim * sizeof(double));
+    rc = action_bounds(spec, p->pol.cfg.env.model_xml, p->center, p->half);
+    if (rc != FLAME_OK) {
+        flame_policy_free(p);
+        return rc;
+    }
+    for (int d = 0; d < spec->act_dim; d++) {
+        double lo = p->center[d], hi = p->half[d];
+        p->center[d] = 0.5 * (lo + hi);
+        p->half[d] = 0.5 * (hi - lo);
+    }
+    p->config_yaml = config_to_yaml(&p->pol.ck.cfg);
     *out = p;
     return FLAME_OK;
 }
@@ -187,7 +146,7 @@ void flame_policy_free(flame_policy *p) {
     if (!p) {
         return;
     }
-    p->ops->destroy(p->b);
+    policy_close(&p->pol);
     free(p->config_yaml);
     flame_free(p->center), flame_free(p->half);
     flame_free(p);
@@ -198,25 +157,25 @@ int flame_policy_info(const flame_policy *p, const char **env_id, const char **a
                       int64_t *env_steps) {
     NEED(p, "no policy");
     if (env_id) {
-        *env_id = p->env_id;
+        *env_id = p->pol.spec->id;
     }
     if (algo) {
-        *algo = p->algo;
+        *algo = config_algo_name(p->pol.cfg.algo);
     }
     if (backend) {
-        *backend = p->ops->name;
+        *backend = p->pol.ops->name;
     }
     if (obs_dim) {
-        *obs_dim = p->obs_dim;
+        *obs_dim = p->pol.ck.obs_dim;
     }
     if (act_dim) {
-        *act_dim = p->act_dim;
+        *act_dim = p->pol.ck.act_dim;
     }
     if (updates) {
-        *updates = p->updates;
+        *updates = p->pol.ck.st.updates;
     }
     if (env_steps) {
-        *env_steps = p->env_steps;
+        *env_steps = p->pol.ck.tc.env_steps;
     }
     return FLAME_OK;
 }
@@ -231,9 +190,11 @@ int flame_policy_act(flame_policy *p, const float *obs, int n, int deterministic
     NEED(n >= 0, "the batch size must be >= 0 (got %d)", n);
     NEED(n == 0 || (obs && actions), "observations and actions must be arrays");
     if (n > 0) {
-        p->ops->act(p->b, obs, n, deterministic ? ACT_DETERMINISTIC : ACT_EXPLORE, call, actions);
-        if (p->ops->sync) {
-            p->ops->sync(p->b);
+        const Policy *pol = &p->pol;
+        pol->ops->act(pol->b, obs, n, deterministic ? ACT_DETERMINISTIC : ACT_EXPLORE, call,
+                      actions);
+        if (pol->ops->sync) {
+            pol->ops->sync(pol->b);
         }
     }
     return FLAME_OK;
@@ -242,9 +203,10 @@ int flame_policy_act(flame_policy *p, const float *obs, int n, int deterministic
 int flame_policy_to_env_units(const flame_policy *p, float *actions, int n) {
     NEED(p, "no policy");
     NEED(n >= 0 && (n == 0 || actions), "actions must be an array of n >= 0 rows");
+    const int D = p->pol.ck.act_dim;
     for (int i = 0; i < n; i++) {
-        for (int d = 0; d < p->act_dim; d++) {
-            float *a = actions + (size_t)i * p->act_dim + d;
+        for (int d = 0; d < D; d++) {
+            float *a = actions + (size_t)i * D + d;
             *a = (float)(p->center[d] + (double)*a * p->half[d]);
         }
     }

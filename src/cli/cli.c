@@ -42,15 +42,10 @@ int cli_load_config(FlameConfig *cfg, const char *path, char **sets, int nsets) 
 }
 
 int cli_parse_backend(const char *cmd, const char *name, int *kind) {
-    const char *names[3] = {"auto", "cpu", "cuda"};
-    const int kinds[3] = {BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA};
-    for (int k = 0; k < 3; k++) {
-        if (!strcmp(name, names[k])) {
-            *kind = kinds[k];
-            return FLAME_OK;
-        }
+    if (policy_backend_parse(name, kind) != FLAME_OK) {
+        return cli_fail(cmd, FLAME_EINPUT, "unknown --backend '%s'; use auto, cpu or cuda", name);
     }
-    return cli_fail(cmd, FLAME_EINPUT, "unknown --backend '%s'; use auto, cpu or cuda", name);
+    return FLAME_OK;
 }
 
 int cli_parse_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi,
@@ -65,72 +60,20 @@ int cli_parse_int(const char *cmd, const char *opt, const char *s, long long lo,
 }
 
 /* ------------------------------------------------------------------ a checkpoint's policy */
-
-/* the checkpoint's env is known, matches --env, and has the checkpoint's dimensions */
-static int policy_check_env(const char *cmd, const CliPolicy *p, const char *path,
-                            const char *env_id) {
-    const Checkpoint *ck = &p->ck;
-    if (!p->spec) {
-        return cli_fail(cmd, FLAME_EINPUT, "%s: checkpoint env '%s' is not a known env id", path,
-                        ck->env_id);
+int cli_policy_open(const char *cmd, Policy *p, const char *ckpt_path, const char *env_id,
+                    int backend_kind, int64_t seed) {
+    int rc = policy_open(p, ckpt_path, backend_kind, seed);
+    if (rc != FLAME_OK) {
+        return cli_fail_last(cmd, rc);
     }
     if (env_id && env_spec_find(env_id) != p->spec) {
-        return cli_fail(cmd, FLAME_EINPUT,
-                        "%s was trained on %s, not on --env %s; drop --env or pass a checkpoint "
-                        "of %s",
-                        path, ck->env_id, env_id, env_id);
+        rc = cli_fail(cmd, FLAME_EINPUT,
+                      "%s was trained on %s, not on --env %s; drop --env or pass a checkpoint of "
+                      "%s",
+                      ckpt_path, p->ck.env_id, env_id, env_id);
+        policy_close(p);
     }
-    if (ck->obs_dim != p->spec->obs_dim || ck->act_dim != p->spec->act_dim) {
-        return cli_fail(cmd, FLAME_EINPUT,
-                        "%s: checkpoint dimensions (obs %d, act %d) differ from %s (obs %d, act "
-                        "%d)",
-                        path, ck->obs_dim, ck->act_dim, ck->env_id, p->spec->obs_dim,
-                        p->spec->act_dim);
-    }
-    return FLAME_OK;
-}
-
-int cli_policy_open(const char *cmd, CliPolicy *p, const char *ckpt_path, const char *env_id,
-                    int backend_kind, int64_t seed) {
-    memset(p, 0, sizeof *p);
-    if (ckpt_read(ckpt_path, &p->ck, false) != FLAME_OK) {
-        return cli_fail(cmd, FLAME_EINPUT, "%s; pass a checkpoint written by `flame train`",
-                        flame_last_error());
-    }
-    p->spec = env_spec_find(p->ck.env_id);
-    int rc = policy_check_env(cmd, p, ckpt_path, env_id);
-    if (rc != FLAME_OK) {
-        cli_policy_close(p);
-        return rc;
-    }
-    /* acting needs no replay buffer, no minibatch and no noise bundle */
-    p->cfg = p->ck.cfg;
-    p->cfg.backend.type = backend_kind >= 0 ? backend_kind : p->cfg.backend.type;
-    p->cfg.run.seed = seed >= 0 ? seed : p->cfg.run.seed;
-    p->cfg.update.replay_size = 1;
-    p->cfg.update.batch_size = 1;
-    p->cfg.backend.noise_file[0] = '\0';
-    p->ops = backend_select(&p->cfg);
-    if (!p->ops) {
-        rc = cli_fail_last(cmd, FLAME_EINPUT);
-    } else if (p->ops->create(&p->cfg, p->ck.obs_dim, p->ck.act_dim, &p->b) != FLAME_OK) {
-        p->b = NULL;
-        rc = cli_fail_last(cmd, FLAME_ERUNTIME);
-    }
-    if (rc != FLAME_OK) {
-        cli_policy_close(p);
-        return rc;
-    }
-    p->ops->set_state(p->b, &p->ck.st);
-    return FLAME_OK;
-}
-
-void cli_policy_close(CliPolicy *p) {
-    if (p->b) {
-        p->ops->destroy(p->b);
-    }
-    ckpt_free(&p->ck);
-    memset(p, 0, sizeof *p);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ dataset descriptions */

@@ -114,7 +114,7 @@ static int parse_args(int argc, char **argv, EvalArgs *a) {
     return rc;
 }
 
-static void print_result(const CliPolicy *p, const EvalArgs *a, const RolloutResult *r) {
+static void print_result(const Policy *p, const EvalArgs *a, const RolloutResult *r) {
     printf("%s %s, %s policy, %lld episodes: return %.2f +- %.2f (min %.2f, max %.2f), length "
            "%.1f\n",
            p->spec->id, config_algo_name(p->cfg.algo),
@@ -141,7 +141,7 @@ int cmd_eval(int argc, char **argv) {
     if (rc != FLAME_OK) {
         return rc < 0 ? FLAME_OK : rc;
     }
-    CliPolicy p;
+    Policy p;
     rc = cli_policy_open(CMD, &p, a.ckpt, NULL, a.backend, a.seed);
     if (rc != FLAME_OK) {
         return rc;
@@ -165,6 +165,6 @@ int cmd_eval(int argc, char **argv) {
         rc = cli_fail_last(CMD, rc);
     }
     rollout_result_free(&r);
-    cli_policy_close(&p);
+    policy_close(&p);
     return rc;
 }

@@ -3,20 +3,17 @@
  * policy, drawn by MuJoCo's renderer offscreen (include/flame/render.h). Options, the env and the
  * checkpoint are checked before any rendering; GL, ffmpeg and the output before the first frame.
  */
-#include <errno.h>
 #include <getopt.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "flame/backend.h"
 #include "flame/check.h"
-#include "flame/ckpt.h"
 #include "flame/cli.h"
 #include "flame/env.h"
 #include "flame/render.h"
+#include "flame/rollout.h"
 
 #define CMD "render"
 
@@ -28,50 +25,39 @@ static void render_on_signal(int sig) {
 }
 
 static void render_usage(void) {
-    printf(
-        "usage: flame render (--ckpt FILE | --policy random --env ID) --out FILE.mp4|DIR\n"
-        "                    [--episodes N] [--width W --height H] [--camera NAME]\n"
-        "                    [--stochastic] [--seed S] [--gl auto|egl|osmesa]\n"
-        "                    [--backend auto|cpu|cuda] [--force]\n\n"
-        "Renders episodes of the policy with MuJoCo's renderer in an offscreen OpenGL context\n"
-        "(EGL, or Mesa's OSMesa on machines without a GPU) and encodes them with ffmpeg, or\n"
-        "writes PNG frames. With --seed S, the first episode is the one `flame eval --episodes 1\n"
-        "--seed S` measures.\n\n"
-        "options:\n"
-        "  --ckpt FILE       checkpoint whose EMA policy acts (deterministic by default)\n"
-        "  --policy random   uniform random actions instead (needs --env)\n"
-        "  --env ID          environment id (with --ckpt: must match the checkpoint's)\n"
-        "  --out PATH        a video (.mp4 .mkv .mov .webm .avi .gif; needs ffmpeg) or a\n"
-        "                    directory of PNG frames (frame_000000.png, ...)\n"
-        "  --episodes N      episodes to render one after the other (default 1)\n"
-        "  --width W, --height H   frame size in pixels (default 480 x 480, as Gymnasium)\n"
-        "  --camera NAME     track (Gymnasium's default where its model has one) or free\n"
-        "                    (default: Gymnasium's default view of the env)\n"
-        "  --stochastic      exploring actions (default: deterministic policy actions)\n"
-        "  --seed S          seed of the env's reset noise and the policy's draws (default:\n"
-        "                    the checkpoint's run.seed, 1 for the random policy)\n"
-        "  --gl G            auto (EGL, then OSMesa; default), egl or osmesa\n"
-        "  --backend B       backend that computes the actions: auto (default), cpu, cuda\n"
-        "  --force           replace an existing output\n");
+    printf("usage: flame render (--ckpt FILE | --policy random --env ID) --out FILE.mp4|DIR\n"
+           "                    [--episodes N] [--width W --height H] [--camera NAME]\n"
+           "                    [--stochastic] [--seed S] [--gl auto|egl|osmesa]\n"
+           "                    [--backend auto|cpu|cuda] [--force]\n\n"
+           "Renders episodes of the policy with MuJoCo's renderer in an offscreen OpenGL context\n"
+           "(EGL, or Mesa's OSMesa on machines without a GPU) and encodes them with ffmpeg, or\n"
+           "writes PNG frames. The episodes are those `flame eval --envs 1` and `flame rollout\n"
+           "--envs 1` run with the same policy and seed.\n\n"
+           "options:\n"
+           "  --ckpt FILE       checkpoint whose EMA policy acts (deterministic by default)\n"
+           "  --policy random   uniform random actions instead (needs --env)\n"
+           "  --env ID          environment id (with --ckpt: must match the checkpoint's)\n"
+           "  --out PATH        a video (.mp4 .mkv .mov .webm .avi .gif; needs ffmpeg) or a\n"
+           "                    directory of PNG frames (frame_000000.png, ...)\n"
+           "  --episodes N      episodes to render one after the other (default 1)\n"
+           "  --width W, --height H   frame size in pixels (default 480 x 480, as Gymnasium)\n"
+           "  --camera NAME     track (Gymnasium's default where its model has one) or free\n"
+           "                    (default: Gymnasium's default view of the env)\n"
+           "  --stochastic      exploring actions (default: deterministic policy actions)\n"
+           "  --seed S          seed of the env's reset noise and the policy's draws (default:\n"
+           "                    the checkpoint's run.seed, 1 for the random policy)\n"
+           "  --gl G            auto (EGL, then OSMesa; default), egl or osmesa\n"
+           "  --backend B       backend that computes the actions: auto, cpu, cuda (default: the\n"
+           "                    checkpoint's)\n"
+           "  --force           replace an existing output\n");
 }
 
 typedef struct {
-    const char *ckpt, *policy, *env, *out, *camera, *gl, *backend;
+    const char *ckpt, *policy, *env, *out, *camera, *gl;
     long long episodes, width, height, seed;
+    int backend; /* -1: the checkpoint's */
     bool have_seed, stochastic, force;
 } RenderArgs;
-
-static int parse_ll(const char *opt, const char *s, long long lo, long long hi, long long *out) {
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (!s[0] || *end || errno || v < lo || v > hi) {
-        return cli_fail(CMD, FLAME_EINPUT, "%s expects an integer in [%lld, %lld], got '%s'", opt,
-                        lo, hi, s);
-    }
-    *out = v;
-    return FLAME_OK;
-}
 
 static int parse_args(int argc, char **argv, RenderArgs *a) {
     static const struct option longopts[] = {
@@ -85,6 +71,7 @@ static int parse_args(int argc, char **argv, RenderArgs *a) {
     memset(a, 0, sizeof *a);
     a->episodes = 1;
     a->width = a->height = 480;
+    a->backend = -1;
     optind = 1;
     opterr = 0;
     int c, rc = FLAME_OK;
@@ -109,19 +96,19 @@ static int parse_args(int argc, char **argv, RenderArgs *a) {
                 a->gl = optarg;
                 break;
             case 'b':
-                a->backend = optarg;
+                rc = cli_parse_backend(CMD, optarg, &a->backend);
                 break;
             case 'n':
-                rc = parse_ll("--episodes", optarg, 1, 100000, &a->episodes);
+                rc = cli_parse_int(CMD, "--episodes", optarg, 1, 100000, &a->episodes);
                 break;
             case 'W':
-                rc = parse_ll("--width", optarg, 16, 8192, &a->width);
+                rc = cli_parse_int(CMD, "--width", optarg, 16, 8192, &a->width);
                 break;
             case 'H':
-                rc = parse_ll("--height", optarg, 16, 8192, &a->height);
+                rc = cli_parse_int(CMD, "--height", optarg, 16, 8192, &a->height);
                 break;
             case 's':
-                rc = parse_ll("--seed", optarg, 0, LLONG_MAX, &a->seed);
+                rc = cli_parse_int(CMD, "--seed", optarg, 0, FLAME_SEED_MAX, &a->seed);
                 a->have_seed = true;
                 break;
             case 'S':
@@ -186,63 +173,24 @@ int cmd_render(int argc, char **argv) {
         return cli_fail(CMD, FLAME_EINPUT, "unknown env id '%s'; `flame envs` lists the ids",
                         a.env);
     }
-    Checkpoint ck;
-    memset(&ck, 0, sizeof ck);
-    FlameConfig cfg;
-    config_defaults(&cfg);
-    const BackendOps *ops = NULL;
-    Backend *backend = NULL;
+    /* the policy: a checkpoint's (as `flame eval` and `flame rollout` open it), or random */
+    Policy pol;
+    RolloutPolicy policy;
     if (a.ckpt) {
-        if (ckpt_read(a.ckpt, &ck, false) != FLAME_OK) {
-            return cli_fail(CMD, FLAME_EINPUT, "%s; pass a checkpoint written by `flame train`",
-                            flame_last_error());
-        }
-        const EnvSpec *ck_spec = env_spec_find(ck.env_id);
-        int rc = FLAME_OK;
-        if (!ck_spec || ck.obs_dim != ck_spec->obs_dim || ck.act_dim != ck_spec->act_dim) {
-            rc = cli_fail(CMD, FLAME_EINPUT,
-                          "%s: checkpoint of env '%s' with obs %d, act %d does "
-                          "not fit a known env",
-                          a.ckpt, ck.env_id, ck.obs_dim, ck.act_dim);
-        } else if (spec && spec != ck_spec) {
-            rc = cli_fail(CMD, FLAME_EINPUT,
-                          "%s was trained on %s, not on --env %s; drop --env "
-                          "or pass a checkpoint of %s",
-                          a.ckpt, ck.env_id, a.env, a.env);
-        }
-        cfg = ck.cfg;
-        if (rc == FLAME_OK && a.backend) {
-            char kv[64];
-            snprintf(kv, sizeof kv, "backend.type=%s", a.backend);
-            if (config_set(&cfg, kv) != FLAME_OK) {
-                rc = cli_fail(CMD, FLAME_EINPUT, "unknown --backend '%s'; use auto, cpu or cuda",
-                              a.backend);
-            }
-        }
+        int rc = cli_policy_open(CMD, &pol, a.ckpt, a.env, a.backend, a.have_seed ? a.seed : -1);
         if (rc != FLAME_OK) {
-            ckpt_free(&ck);
             return rc;
         }
-        spec = ck_spec;
-        if (a.have_seed) {
-            cfg.run.seed = a.seed;
-        }
-        cfg.update.replay_size = 1; /* acting needs no replay buffer, no minibatch */
-        cfg.update.batch_size = 1;
-        cfg.backend.noise_file[0] = '\0';
-        if (!(ops = backend_select(&cfg)) ||
-            ops->create(&cfg, ck.obs_dim, ck.act_dim, &backend) != FLAME_OK) {
-            ckpt_free(&ck);
-            return cli_fail_last(CMD, ops ? FLAME_ERUNTIME : FLAME_EINPUT);
-        }
-        ops->set_state(backend, &ck.st);
+        spec = pol.spec;
+        policy =
+            rollout_policy_agent(pol.ops, pol.b, a.stochastic ? ACT_EXPLORE : ACT_DETERMINISTIC);
+    } else {
+        policy = rollout_policy_random(a.have_seed ? (uint64_t)a.seed : 1);
     }
-    uint64_t seed = a.have_seed ? (uint64_t)a.seed : (a.ckpt ? (uint64_t)cfg.run.seed : 1);
-    RenderEpisodesOptions o = {.ops = ops,
-                               .backend = backend,
-                               .deterministic = !a.stochastic,
+    uint64_t seed = a.ckpt ? (uint64_t)pol.cfg.run.seed : policy.seed;
+    RenderEpisodesOptions o = {.policy = policy,
                                .spec = spec,
-                               .model_xml = a.ckpt ? cfg.env.model_xml : NULL,
+                               .model_xml = a.ckpt ? pol.cfg.env.model_xml : NULL,
                                .episodes = (int)a.episodes,
                                .seed = seed,
                                .width = (int)a.width,
@@ -260,20 +208,24 @@ int cmd_render(int argc, char **argv) {
     signal(SIGTERM, old_term);
     if (rc == FLAME_OK) {
         printf("render: %s, %s policy%s, seed %llu, %d x %d at %d fps, %s\n", spec->id,
-               a.ckpt ? config_algo_name(cfg.algo) : "random",
+               a.ckpt ? config_algo_name(pol.cfg.algo) : "random",
                a.ckpt ? (a.stochastic ? " (stochastic)" : " (deterministic)") : "",
                (unsigned long long)seed, (int)a.width, (int)a.height, st.fps, st.gl);
         for (int e = 0; e < st.episodes; e++) {
             printf("episode %d: return %.2f, length %d\n", e + 1, st.returns[e], st.lengths[e]);
+        }
+        if (st.unstable > 0) {
+            printf("MuJoCo went unstable in %lld episodes; they were replaced (their frames are "
+                   "kept)\n",
+                   (long long)st.unstable);
         }
         printf("wrote %s (%ld frames)\n", a.out, st.frames);
         render_stats_free(&st);
     } else {
         rc = cli_fail_last(CMD, rc);
     }
-    if (backend) {
-        ops->destroy(backend);
+    if (a.ckpt) {
+        policy_close(&pol);
     }
-    ckpt_free(&ck);
     return rc;
 }

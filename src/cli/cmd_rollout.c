@@ -54,7 +54,8 @@ static void rollout_usage(void) {
            "  --envs N           parallel envs (default min(episodes, %d)); the dataset depends\n"
            "                     on seed and envs, never on threads\n"
            "  --threads W        env worker threads (default 0: all cores but one)\n"
-           "  --backend B        backend that computes the actions: auto (default), cpu, cuda\n"
+           "  --backend B        backend that computes the actions: auto, cpu, cuda (default: the\n"
+           "                     checkpoint's)\n"
            "  --dataset-id ID    Minari dataset id NAMESPACE/NAME-vN (default\n"
            "                     flame/<env>/<policy>[-stochastic]-v0, e.g.\n"
            "                     flame/hopper-v5/sac-v0); minari.load_dataset(ID) finds it at\n"
@@ -197,7 +198,7 @@ static void print_progress(void *ctx, int done, int total, int64_t steps, double
 }
 
 /* The dataset's description: env model, policy, rollout settings, Minari metadata. */
-static int describe(const RolloutArgs *a, const CliPolicy *pol, const EnvSpec *spec,
+static int describe(const RolloutArgs *a, const Policy *pol, const EnvSpec *spec,
                     const RolloutEnvs *e, const char *dataset_id, CliDatasetInfo *d) {
     if (cli_dataset_info_init(d, spec, pol ? pol->cfg.env.model_xml : NULL, "rollout") !=
         FLAME_OK) {
@@ -277,7 +278,7 @@ int cmd_rollout(int argc, char **argv) {
         return rc;
     }
     /* the policy: a checkpoint's, or uniform random actions */
-    CliPolicy pol;
+    Policy pol;
     RolloutPolicy p;
     if (a.ckpt) {
         rc = cli_policy_open(CMD, &pol, a.ckpt, a.env, backend_kind, a.have_seed ? a.seed : -1);
@@ -310,7 +311,7 @@ int cmd_rollout(int argc, char **argv) {
     rc = rc ? rc : write_dataset(&a, fmt, &d, &e, &p);
     cli_dataset_info_free(&d);
     if (a.ckpt) {
-        cli_policy_close(&pol);
+        policy_close(&pol);
     }
     return rc;
 }

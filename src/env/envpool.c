@@ -21,7 +21,12 @@
 
 #define ENVPOOL_CHUNK 1 /* one env per claim: an env step costs far more than the atomic */
 
-typedef enum { ENVPOOL_JOB_RESET, ENVPOOL_JOB_RESET_NEXT, ENVPOOL_JOB_STEP } EnvPoolJob;
+typedef enum {
+    ENVPOOL_JOB_RESET,
+    ENVPOOL_JOB_RESET_NEXT,
+    ENVPOOL_JOB_RESET_PENDING,
+    ENVPOOL_JOB_STEP
+} EnvPoolJob;
 
 struct EnvPool {
     const EnvSpec *spec;
@@ -68,7 +73,10 @@ static inline void envpool_relax(void) {
 // ---------------------------------------------------------------------------------- work
 
 static void envpool_reset_one(EnvPool *p, int i, double *obs) {
-    if (p->job == ENVPOOL_JOB_RESET_NEXT) {
+    if (p->job == ENVPOOL_JOB_RESET_PENDING && !p->pending[i]) {
+        return; /* only the envs waiting for a next-step reset */
+    }
+    if (p->job != ENVPOOL_JOB_RESET) {
         p->episode[i] += p->pending[i] ? 0u : 1u; /* a pending reset has its counter already */
     } else {
         p->episode[i] = 0;
@@ -371,6 +379,13 @@ void envpool_reseed(EnvPool *p, uint64_t seed, double *obs) {
 
 void envpool_reset_next(EnvPool *p, double *obs) {
     p->job = ENVPOOL_JOB_RESET_NEXT;
+    p->reset_obs = obs;
+    envpool_run(p);
+    p->reset_obs = NULL;
+}
+
+void envpool_reset_pending(EnvPool *p, double *obs) {
+    p->job = ENVPOOL_JOB_RESET_PENDING;
     p->reset_obs = obs;
     envpool_run(p);
     p->reset_obs = NULL;

@@ -22,7 +22,7 @@ struct Rollout {
     uint8_t *term, *trunc, *unstable;   /* (N) */
     int *ep_len;                        /* (N) */
     uint32_t *env_episode;              /* (N) episodes ended since the reset */
-    bool record_state;
+    bool record_state, keep_final;
 };
 
 /* ------------------------------------------------------------------ policies */
@@ -102,6 +102,10 @@ int rollout_create(const RolloutEnvs *e, Rollout **out) {
     r->nq = envpool_nq(pool);
     r->nv = envpool_nv(pool);
     r->record_state = e->record_state;
+    r->keep_final = e->keep_final;
+    if (e->keep_final) { /* ended envs wait for envpool_reset_pending (rollout_renew) */
+        envpool_set_modes(pool, ENVPOOL_AUTORESET_NEXT_STEP, ENVPOOL_ACTIONS_AGENT);
+    }
     size_t N = (size_t)r->N, NS = N * (size_t)r->S;
     r->obs = flame_malloc(NS * sizeof(double));
     r->next_obs = flame_malloc(NS * sizeof(double));
@@ -214,6 +218,18 @@ static bool ended(const Rollout *r, int i) {
     return r->term[i] || r->trunc[i];
 }
 
+/* keep_final: the envs whose episode ended reset now, their reset observations into next_obs */
+static void rollout_renew(Rollout *r) {
+    if (r->keep_final) {
+        envpool_reset_pending(r->pool, r->next_obs);
+    }
+}
+
+/* on_start for env i (no sink or callback: nothing to do) */
+static int rollout_started(const RolloutSink *sink, int i) {
+    return sink && sink->on_start ? sink->on_start(sink->ctx, i) : FLAME_OK;
+}
+
 /* the next observations become the current ones */
 static void rollout_swap(Rollout *r) {
     double *o = r->obs;
@@ -233,6 +249,12 @@ int rollout_step(Rollout *r, const RolloutPolicy *p, uint32_t call, const Rollou
             if (rc == FLAME_OK && sink && sink->on_episode) {
                 rc = sink->on_episode(sink->ctx, &s, &e);
             }
+        }
+    }
+    rollout_renew(r);
+    for (int i = 0; rc == FLAME_OK && i < r->N; i++) {
+        if (ended(r, i)) {
+            rc = rollout_started(sink, i);
         }
     }
     rollout_swap(r);
@@ -355,6 +377,11 @@ int rollout_episodes(Rollout *r, const RolloutPolicy *p, const RolloutRun *run,
     const double t0 = host_now();
     double next_report = t0 + 2.0;
     rollout_reset(r);
+    for (int i = 0; rc == FLAME_OK && i < N; i++) {
+        if (q.owed[i]) {
+            rc = rollout_started(sink, i);
+        }
+    }
     for (uint32_t k = 0; rc == FLAME_OK && out->episodes < E; k++) {
         if (run->stop && *run->stop) {
             rc = flame_errorf(FLAME_ERUNTIME, "interrupted after %d of %d episodes", out->episodes,
@@ -389,6 +416,12 @@ int rollout_episodes(Rollout *r, const RolloutPolicy *p, const RolloutRun *run,
                               "MuJoCo went unstable in %lld episodes, more than the %d requested; "
                               "the policy or the model is not usable",
                               (long long)out->unstable, E);
+        }
+        rollout_renew(r);
+        for (int i = 0; rc == FLAME_OK && i < N; i++) {
+            if (q.owed[i] && ended(r, i)) {
+                rc = rollout_started(sink, i);
+            }
         }
         rollout_swap(r);
         double now = host_now();

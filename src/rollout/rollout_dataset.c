@@ -142,7 +142,7 @@ int rollout_dataset(const RolloutEnvs *e, const RolloutPolicy *p, const RolloutR
     for (int i = 0; i < k.N; i++) {
         episode_buf_init(&k.buf[i], e->spec->max_episode_steps, k.S, k.D, k.nq, k.nv);
     }
-    RolloutSink sink = {&k, dataset_on_step, dataset_on_episode};
+    RolloutSink sink = {.ctx = &k, .on_step = dataset_on_step, .on_episode = dataset_on_episode};
     rc = rollout_episodes(r, p, run, &sink, out);
     if (rc == FLAME_ERUNTIME && run->stop && *run->stop) {
         char why[512];

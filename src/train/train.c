@@ -123,7 +123,7 @@ static int collect(Loop *L) {
         pol = rollout_policy_agent(L->ops, L->b, ACT_EXPLORE);
         call = (uint32_t)L->tc.act_calls++;
     }
-    RolloutSink sink = {L, replay_on_step, episode_on_end};
+    RolloutSink sink = {.ctx = L, .on_step = replay_on_step, .on_episode = episode_on_end};
     RolloutTimes t = {0, 0, 0};
     int rc = rollout_step(L->roll, &pol, call, &sink, &t);
     L->sum->act_s += t.act_s;
