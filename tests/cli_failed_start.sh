@@ -9,28 +9,9 @@
 #     made goes, what was there stays.
 set -u
 F=${FLAME_BIN:?FLAME_BIN is not set}
-T=$(mktemp -d /tmp/flame_cli_failed_start_XXXXXX)
-trap 'chmod -R u+w "$T" 2> /dev/null; rm -rf "$T"' EXIT
-cd "$T" || exit 1
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect_rc NAME RC PATTERN cmd...: exit status RC and (PATTERN set) one stderr line matching it
-expect_rc() {
-    local name=$1 want=$2 pat=$3
-    shift 3
-    "$@" > out.txt 2> err.txt
-    local rc=$?
-    if [ $rc -ne "$want" ]; then
-        fail "$name: exit $rc, expected $want: $(head -c 600 err.txt)"
-    elif [ -n "$pat" ] && [ "$(wc -l < err.txt)" -ne 1 ]; then
-        fail "$name: stderr is not one line: $(cat err.txt)"
-    elif [ -n "$pat" ] && ! grep -Eq -- "$pat" err.txt; then
-        fail "$name: stderr lacks /$pat/: $(cat err.txt)"
-    else
-        echo "ok   $name ($rc) $(head -c 400 err.txt)"
-    fi
-}
+# shellcheck source=tests/cli_common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh"
+cli_workdir flame_cli_failed_start
 
 # nothing NAME PATH: PATH does not exist
 nothing() { [ ! -e "$2" ] || fail "$1: left behind: $(find "$2" | head -20)"; }
@@ -96,8 +77,4 @@ rmdir runs/c/config.yaml.tmp
 expect_rc "the same run afterwards" 0 "" "$F" train tiny.yaml --out runs --name c --quiet
 [ "$(cat runs/c/notes.txt)" = mine ] || fail "a file of the user's in the run directory changed"
 
-if [ $fails -ne 0 ]; then
-    echo "$fails failure(s)"
-    exit 1
-fi
-echo "all failed-start checks passed"
+cli_done "failed-start checks"

@@ -2,49 +2,13 @@
 # cli_run_lock.sh: two processes on one run, through the binary. While a run trains, it holds
 # <run>/train.lock ("pid host"); a second writer (--resume, --force, a fresh run of the same
 # directory) exits 2 naming the holder and changes nothing; the readers (eval, rollout,
-# export-replay) work on the live run. A lock left by a killed process is taken over (and named);
-# a run that ends removes its lock file.
+# export-replay, render where OpenGL exists) work on the live run. A lock left by a killed
+# process is taken over (and named); a run that ends removes its lock file.
 set -u
 F=${FLAME_BIN:?FLAME_BIN is not set}
-T=$(mktemp -d /tmp/flame_cli_run_lock_XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2> /dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-cd "$T" || exit 1
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect_rc NAME RC PATTERN cmd...: exit status RC and (PATTERN set) one stderr line matching it
-expect_rc() {
-    local name=$1 want=$2 pat=$3
-    shift 3
-    "$@" > out.txt 2> err.txt
-    local rc=$?
-    if [ $rc -ne "$want" ]; then
-        fail "$name: exit $rc, expected $want: $(head -c 600 err.txt)"
-    elif [ -n "$pat" ] && [ "$(wc -l < err.txt)" -ne 1 ]; then
-        fail "$name: stderr is not one line: $(cat err.txt)"
-    elif [ -n "$pat" ] && ! grep -Eq -- "$pat" err.txt; then
-        fail "$name: stderr lacks /$pat/: $(cat err.txt)"
-    else
-        echo "ok   $name ($rc) $(head -c 300 err.txt)"
-    fi
-}
-
-# wait_for NAME SECONDS CONDITION...: polls the condition every 0.1 s
-wait_for() {
-    local name=$1 secs=$2
-    shift 2
-    for _ in $(seq 1 $((secs * 10))); do
-        "$@" && return 0
-        sleep 0.1
-    done
-    fail "$name: not within $secs s"
-    return 1
-}
+# shellcheck source=tests/cli_common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh"
+cli_workdir flame_cli_run_lock
 
 has_ckpt() { ls runs/a/ckpt/step_*.h5 > /dev/null 2>&1; }
 latest() { ls runs/a/ckpt | sed -n 's/^step_\([0-9]*\)\.h5$/\1/p' | sort -n | tail -1; }
@@ -63,14 +27,17 @@ host=$(uname -n)
 "$F" train tiny.yaml --out runs --name a > a.out 2> a.err &
 A=$!
 pids+=("$A")
-wait_for "first checkpoint of the live run" 120 has_ckpt || exit 1
+wait_for 120 has_ckpt || {
+    fail "no checkpoint of the live run within 120 s: $(cat a.err)"
+    cli_done "run lock checks"
+}
 [ -f runs/a/train.lock ] || fail "no runs/a/train.lock while the run trains: $(ls runs/a)"
 grep -q "^$A $host\$" runs/a/train.lock 2> /dev/null ||
     fail "train.lock does not name '$A $host': $(cat runs/a/train.lock 2> /dev/null)"
 
 # second writers: exit 2 at once, naming the holder; the live run's files stay
 held="run directory runs/a is in use by process $A on host $host"
-before=$(ls runs/a/ckpt | grep -E '^step_[0-9]+\.h5$')
+before=$(cd runs/a/ckpt && for c in step_*.h5; do echo "$c"; done)
 expect_rc "--resume of a live run" 2 "$held" timeout 60 "$F" train --resume runs/a
 expect_rc "--force over a live run" 2 "$held" timeout 60 "$F" train tiny.yaml --out runs --name a --force
 expect_rc "fresh run into a live run's directory" 2 "$held" \
@@ -89,6 +56,15 @@ expect_rc "eval of a live run's checkpoint" 0 "" "$F" eval --ckpt "$ck" --episod
 expect_rc "rollout of a live run's checkpoint" 0 "" \
     "$F" rollout --ckpt "$ck" --episodes 2 --out data/a.hdf5
 expect_rc "export-replay of a live run" 0 "" "$F" export-replay --run runs/a --out data/replay.hdf5
+"$F" render --ckpt "$ck" --out frames --width 32 --height 24 > out.txt 2> err.txt
+rc=$?
+if grep -q "no OpenGL" err.txt; then
+    echo "skip render of a live run's checkpoint: no OpenGL library"
+elif [ $rc -ne 0 ] || ! ls frames/*.png > /dev/null 2>&1; then
+    fail "render of a live run's checkpoint: exit $rc: $(cat err.txt)"
+else
+    echo "ok   render of a live run's checkpoint ($rc)"
+fi
 kill -0 "$A" 2> /dev/null || fail "the live run ended while read: $(cat a.err)"
 
 # the holder is killed: its lock file stays, naming it; the next writer takes it over
@@ -111,8 +87,4 @@ expect_rc "--resume of an ended run" 0 "" \
     timeout 120 "$F" train --resume runs/a --set run.total_steps=$((step + 120))
 grep -q "no longer runs" out.txt && fail "a takeover reported after a clean end: $(cat out.txt)"
 
-if [ $fails -ne 0 ]; then
-    echo "$fails failure(s)"
-    exit 1
-fi
-echo "all run lock checks passed"
+cli_done "run lock checks"

@@ -13,28 +13,11 @@
 set -u
 F=${FLAME_BIN:?FLAME_BIN is not set}
 STOP_S=${STOP_S:-3}
-T=$(mktemp -d /tmp/flame_cli_signals_XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2> /dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-cd "$T" || exit 1
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# shellcheck source=tests/cli_common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh"
+cli_workdir flame_cli_signals
 
-# wait_for SECONDS CONDITION...: polls the condition every 0.05 s; 1 when it never held
-wait_for() {
-    local secs=$1
-    shift
-    for _ in $(seq 1 $((secs * 20))); do
-        "$@" && return 0
-        sleep 0.05
-    done
-    return 1
-}
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # start NAME ARGS...: flame train in the background ($P its pid)
 start() {
@@ -67,16 +50,6 @@ stop_within() {
 
 latest() { ls "$1/ckpt" 2> /dev/null | sed -n 's/^step_\([0-9]*\)\.h5$/\1/p' | sort -n | tail -1; }
 
-# expect_ok NAME cmd...: exit 0
-expect_ok() {
-    local name=$1
-    shift
-    "$@" > ok.out 2> ok.err
-    local rc=$?
-    [ $rc -eq 0 ] || fail "$name: exit $rc: $(cat ok.err)"
-    [ $rc -ne 0 ] || echo "ok   $name"
-}
-
 cat > hopper.yaml << 'Y'
 env: {id: Hopper-v5, num_envs: 2, threads: 1}
 run: {start_steps: 64, total_steps: 1000000, eval_every: 1000000, eval_episodes: 0,
@@ -99,7 +72,7 @@ fi
 stop_within start TERM 143 60
 [ ! -e runs/start ] || fail "start: a stopped start left $(find runs/start)"
 grep -q "nothing was written" start.out || fail "start: no note that nothing was written: $(cat start.out)"
-expect_ok "start: the same command afterwards" "$F" train hopper.yaml --out runs --name start \
+expect_rc "start: the same command afterwards" 0 "" "$F" train hopper.yaml --out runs --name start \
     --set run.total_steps=20 --quiet
 
 # --- the warm-up (a billion warm-up steps)
@@ -140,7 +113,7 @@ sleep 2
 stop_within evaluation TERM 143 "$STOP_S"
 step=$(latest runs/eval)
 [ "$step" = 74 ] || fail "evaluation: checkpoint at step $step, expected 74 (the first evaluation)"
-expect_ok "evaluation: resumed to the end" "$F" train --resume runs/eval \
+expect_rc "evaluation: resumed to the end" 0 "" "$F" train --resume runs/eval \
     --set run.eval_episodes=2 --set run.total_steps=40 --quiet
 [ -e runs/eval/ckpt/step_104.h5 ] || fail "evaluation: no final checkpoint: $(ls runs/eval/ckpt)"
 
@@ -172,12 +145,8 @@ echo "ok   checkpoint write: SIGTERM -> write ended after $((t_end - t0)) ms, ex
     "$((t_exit - t_end)) ms later, no second write"
 step=$(latest runs/ckpt)
 [ "$step" = 512 ] || fail "checkpoint: newest checkpoint at step $step, expected 512"
-expect_ok "checkpoint: resumed to the end" "$F" train --resume runs/ckpt \
+expect_rc "checkpoint: resumed to the end" 0 "" "$F" train --resume runs/ckpt \
     --set run.total_steps=512 --quiet
 [ -e runs/ckpt/ckpt/step_768.h5 ] || fail "checkpoint: no final checkpoint: $(ls runs/ckpt/ckpt)"
 
-if [ $fails -ne 0 ]; then
-    echo "$fails failure(s)"
-    exit 1
-fi
-echo "all signal checks passed"
+cli_done "signal checks"

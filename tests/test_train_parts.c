@@ -44,6 +44,17 @@ static void lock_path(char *p, size_t n, const char *dir) {
     run_dir_file(p, n, dir, RUN_DIR_LOCK);
 }
 
+/* what a run's start writes: config.yaml (the defaults) and a metrics.h5 */
+static void write_run_files(const char *dir) {
+    FlameConfig cfg;
+    config_defaults(&cfg);
+    config_resolve(&cfg);
+    EXPECT(run_dir_write_config(dir, &cfg) == FLAME_OK);
+    char p[RUN_DIR_PATH_MAX];
+    run_dir_file(p, sizeof p, dir, "metrics.h5");
+    touch(p);
+}
+
 FLAME_TEST(run_directory) {
     char dir[512], p[RUN_DIR_PATH_MAX], lk[RUN_DIR_PATH_MAX];
     snprintf(dir, sizeof dir, "%s/runs/a", tmpdir);
@@ -101,12 +112,7 @@ FLAME_TEST(run_directory) {
     EXPECT(fresh(&rd, dir, false) == FLAME_EINPUT);
     EXPECT(strstr(flame_last_error(), "--force") && strstr(flame_last_error(), "--resume"));
     EXPECT(!exists(lk));
-    FlameConfig cfg;
-    config_defaults(&cfg);
-    config_resolve(&cfg);
-    EXPECT(run_dir_write_config(dir, &cfg) == FLAME_OK);
-    run_dir_file(p, sizeof p, dir, "metrics.h5");
-    touch(p);
+    write_run_files(dir);
     run_dir_prune_checkpoints(dir, 1);
     run_dir_ckpt_path(p, sizeof p, dir, 1200);
     remove(p);
@@ -144,12 +150,7 @@ FLAME_TEST(run_directory_failed_start) {
     snprintf(dir, sizeof dir, "%s/x/y/run", base);
     RunDir rd;
     EXPECT(fresh(&rd, dir, false) == FLAME_OK);
-    FlameConfig cfg;
-    config_defaults(&cfg);
-    config_resolve(&cfg);
-    EXPECT(run_dir_write_config(dir, &cfg) == FLAME_OK);
-    run_dir_file(p, sizeof p, dir, "metrics.h5");
-    touch(p);
+    write_run_files(dir);
     flame_errorf(FLAME_ERUNTIME, "the failure");
     run_dir_release(&rd);
     EXPECT_MSG(!strcmp(flame_last_error(), "the failure"), "%s", flame_last_error());
@@ -162,11 +163,11 @@ FLAME_TEST(run_directory_failed_start) {
     run_dir_file(keep, sizeof keep, dir, "notes.txt");
     touch(keep);
     EXPECT(fresh(&rd, dir, false) == FLAME_OK);
-    EXPECT(run_dir_write_config(dir, &cfg) == FLAME_OK);
+    write_run_files(dir);
     run_dir_release(&rd);
     EXPECT(exists(dir) && exists(keep));
-    const char *gone[] = {"ckpt", "config.yaml", RUN_DIR_LOCK};
-    for (int i = 0; i < 3; i++) {
+    const char *gone[] = {"ckpt", "config.yaml", "metrics.h5", RUN_DIR_LOCK};
+    for (int i = 0; i < 4; i++) {
         run_dir_file(p, sizeof p, dir, gone[i]);
         EXPECT_MSG(!exists(p), "%s is left", p);
     }
