@@ -360,6 +360,24 @@ FLAME_TEST(test_signal_in_updates_resumes_exactly) {
     check_signal_resume("sig_updates", &cfg, stopped_in_updates, cols, 2);
 }
 
+/* SIGTERM while 256 envs step (most of an iteration with 2 small updates): the iteration's first
+   update still runs, so the checkpoint shows the iteration was cut, and the resumed run does the
+   other one before it steps the envs again */
+FLAME_TEST(test_signal_in_collection_resumes_exactly) {
+    FlameConfig cfg;
+    tiny_config(&cfg, ALGO_FLAME_M);
+    cfg.env.num_envs = 256;
+    cfg.update.updates_per_iter = 2;
+    cfg.run.eval_episodes = 0;
+    cfg.run.total_steps = 100000000;
+    cfg.run.ckpt_every = 100000000;
+    cfg.run.metrics_every = 100000;
+    cfg.run.flush_every = 100000;
+    config_resolve(&cfg);
+    const char *cols[] = {"episodes/step", "episodes/return"};
+    check_signal_resume("sig_collect", &cfg, stopped_in_updates, cols, 2);
+}
+
 /* SIGTERM inside an evaluation (1000 episodes at every iteration): the resumed run evaluates
    again at the same step, with the same round's draws */
 FLAME_TEST(test_signal_in_evaluation_resumes_exactly) {
@@ -502,6 +520,7 @@ int main(void) {
     RUN_TEST(test_resume_exact_sac);
     RUN_TEST(test_sigkill_leaves_readable_metrics);
     RUN_TEST(test_signal_in_updates_resumes_exactly);
+    RUN_TEST(test_signal_in_collection_resumes_exactly);
     RUN_TEST(test_signal_in_evaluation_resumes_exactly);
     RUN_TEST(test_resume_rejects_other_env);
     RUN_TEST(test_resume_only_from_the_newest);

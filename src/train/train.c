@@ -151,14 +151,16 @@ static int64_t updates_due(const Loop *L) {
     return L->cfg->update.updates_per_iter;
 }
 
-/* The iteration's owed updates. A signal stops them between two updates; the rest stay owed (a
-   resumed run does them first: every whole iteration leaves a multiple of updates_per_iter). */
+/* The iteration's owed updates. A signal stops them between two updates; the rest stay owed. The
+   first update of an iteration always runs, so a checkpoint holds either whole iterations (a
+   multiple of updates_per_iter) or a part of one that a resumed run recognises and finishes. */
 static void update(Loop *L) {
     if (L->updates_owed <= 0) {
         return;
     }
+    const int64_t per = L->cfg->update.updates_per_iter;
     double t = host_now();
-    for (; L->updates_owed > 0 && !g_signal; L->updates_owed--) {
+    for (; L->updates_owed > 0 && (L->updates_owed == per || !g_signal); L->updates_owed--) {
         update_step(L->ops, L->b);
     }
     if (L->ops->sync) {
