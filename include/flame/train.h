@@ -6,9 +6,10 @@
  *   checkpoints every run.ckpt_every env steps and at the end, SIGINT/SIGTERM -> flush, checkpoint,
  *   exit 130/143.
  *
- * Signals are polled in every phase: between two updates, at every env step of an evaluation, at
- * every loop iteration; a checkpoint write under way completes (it is the checkpoint) and is not
- * repeated; a signal during the start ends it once the step under way is done, writing nothing.
+ * Signals are polled in every phase: between two updates (the first of a loop iteration always
+ * runs), at every env step of an evaluation, at every loop iteration; a checkpoint write under way
+ * completes (it is the checkpoint) and is not repeated; a signal during the start ends it once the
+ * step under way is done, writing nothing.
  * The checkpoint then taken may lie inside a loop iteration: a resumed run first does what the
  * iteration had left (its remaining updates: every whole iteration leaves a multiple of
  * update.updates_per_iter; an evaluation still due at the checkpoint's step), so it continues as
