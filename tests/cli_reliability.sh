@@ -20,29 +20,9 @@ set -u
 F=${FLAME_BIN:?FLAME_BIN is not set}
 CK=${FLAME_CKPT_TEST_BIN:?FLAME_CKPT_TEST_BIN is not set}
 WR=${FLAME_WRITE_TEST_BIN:?FLAME_WRITE_TEST_BIN is not set}
-T=$(mktemp -d /tmp/flame_cli_reliability_XXXXXX)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect_rc NAME RC PATTERN cmd...: exit status RC, and (when PATTERN is set) exactly one stderr
-# line matching PATTERN (extended regex)
-expect_rc() {
-    local name=$1 want=$2 pat=$3
-    shift 3
-    "$@" > out.txt 2> err.txt
-    local rc=$?
-    if [ $rc -ne "$want" ]; then
-        fail "$name: exit $rc, expected $want: $(head -c 600 err.txt)"
-    elif [ -n "$pat" ] && [ "$(wc -l < err.txt)" -ne 1 ]; then
-        fail "$name: stderr is not one line: $(cat err.txt)"
-    elif [ -n "$pat" ] && ! grep -Eq -- "$pat" err.txt; then
-        fail "$name: stderr lacks /$pat/: $(cat err.txt)"
-    else
-        echo "ok   $name ($rc) $(head -c 400 err.txt)"
-    fi
-}
+# shellcheck source=tests/cli_common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh"
+cli_workdir flame_cli_reliability
 
 # no_tmp NAME DIR: no temporary file anywhere under DIR
 no_tmp() {
@@ -218,8 +198,4 @@ expect_rc "resume of negative counters" 2 "counter updates = -5 is out of range"
     "$F" train --resume badrun
 [ -z "$(ls -A ds)" ] || fail "refused checkpoints wrote: $(ls -A ds)"
 
-if [ $fails -ne 0 ]; then
-    echo "$fails failure(s)"
-    exit 1
-fi
-echo "all reliability checks passed"
+cli_done "reliability checks"

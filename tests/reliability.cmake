@@ -11,3 +11,7 @@ foreach(t cli_reliability cli_disk_full)
                "FLAME_CKPT_TEST_BIN=$<TARGET_FILE:test_ckpt>"
                "FLAME_WRITE_TEST_BIN=$<TARGET_FILE:test_write_errors>")
 endforeach()
+# one writer per run (a lock naming its holder), signals in every phase, failed starts
+flame_add_cli_test(NAME cli_run_lock SCRIPT cli_run_lock.sh LABELS unit)
+flame_add_cli_test(NAME cli_signals SCRIPT cli_signals.sh LABELS unit TIMEOUT 600)
+flame_add_cli_test(NAME cli_failed_start SCRIPT cli_failed_start.sh LABELS unit)

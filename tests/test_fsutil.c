@@ -205,7 +205,8 @@ FLAME_TEST(test_closed_stdout_pipe) {
                WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
-/* a second process cannot take the lock; it names the holder; SIGKILL of the holder frees it */
+/* a second process cannot take the lock; it names the holder; SIGKILL of the holder frees it and
+   the next holder learns whom the file named */
 FLAME_TEST(test_lock_file) {
     char path[512];
     snprintf(path, sizeof path, "%s/.lock", g_dir);
@@ -234,6 +235,7 @@ FLAME_TEST(test_lock_file) {
     int status;
     waitpid(pid, &status, 0);
     EXPECT_MSG(fs_lock(path, "run x", &mine) == FLAME_OK, "%s", flame_last_error());
+    EXPECT(mine.stale_pid == (long)pid && mine.stale_host[0]); /* the dead holder is named */
     char *s = slurp(path);
     char me[32];
     snprintf(me, sizeof me, "%ld ", (long)getpid());
@@ -243,6 +245,13 @@ FLAME_TEST(test_lock_file) {
     EXPECT(mine.fd == -1);
     /* released: taken again at once */
     EXPECT(fs_lock(path, "run x", &mine) == FLAME_OK);
+    /* a holder that removes the file before it unlocks leaves no one to name */
+    remove(path);
+    fs_unlock(&mine);
+    EXPECT(fs_lock(path, "run x", &mine) == FLAME_OK && mine.stale_pid == 0);
+    s = slurp(path);
+    EXPECT(s && !strncmp(s, me, strlen(me)));
+    free(s);
     fs_unlock(&mine);
     close(ready[0]);
     close(ready[1]);

@@ -2,10 +2,12 @@
  * test_train.c: the training loop on the CPU backend: metrics.h5 schema read back through the HDF5
  * C API; resume is exact (N steps, checkpoint, resume to 2N == an uninterrupted 2N run: every
  * parameter, Adam moment, counter and the replay buffer bitwise, and the deterministic metrics
- * columns); a run killed with SIGKILL leaves a metrics.h5 that opens and holds every row up to the
- * last flush; a checkpoint of another env is refused; on a model MuJoCo cannot integrate, unstable
- * episodes are counted as instabilities, never as episodes, and their last step stays out of the
- * replay.
+ * columns); SIGTERM inside a loop iteration's updates or inside an evaluation: the checkpoint is
+ * taken there, and the resumed run ends bitwise as the uninterrupted one; a run killed with SIGKILL
+ * leaves a metrics.h5 that opens and holds every row up to the last flush; a checkpoint of another
+ * env, or one a newer checkpoint of its run follows, is refused; on a model MuJoCo cannot
+ * integrate, unstable episodes are counted as instabilities, never as episodes, and their last step
+ * stays out of the replay.
  */
 #include <math.h>
 #include <signal.h>
@@ -18,6 +20,7 @@
 #include "flame/ckpt.h"
 #include "flame/h5util.h"
 #include "flame/metrics.h"
+#include "flame/run_dir.h"
 #include "flame/train.h"
 #include "flame_test.h"
 
@@ -159,6 +162,40 @@ static void load_final(const char *dir, Checkpoint *ck) {
     EXPECT(ckpt_read(latest, ck, true) == FLAME_OK);
 }
 
+/* The final checkpoints of two runs hold the same agent (every parameter, Adam moment and
+   counter), replay buffer, counters and env states, bitwise; so do the metrics columns named. */
+static void expect_same_run(const char *d1, const char *d2, const char **cols, int ncols) {
+    Checkpoint a, b;
+    load_final(d1, &a);
+    load_final(d2, &b);
+    char what[64] = "";
+    EXPECT_MSG(agent_state_equal(&a.st, &b.st, what, sizeof what), "%s vs %s: %s differs", d1, d2,
+               what);
+    EXPECT(a.has_replay && b.has_replay && a.replay.size == b.replay.size &&
+           a.replay.head == b.replay.head);
+    size_t n = (size_t)a.replay.size;
+    EXPECT(memcmp(a.replay.obs, b.replay.obs, n * 11 * sizeof(float)) == 0);
+    EXPECT(memcmp(a.replay.act, b.replay.act, n * 3 * sizeof(float)) == 0);
+    EXPECT(memcmp(a.replay.rew, b.replay.rew, n * sizeof(float)) == 0);
+    EXPECT(a.tc.env_steps == b.tc.env_steps && a.tc.act_calls == b.tc.act_calls &&
+           a.tc.episodes == b.tc.episodes && a.tc.eval_rounds == b.tc.eval_rounds);
+    EXPECT(a.env_state_size == b.env_state_size &&
+           memcmp(a.env_state, b.env_state, a.env_state_size) == 0);
+    ckpt_free(&a);
+    ckpt_free(&b);
+    for (int c = 0; c < ncols; c++) {
+        static double x[4096], y[4096];
+        char p1[600], p2[600];
+        snprintf(p1, sizeof p1, "%s/metrics.h5", d1);
+        snprintf(p2, sizeof p2, "%s/metrics.h5", d2);
+        int64_t nx = read_column(p1, cols[c], x, 4096), ny = read_column(p2, cols[c], y, 4096);
+        EXPECT_MSG(nx > 0 && nx == ny, "%s: %lld vs %lld rows", cols[c], (long long)nx,
+                   (long long)ny);
+        EXPECT_MSG(nx == ny && memcmp(x, y, (size_t)nx * sizeof(double)) == 0, "%s differs",
+                   cols[c]);
+    }
+}
+
 /* A run resumed from its checkpoint after the first `every` steps past the warm-up ends bitwise
    equal to the uninterrupted run (`every`: the evaluation and checkpoint cadence). */
 static void check_resume(int algo, int policy_delay, int alpha_delay, int every) {
@@ -183,39 +220,11 @@ static void check_resume(int algo, int policy_delay, int alpha_delay, int every)
     EXPECT(strstr(ck_half, want) != NULL);
     /* resume the second run to the full budget */
     EXPECT(run(&full, d2, ck_half) == FLAME_OK);
-    Checkpoint a, b;
-    load_final(d1, &a);
-    load_final(d2, &b);
-    char what[64] = "";
-    EXPECT_MSG(agent_state_equal(&a.st, &b.st, what, sizeof what), "algo %d: %s differs", algo,
-               what);
-    EXPECT(a.has_replay && b.has_replay && a.replay.size == b.replay.size &&
-           a.replay.head == b.replay.head);
-    size_t n = (size_t)a.replay.size;
-    EXPECT(memcmp(a.replay.obs, b.replay.obs, n * 11 * sizeof(float)) == 0);
-    EXPECT(memcmp(a.replay.act, b.replay.act, n * 3 * sizeof(float)) == 0);
-    EXPECT(memcmp(a.replay.rew, b.replay.rew, n * sizeof(float)) == 0);
-    EXPECT(a.tc.env_steps == b.tc.env_steps && a.tc.act_calls == b.tc.act_calls &&
-           a.tc.episodes == b.tc.episodes);
-    EXPECT(a.env_state_size == b.env_state_size &&
-           memcmp(a.env_state, b.env_state, a.env_state_size) == 0);
-    ckpt_free(&a);
-    ckpt_free(&b);
     /* deterministic metrics columns are identical */
     const char *cols[] = {"train/step", "train/critic_loss", "train/actor_loss", "train/alpha",
                           "train/entropy", "train/q_mean", "episodes/return", "episodes/step",
                           "eval/return_mean"};
-    for (int c = 0; c < 9; c++) {
-        double x[4096], y[4096];
-        char p1[600], p2[600];
-        snprintf(p1, sizeof p1, "%s/metrics.h5", d1);
-        snprintf(p2, sizeof p2, "%s/metrics.h5", d2);
-        int64_t nx = read_column(p1, cols[c], x, 4096), ny = read_column(p2, cols[c], y, 4096);
-        EXPECT_MSG(nx > 0 && nx == ny, "%s: %lld vs %lld rows", cols[c], (long long)nx,
-                   (long long)ny);
-        EXPECT_MSG(nx == ny && memcmp(x, y, (size_t)nx * sizeof(double)) == 0, "%s differs",
-                   cols[c]);
-    }
+    expect_same_run(d1, d2, cols, 9);
 }
 
 FLAME_TEST(test_resume_exact_flame_m) {
@@ -283,6 +292,124 @@ FLAME_TEST(test_sigkill_leaves_readable_metrics) {
     EXPECT(ne >= 0 && read_column(path, "episodes/return", ep, 100000) == ne);
 }
 
+/* A child process trains cfg in dir until SIGTERM, sent delay_ms after its metrics.h5 appeared
+   (the start is over); its exit status (143 expected), or -1. */
+static int train_until_sigterm(const FlameConfig *cfg, const char *dir, int delay_ms) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/metrics.h5", dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        TrainOptions opt = {dir, true, NULL, true, true, 0};
+        TrainSummary sum;
+        int rc = train_run(cfg, &opt, &sum);
+        _exit(rc != FLAME_OK ? 1 : sum.exit_code);
+    }
+    struct stat st;
+    for (int i = 0; i < 600 && stat(path, &st) != 0; i++) {
+        usleep(100000);
+    }
+    usleep(1000 * delay_ms);
+    kill(pid, SIGTERM);
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+typedef bool (*StoppedIn)(const Checkpoint *ck, const FlameConfig *cfg);
+
+/* the checkpoint was taken inside a loop iteration's updates: not a whole iteration's worth */
+static bool stopped_in_updates(const Checkpoint *ck, const FlameConfig *cfg) {
+    return ck->st.updates % cfg->update.updates_per_iter != 0;
+}
+
+/* the checkpoint was taken inside an evaluation: it is still due */
+static bool stopped_in_evaluation(const Checkpoint *ck, const FlameConfig *cfg) {
+    (void)cfg;
+    return ck->tc.next_eval <= ck->tc.env_steps;
+}
+
+/* SIGTERM while the phase `in` runs (the config makes it most of the time; up to three tries at
+   other moments when it lands elsewhere): the checkpoint is taken inside that phase, and the run
+   resumed from it ends as the uninterrupted run does, bitwise (and in the metrics columns). */
+static void check_signal_resume(const char *name, const FlameConfig *cfg, StoppedIn in,
+                                const char **cols, int ncols) {
+    char dir[512], ck_path[1200];
+    bool landed = false;
+    int64_t step = 0;
+    for (int attempt = 0; attempt < 3 && !landed; attempt++) {
+        snprintf(dir, sizeof dir, "%s/%s_%d", g_tmp, name, attempt);
+        int status = train_until_sigterm(cfg, dir, 300 + 170 * attempt);
+        EXPECT_MSG(status == 143, "%s: exit status %d after SIGTERM", name, status);
+        Checkpoint ck;
+        if (status != 143 || ckpt_latest(dir, ck_path, sizeof ck_path) != FLAME_OK ||
+            ckpt_read(ck_path, &ck, false) != FLAME_OK) {
+            EXPECT_MSG(false, "%s: no readable checkpoint after SIGTERM", name);
+            return;
+        }
+        landed = in(&ck, cfg);
+        step = ck.tc.env_steps;
+        printf("  %s: SIGTERM -> checkpoint at step %lld, %lld updates%s\n", name, (long long)step,
+               (long long)ck.st.updates, landed ? "" : " (between the phases: tried again)");
+        ckpt_free(&ck);
+    }
+    EXPECT_MSG(landed, "%s: no checkpoint was taken inside the phase in three tries", name);
+    FlameConfig fin = *cfg;
+    fin.run.total_steps = step - cfg->run.start_steps + 2 * cfg->env.num_envs;
+    char ref[512];
+    snprintf(ref, sizeof ref, "%s/%s_ref", g_tmp, name);
+    EXPECT(run(&fin, dir, ck_path) == FLAME_OK);
+    EXPECT(run(&fin, ref, NULL) == FLAME_OK);
+    expect_same_run(ref, dir, cols, ncols);
+}
+
+/* SIGTERM inside a loop iteration's 128 updates: the resumed run does the rest of them first */
+FLAME_TEST(test_signal_in_updates_resumes_exactly) {
+    FlameConfig cfg;
+    tiny_config(&cfg, ALGO_FLAME_M);
+    cfg.update.updates_per_iter = 128;
+    cfg.net.hidden = 64;
+    cfg.update.batch_size = 48;
+    cfg.run.eval_episodes = 0;
+    cfg.run.total_steps = 1000000;
+    cfg.run.ckpt_every = 1000000;
+    config_resolve(&cfg);
+    const char *cols[] = {"episodes/step", "episodes/return"};
+    check_signal_resume("sig_updates", &cfg, stopped_in_updates, cols, 2);
+}
+
+/* SIGTERM while 256 envs step (most of an iteration with 2 small updates): the iteration's first
+   update still runs, so the checkpoint shows the iteration was cut, and the resumed run does the
+   other one before it steps the envs again */
+FLAME_TEST(test_signal_in_collection_resumes_exactly) {
+    FlameConfig cfg;
+    tiny_config(&cfg, ALGO_FLAME_M);
+    cfg.env.num_envs = 256;
+    cfg.update.updates_per_iter = 2;
+    cfg.run.eval_episodes = 0;
+    cfg.run.total_steps = 100000000;
+    cfg.run.ckpt_every = 100000000;
+    cfg.run.metrics_every = 100000;
+    cfg.run.flush_every = 100000;
+    config_resolve(&cfg);
+    const char *cols[] = {"episodes/step", "episodes/return"};
+    check_signal_resume("sig_collect", &cfg, stopped_in_updates, cols, 2);
+}
+
+/* SIGTERM inside an evaluation (1000 episodes at every iteration): the resumed run evaluates
+   again at the same step, with the same round's draws */
+FLAME_TEST(test_signal_in_evaluation_resumes_exactly) {
+    FlameConfig cfg;
+    tiny_config(&cfg, ALGO_FLAME_M);
+    cfg.run.eval_every = 3;
+    cfg.run.eval_episodes = 1000;
+    cfg.env.eval_envs = 2;
+    cfg.run.total_steps = 1000000;
+    cfg.run.ckpt_every = 1000000;
+    config_resolve(&cfg);
+    const char *cols[] = {"eval/step", "eval/return_mean", "eval/length_mean", "episodes/return"};
+    check_signal_resume("sig_eval", &cfg, stopped_in_evaluation, cols, 4);
+}
+
 FLAME_TEST(test_resume_rejects_other_env) {
     FlameConfig cfg;
     tiny_config(&cfg, ALGO_FLAME_M);
@@ -292,6 +419,7 @@ FLAME_TEST(test_resume_rejects_other_env) {
     snprintf(cfg.env.id, sizeof cfg.env.id, "Walker2d-v5");
     char other[512];
     snprintf(other, sizeof other, "%s/other", g_tmp);
+    EXPECT(mkdir(other, 0755) == 0); /* a resume continues an existing run directory */
     TrainOptions opt = {other, true, ck, true, true, 0};
     TrainSummary sum;
     EXPECT(train_run(&cfg, &opt, &sum) == FLAME_EINPUT);
@@ -301,6 +429,30 @@ FLAME_TEST(test_resume_rejects_other_env) {
     TrainOptions opt2 = {dir, false, NULL, true, true, 0};
     EXPECT(train_run(&cfg, &opt2, &sum) == FLAME_EINPUT);
     EXPECT(strstr(flame_last_error(), "--force") != NULL);
+}
+
+/* A resume from a checkpoint that a newer one of its run follows is refused (it would rewrite the
+   run's later history); nothing changes. */
+FLAME_TEST(test_resume_only_from_the_newest) {
+    FlameConfig cfg;
+    tiny_config(&cfg, ALGO_FLAME_M);
+    char dir[512], ck[1200], path[600];
+    snprintf(dir, sizeof dir, "%s/schema", g_tmp);
+    run_dir_ckpt_path(ck, sizeof ck, dir, 180);
+    snprintf(path, sizeof path, "%s/metrics.h5", dir);
+    double rows[64];
+    int64_t before = read_column(path, "train/step", rows, 64);
+    TrainOptions opt = {dir, false, ck, true, true, 0};
+    TrainSummary sum;
+    EXPECT(train_run(&cfg, &opt, &sum) == FLAME_EINPUT);
+    EXPECT_MSG(strstr(flame_last_error(), "is not the newest checkpoint") &&
+                   strstr(flame_last_error(), "step_300.h5 is"),
+               "%s", flame_last_error());
+    EXPECT(before == 8 && read_column(path, "train/step", rows, 64) == before);
+    char lock[600];
+    run_dir_file(lock, sizeof lock, dir, RUN_DIR_LOCK);
+    struct stat st;
+    EXPECT(stat(lock, &st) != 0);
 }
 
 /* Training on a model that MuJoCo cannot integrate (Hopper with a 0.5 s time step): unstable
@@ -385,7 +537,11 @@ int main(void) {
     RUN_TEST(test_resume_exact_sac);
     RUN_TEST(test_resume_exact_sac_delayed_actor);
     RUN_TEST(test_sigkill_leaves_readable_metrics);
+    RUN_TEST(test_signal_in_updates_resumes_exactly);
+    RUN_TEST(test_signal_in_collection_resumes_exactly);
+    RUN_TEST(test_signal_in_evaluation_resumes_exactly);
     RUN_TEST(test_resume_rejects_other_env);
+    RUN_TEST(test_resume_only_from_the_newest);
     RUN_TEST(test_unstable_episodes_in_training);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);

@@ -89,9 +89,15 @@ const char *fs_last_reason(char *buf, size_t n);
 /* An exclusive lock on the file `path` (created when missing), held until fs_unlock() or the end
    of the process. It is a flock(2) lock, which the kernel drops when its holder dies, so a lock
    left by a killed process is free again; the file records the current holder as "pid host".
-   FLAME_EINPUT naming `what`, the holder's pid and host when another process holds it. */
+   FLAME_EINPUT naming `what`, the holder's pid and host when another process holds it.
+   A holder may remove the file before fs_unlock() (so that nothing stays behind): a lock taken
+   on a file that was removed meanwhile is detected and taken again on the new file.
+   stale_pid / stale_host: the holder the file still named when the lock was taken (a process
+   that ended without removing it, as a killed one does; 0 / "" when the file named none). */
 typedef struct {
-    int fd; /* -1: not held */
+    int fd;         /* -1: not held */
+    long stale_pid; /* > 0: the file named this process, which no longer held the lock */
+    char stale_host[256];
 } FsLock;
 int fs_lock(const char *path, const char *what, FsLock *lock);
 void fs_unlock(FsLock *lock);

@@ -7,8 +7,8 @@
  * Sampling for update n draws index b from rng(seed, RNG_STREAM_REPLAY, n, b, 0) mapped to
  * [0, size) by a 32x(size) multiply-shift, identically on every backend.
  *
- * defines: Replay replay_init replay_free replay_push replay_sample_index replay_gather replay_clear
- *          replay_copy
+ * defines: Replay replay_init replay_free replay_push replay_sample_index replay_gather
+ *          replay_clear replay_copy replay_bytes
  */
 #ifndef FLAME_REPLAY_H
 #define FLAME_REPLAY_H
@@ -25,6 +25,10 @@ typedef struct {
 } Replay;
 
 void replay_init(Replay *r, int64_t capacity, int obs_dim, int act_dim);
+
+/* The bytes replay_init allocates for these sizes (the buffer is filled, and its memory taken, as
+   transitions arrive: check this against the memory available before creating a large one). */
+uint64_t replay_bytes(int64_t capacity, int obs_dim, int act_dim);
 void replay_free(Replay *r);
 void replay_clear(Replay *r);
 

@@ -6,6 +6,19 @@
  *   checkpoints every run.ckpt_every env steps and at the end, SIGINT/SIGTERM -> flush, checkpoint,
  *   exit 130/143.
  *
+ * Signals are polled in every phase: between two updates (the first of a loop iteration always
+ * runs), at every env step of an evaluation, at every loop iteration; a checkpoint write under way
+ * completes (it is the checkpoint) and is not repeated; a signal during the start ends it once the
+ * step under way is done, writing nothing.
+ * The checkpoint then taken may lie inside a loop iteration: a resumed run first does what the
+ * iteration had left (its remaining updates: every whole iteration leaves a multiple of
+ * update.updates_per_iter; an evaluation still due at the checkpoint's step), so it continues as
+ * the uninterrupted run would, bitwise.
+ *
+ * The run directory (run_dir.h) is locked for the life of train_run when it writes outputs; a
+ * fresh run creates it only once its envs and agent exist, and a start that fails leaves nothing.
+ * A resume must start from the newest checkpoint of its run.
+ *
  * Step counting: `step` in outputs is environment transitions collected, warm-up included;
  * run.total_steps counts transitions after the warm-up (as the reference implementation does).
  *
@@ -51,8 +64,9 @@ typedef struct {
     int exit_code; /* 0, or 130/143 after SIGINT/SIGTERM */
 } TrainSummary;
 
-/* Runs (or resumes) training. Returns FLAME_OK, FLAME_EINPUT (bad run dir / checkpoint) or
-   FLAME_ERUNTIME; summary->exit_code carries 130/143 when interrupted. */
+/* Runs (or resumes) training. Returns FLAME_OK, FLAME_EINPUT (bad run dir / checkpoint, a run
+   directory another process holds) or FLAME_ERUNTIME (a write failed, a non-finite loss, too little
+   memory for the replay buffer); summary->exit_code carries 130/143 when interrupted. */
 int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *summary);
 
 /* Writes <run_dir>/ckpt/step_<tc->env_steps>.h5: the backend's state (and replay buffer when

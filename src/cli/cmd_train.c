@@ -34,8 +34,9 @@ static void train_usage(FILE *f) {
             "  --print-config            print the resolved config as YAML and exit\n"
             "  --help-config             list every config key with its default and range\n"
             "  --quiet                   no progress output\n"
-            "exit status: 0 done, 1 runtime failure, 2 bad usage/config/input, 130/143 stopped by "
-            "SIGINT/SIGTERM (checkpoint written)\n");
+            "exit status: 0 done, 1 runtime failure, 2 bad usage/config/input or a run directory "
+            "another\nflame train is writing (named), 130/143 stopped by SIGINT/SIGTERM "
+            "(checkpoint written)\n");
 }
 
 /* Keys a resumed run may change: its budget and cadences, and where it computes. */

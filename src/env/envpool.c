@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -479,6 +480,25 @@ static void envpool_fill_header(const EnvPool *p, EnvPoolStateHeader *h) {
     h->scalars_size = (int32_t)sizeof(EnvPoolDataScalars);
 }
 
+/* The bytes of mjContact after its last field are padding that MuJoCo copies from the stack with
+   whole structs: zero them in a saved buffer (at `copy`), so that one state always saves to the
+   same bytes (checkpoints of equal runs are equal files). */
+static void clear_contact_padding(const mjModel *m, const mjData *d, unsigned char *copy) {
+    const size_t used = offsetof(mjContact, efc_address) + sizeof(int);
+    const char *buf = d->buffer, *con = (const char *)d->contact;
+    if (used >= sizeof(mjContact) || con < buf || con >= buf + d->nbuffer) {
+        return; /* no padding, or the contacts live outside the saved buffer */
+    }
+    size_t off = (size_t)(con - buf);
+    size_t n = m->nconmax > 0 ? (size_t)m->nconmax : 0; /* the array's length */
+    if (n > ((size_t)d->nbuffer - off) / sizeof(mjContact)) {
+        return;
+    }
+    for (size_t k = 0; k < n; k++) {
+        memset(copy + off + k * sizeof(mjContact) + used, 0, sizeof(mjContact) - used);
+    }
+}
+
 void envpool_state_save(const EnvPool *p, void *buf) {
     unsigned char *b = buf;
     EnvPoolStateHeader h;
@@ -512,6 +532,7 @@ void envpool_state_save(const EnvPool *p, void *buf) {
         memcpy(b, &c, sizeof c);
         b += sizeof c;
         memcpy(b, d->buffer, (size_t)d->nbuffer);
+        clear_contact_padding(p->m, d, b);
         b += d->nbuffer;
     }
 }

@@ -19,6 +19,12 @@ void replay_init(Replay *r, int64_t capacity, int obs_dim, int act_dim) {
     r->done = flame_malloc(c);
 }
 
+uint64_t replay_bytes(int64_t capacity, int obs_dim, int act_dim) {
+    /* obs, next_obs, act, rew as float; done as one byte */
+    uint64_t row = (2 * (uint64_t)obs_dim + (uint64_t)act_dim + 1) * sizeof(float) + 1;
+    return (uint64_t)capacity * row;
+}
+
 void replay_free(Replay *r) {
     flame_free(r->obs);
     flame_free(r->next_obs);

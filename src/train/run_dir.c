@@ -17,9 +17,9 @@ static bool path_exists(const char *p) {
     return stat(p, &st) == 0;
 }
 
-/* mkdir -p, then a writability check */
-static int make_dir(const char *path) {
-    if (fs_mkdir_p(path, NULL, 0) != FLAME_OK) {
+/* mkdir -p (created: as fs_mkdir_p), then a writability check */
+static int make_dir(const char *path, char *created, size_t created_len) {
+    if (fs_mkdir_p(path, created, created_len) != FLAME_OK) {
         char why[FLAME_ERROR_MAX];
         snprintf(why, sizeof why, "%s", flame_last_error());
         return flame_errorf(FLAME_EINPUT, "%s; choose a writable run.out_dir", why);
@@ -33,12 +33,15 @@ static int make_dir(const char *path) {
     return FLAME_OK;
 }
 
+/* the callers checked the run directory's length (fs_check_path with room for what is added) */
 void run_dir_file(char *out, size_t len, const char *dir, const char *name) {
-    snprintf(out, len, "%s/%s", dir, name);
+    int n = snprintf(out, len, "%s/%s", dir, name);
+    FLAME_CHECK(n >= 0 && (size_t)n < len, "path %s/%s too long", dir, name);
 }
 
 void run_dir_ckpt_path(char *out, size_t len, const char *dir, int64_t step) {
-    snprintf(out, len, "%s/ckpt/step_%lld.h5", dir, (long long)step);
+    int n = snprintf(out, len, "%s/ckpt/step_%lld.h5", dir, (long long)step);
+    FLAME_CHECK(n >= 0 && (size_t)n < len, "checkpoint path in %s too long", dir);
 }
 
 static int cmp_newest_first(const void *a, const void *b) {
@@ -94,8 +97,8 @@ void run_dir_prune_checkpoints(const char *dir, int keep) {
     free(steps);
 }
 
-/* --force: the previous run's files (only ours) */
-static void remove_previous_run(const char *dir) {
+/* --force, or a start that failed: the run's files (only ours) */
+static void remove_run_files(const char *dir) {
     char p[RUN_DIR_PATH_MAX];
     run_dir_file(p, sizeof p, dir, "metrics.h5");
     remove(p);
@@ -113,26 +116,122 @@ static void remove_previous_run(const char *dir) {
     flame_clear_error();
 }
 
-int run_dir_prepare(const char *dir, bool force) {
+/* a run lives here: its metrics.h5 or a checkpoint */
+static bool holds_run(const char *dir) {
     char p[RUN_DIR_PATH_MAX];
     run_dir_file(p, sizeof p, dir, "metrics.h5");
-    bool has_metrics = path_exists(p);
-    run_dir_file(p, sizeof p, dir, "ckpt");
-    bool has_ckpt = path_exists(p);
-    if ((has_metrics || has_ckpt) && !force) {
-        return flame_errorf(FLAME_EINPUT,
-                            "run directory %s already holds a run; use --resume %s to continue it, "
-                            "--force to overwrite it, or another run.name",
-                            dir, dir);
+    int64_t *steps = NULL;
+    size_t n = 0;
+    bool ckpts = run_dir_checkpoints(dir, &steps, &n) == FLAME_OK && n > 0;
+    free(steps);
+    flame_clear_error();
+    return path_exists(p) || ckpts;
+}
+
+static int refuse_run(const char *dir) {
+    return flame_errorf(FLAME_EINPUT,
+                        "run directory %s already holds a run; use --resume %s to continue it, "
+                        "--force to overwrite it, or another run.name",
+                        dir, dir);
+}
+
+/* the process's lock, for its exit (a fatal error ends the process without run_dir_release) */
+static RunDir *g_held = NULL;
+
+static void release_at_exit(void) {
+    if (g_held) {
+        run_dir_release(g_held);
     }
-    int rc = make_dir(dir);
+}
+
+void run_dir_init(RunDir *rd) {
+    memset(rd, 0, sizeof *rd);
+    rd->lock.fd = -1;
+}
+
+int run_dir_lock(RunDir *rd, const char *dir) {
+    static bool registered = false;
+    if (rd->lock.fd >= 0) {
+        return FLAME_OK;
+    }
+    if (dir != rd->dir) {
+        snprintf(rd->dir, sizeof rd->dir, "%s", dir);
+    }
+    char p[RUN_DIR_PATH_MAX], what[RUN_DIR_PATH_MAX + 32];
+    run_dir_file(p, sizeof p, dir, RUN_DIR_LOCK);
+    snprintf(what, sizeof what, "run directory %s", dir);
+    int rc = fs_lock(p, what, &rd->lock);
     if (rc != FLAME_OK) {
         return rc;
     }
-    if (has_metrics || has_ckpt) {
-        remove_previous_run(dir);
+    if (!registered) {
+        atexit(release_at_exit);
+        registered = true;
     }
-    return make_dir(p);
+    g_held = rd;
+    return FLAME_OK;
+}
+
+int run_dir_claim(RunDir *rd, const char *dir, bool force) {
+    snprintf(rd->dir, sizeof rd->dir, "%s", dir);
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        return FLAME_OK; /* created by run_dir_prepare (or refused there) */
+    }
+    int rc = run_dir_lock(rd, dir);
+    if (rc == FLAME_OK && !force && holds_run(dir)) {
+        rc = refuse_run(dir);
+        run_dir_release(rd);
+    }
+    return rc;
+}
+
+int run_dir_prepare(RunDir *rd, bool force) {
+    const char *dir = rd->dir;
+    bool locked = rd->lock.fd >= 0;
+    int rc = make_dir(dir, rd->created, sizeof rd->created);
+    rc = rc ? rc : run_dir_lock(rd, dir);
+    /* a run that appeared since run_dir_claim looked (another process started it) */
+    if (rc == FLAME_OK && !locked && !force && holds_run(dir)) {
+        rc = refuse_run(dir);
+    }
+    if (rc == FLAME_OK && force) {
+        remove_run_files(dir);
+    }
+    rd->fresh = rc == FLAME_OK;
+    char p[RUN_DIR_PATH_MAX];
+    run_dir_file(p, sizeof p, dir, "ckpt");
+    rc = rc ? rc : make_dir(p, NULL, 0);
+    if (rc != FLAME_OK) {
+        run_dir_release(rd);
+    }
+    return rc;
+}
+
+void run_dir_release(RunDir *rd) {
+    char message[FLAME_ERROR_MAX]; /* the failure being reported stays the message */
+    snprintf(message, sizeof message, "%s", flame_last_error());
+    if (g_held == rd) {
+        g_held = NULL;
+    }
+    if (rd->lock.fd >= 0) {
+        char p[RUN_DIR_PATH_MAX];
+        run_dir_file(p, sizeof p, rd->dir, RUN_DIR_LOCK);
+        remove(p); /* before the lock is released: fs_lock then sees the file was replaced */
+        fs_unlock(&rd->lock);
+    }
+    if (!rd->started) { /* a start that failed: what it made goes again */
+        if (rd->fresh) {
+            remove_run_files(rd->dir);
+            char p[RUN_DIR_PATH_MAX];
+            run_dir_file(p, sizeof p, rd->dir, "ckpt");
+            rmdir(p);
+        }
+        fs_rmdir_created(rd->dir, rd->created);
+    }
+    rd->fresh = false;
+    rd->created[0] = '\0';
+    flame_errorf(FLAME_OK, "%s", message);
 }
 
 int run_dir_write_config(const char *dir, const FlameConfig *cfg) {

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "flame/check.h"
@@ -62,6 +63,13 @@ typedef struct {
     Progress progress;
     bool signals_on;
     struct sigaction old_int, old_term;
+    RunDir rd;             /* the run directory's lock, and what a fresh start made in it */
+    int64_t updates_owed;  /* updates of the current loop iteration still to do */
+    bool eval_stopped;     /* a signal stopped the last evaluation: it is still due */
+    bool stopped_starting; /* a signal came before the run started: nothing was written */
+    bool ckpt_saved;       /* a checkpoint of this session holds saved_tc / saved_updates */
+    TrainCounters saved_tc;
+    int64_t saved_updates;
 } Loop;
 
 static int64_t updates_done(const Loop *L) {
@@ -133,12 +141,26 @@ static int collect(Loop *L) {
 }
 
 /* ------------------------------------------------------------------ update, metrics */
-static void update(Loop *L) {
+
+/* The updates of one loop iteration: update.updates_per_iter once the warm-up is over and the
+   replay holds a batch, none before. */
+static int64_t updates_due(const Loop *L) {
     if (L->tc.env_steps < L->start_steps || L->ops->replay_size(L->b) < L->cfg->update.batch_size) {
-        return; /* no updates in the warm-up */
+        return 0; /* no updates in the warm-up */
     }
+    return L->cfg->update.updates_per_iter;
+}
+
+/* The iteration's owed updates. A signal stops them between two updates; the rest stay owed. The
+   first update of an iteration always runs, so a checkpoint holds either whole iterations (a
+   multiple of updates_per_iter) or a part of one that a resumed run recognises and finishes. */
+static void update(Loop *L) {
+    if (L->updates_owed <= 0) {
+        return;
+    }
+    const int64_t per = L->cfg->update.updates_per_iter;
     double t = host_now();
-    for (int k = 0; k < L->cfg->update.updates_per_iter; k++) {
+    for (; L->updates_owed > 0 && (L->updates_owed == per || !g_signal); L->updates_owed--) {
         update_step(L->ops, L->b);
     }
     if (L->ops->sync) {
@@ -237,10 +259,13 @@ static int evaluate(Loop *L) {
                      .seed = (uint64_t)cfg->run.seed + 0x9e3779b97f4a7c15ull * (round / 256u + 1),
                      .env_offset = EVAL_ENV_BASE + (round % 256u) * EVAL_ENV_BLOCK};
     RolloutPolicy pol = rollout_policy_agent(L->ops, L->b, ACT_DETERMINISTIC);
-    RolloutRun run = {.episodes = episodes, .call_base = round * 1000003u};
+    RolloutRun run = {.episodes = episodes, .call_base = round * 1000003u, .stop = &g_signal};
     RolloutResult er;
     int rc = rollout_evaluate(&e, &pol, &run, &er);
-    if (rc == FLAME_OK) {
+    L->eval_stopped = rc != FLAME_OK && g_signal;
+    if (L->eval_stopped) {
+        rc = FLAME_OK; /* not done: still due (the round is not counted), the run stops */
+    } else if (rc == FLAME_OK) {
         L->tc.eval_rounds++;
         L->eval_return = er.return_mean;
         if (isnan(L->sum->best_eval_return) || er.return_mean > L->sum->best_eval_return) {
@@ -260,7 +285,9 @@ static int evaluate(Loop *L) {
         }
     }
     rollout_result_free(&er);
-    L->last_eval_step = L->tc.env_steps;
+    if (!L->eval_stopped) {
+        L->last_eval_step = L->tc.env_steps;
+    }
     L->sum->eval_s += host_now() - t;
     return rc;
 }
@@ -271,6 +298,9 @@ static int evaluate_due(Loop *L) {
         return FLAME_OK;
     }
     int rc = evaluate(L);
+    if (L->eval_stopped) {
+        return rc; /* next_eval stays: a resumed run evaluates here first */
+    }
     L->tc.next_eval = next_multiple(L->tc.env_steps, L->start_steps, L->cfg->run.eval_every);
     L->target_reached = rc == FLAME_OK && !isnan(L->cfg->run.stop_return) &&
                         L->eval_return >= L->cfg->run.stop_return;
@@ -281,8 +311,22 @@ static int evaluate_due(Loop *L) {
 static int save_checkpoint(Loop *L) {
     L->tc.wall_seconds += host_now() - L->t0;
     L->t0 = host_now();
-    return train_checkpoint_save(L->opt->run_dir, L->cfg, L->ops, L->b, rollout_pool(L->roll),
-                                 &L->tc);
+    int rc =
+        train_checkpoint_save(L->opt->run_dir, L->cfg, L->ops, L->b, rollout_pool(L->roll), &L->tc);
+    L->ckpt_saved = rc == FLAME_OK;
+    L->saved_tc = L->tc;
+    L->saved_updates = updates_done(L);
+    return rc;
+}
+
+/* whether the last checkpoint of this session holds the current state (a signal during its
+   write ends the run without writing it again) */
+static bool checkpoint_current(const Loop *L) {
+    const TrainCounters *a = &L->tc, *b = &L->saved_tc;
+    return L->ckpt_saved && a->env_steps == b->env_steps && a->act_calls == b->act_calls &&
+           a->episodes == b->episodes && a->eval_rounds == b->eval_rounds &&
+           a->next_eval == b->next_eval && a->next_ckpt == b->next_ckpt &&
+           a->instabilities == b->instabilities && updates_done(L) == L->saved_updates;
 }
 
 /* metrics flush at run.flush_every, checkpoint at run.ckpt_every */
@@ -309,39 +353,76 @@ static bool loop_done(const Loop *L) {
            (max > 0 && L->tc.env_steps - L->session_start >= max);
 }
 
+/* An iteration after its collection: updates, metrics, evaluation, outputs. A signal ends it
+   early (after the update or the evaluation it stopped): what is left of it stays due, and a
+   resumed run starts with it. */
+static int iteration_rest(Loop *L) {
+    update(L);
+    if (g_signal) {
+        return FLAME_OK;
+    }
+    int rc = record(L);
+    rc = rc ? rc : evaluate_due(L);
+    if (rc == FLAME_OK && !g_signal) {
+        rc = persist(L);
+    }
+    if (!L->opt->quiet) {
+        ProgressSample s = progress_sample(L);
+        progress_update(&L->progress, &s, false);
+    }
+    if (rc == FLAME_OK && L->target_reached) {
+        if (!L->opt->quiet) {
+            progress_note(&L->progress,
+                          "flame train: evaluation return %.2f reached run.stop_return %.2f",
+                          L->eval_return, L->cfg->run.stop_return);
+        }
+        L->stopped_at_target = true;
+    }
+    return rc;
+}
+
 static int train_loop(Loop *L) {
-    int rc = FLAME_OK;
-    while (rc == FLAME_OK && !loop_done(L)) {
+    /* a resumed run first ends the iteration a signal interrupted (nothing after a whole one:
+       no update owed, the evaluation, metrics row and checkpoint cadences already past) */
+    int rc = L->opt->resume_ckpt ? iteration_rest(L) : FLAME_OK;
+    while (rc == FLAME_OK && !L->stopped_at_target && !loop_done(L)) {
         rc = collect(L);
         if (rc == FLAME_OK) {
-            update(L);
-            rc = record(L);
-        }
-        if (rc == FLAME_OK) {
-            rc = evaluate_due(L);
-        }
-        if (rc == FLAME_OK) {
-            rc = persist(L);
-        }
-        if (!L->opt->quiet) {
-            ProgressSample s = progress_sample(L);
-            progress_update(&L->progress, &s, false);
-        }
-        if (L->target_reached) {
-            if (!L->opt->quiet) {
-                progress_note(&L->progress,
-                              "flame train: evaluation return %.2f reached "
-                              "run.stop_return %.2f",
-                              L->eval_return, L->cfg->run.stop_return);
-            }
-            L->stopped_at_target = true;
-            break;
+            L->updates_owed = updates_due(L);
+            rc = iteration_rest(L);
         }
     }
     return rc;
 }
 
 /* ------------------------------------------------------------------ open and close */
+
+/* The replay buffer takes its memory as it fills, long after the start: it must fit in what the
+   process can still allocate (proc.h), with the host copy a checkpoint with run.save_replay
+   makes (and the one a resume reads) on top of the CPU backend's own buffer. */
+static int check_memory(const Loop *L) {
+    const FlameConfig *cfg = L->cfg;
+    bool on_device = !strcmp(L->ops->name, "cuda");
+    bool copy = (cfg->run.save_replay && L->opt->write_outputs) || L->opt->resume_ckpt;
+    int copies = (on_device ? 0 : 1) + (copy ? 1 : 0);
+    uint64_t row = replay_bytes(1, L->S, L->D);
+    uint64_t need = replay_bytes(cfg->update.replay_size, L->S, L->D) * (uint64_t)copies;
+    uint64_t avail = proc_memory_available();
+    if (copies == 0 || need <= avail) {
+        return FLAME_OK;
+    }
+    return flame_errorf(
+        FLAME_ERUNTIME,
+        "out of memory: the replay buffer needs %llu bytes (%.1f GiB: update.replay_size = %lld "
+        "transitions of %llu bytes%s) but %llu bytes (%.1f GiB) are available; lower "
+        "update.replay_size (at most %llu fit)%s",
+        (unsigned long long)need, need / 1073741824.0, (long long)cfg->update.replay_size,
+        (unsigned long long)row,
+        copies == 2 ? ", twice: the buffer and its copy for checkpoints (run.save_replay)" : "",
+        (unsigned long long)avail, avail / 1073741824.0,
+        (unsigned long long)(avail / (row * (uint64_t)copies)),
+        copies == 2 && !L->opt->resume_ckpt ? " or set run.save_replay=false" : "");
+}
 
 /* The training envs and the backend. */
 static int create_agent(Loop *L) {
@@ -360,7 +441,8 @@ static int create_agent(Loop *L) {
     L->N = envpool_num_envs(pool);
     L->S = envpool_obs_dim(pool);
     L->D = envpool_act_dim(pool);
-    rc = L->ops->create(cfg, L->S, L->D, &L->b);
+    rc = check_memory(L);
+    rc = rc ? rc : L->ops->create(cfg, L->S, L->D, &L->b);
     if (rc != FLAME_OK) {
         L->b = NULL;
         return rc;
@@ -394,11 +476,14 @@ static void device_name(const BackendOps *ops, const FlameConfig *cfg, char *buf
     snprintf(buf, n, "%s", host_cpu()->model);
 }
 
-/* signals: the loop finishes its iteration, then flush, checkpoint, exit 130/143 */
+/* signals, from the start on: the phase under way stops at its next step (an update, an
+   evaluation's env step, a loop iteration; a start or a checkpoint write ends first), then the
+   metrics flush, a checkpoint, exit 130/143 */
 static void signals_install(Loop *L) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART; /* system calls under way complete: the flag is polled */
     sigaction(SIGINT, &sa, &L->old_int);
     sigaction(SIGTERM, &sa, &L->old_term);
     g_signal = 0;
@@ -424,7 +509,78 @@ static void start_clocks(Loop *L) {
     progress_init(&L->progress, stdout, host_stdout_is_tty(), cfg->env.id, cfg->run.log_every, &s);
 }
 
-/* Everything the loop needs, or the reason it cannot start. */
+/* A resume continues the newest checkpoint of its run: one that a newer checkpoint follows
+   would overwrite the run's later history (its metrics rows, those checkpoints). */
+static int check_newest(const Loop *L, const Checkpoint *ck) {
+    int64_t *steps = NULL;
+    size_t n = 0;
+    if (run_dir_checkpoints(L->opt->run_dir, &steps, &n) != FLAME_OK) {
+        flame_clear_error();
+        return FLAME_OK;
+    }
+    int64_t newest = n > 0 ? steps[0] : -1;
+    free(steps);
+    if (newest <= ck->tc.env_steps) {
+        return FLAME_OK;
+    }
+    return flame_errorf(FLAME_EINPUT,
+                        "%s (step %lld) is not the newest checkpoint of %s: step_%lld.h5 is; "
+                        "resume from the newest (run the command again), or remove the newer "
+                        "checkpoints to go back",
+                        L->opt->resume_ckpt, (long long)ck->tc.env_steps, L->opt->run_dir,
+                        (long long)newest);
+}
+
+/* The run directory: a resume locks it; a fresh run claims it (locked when it exists) */
+static int hold_run_dir(Loop *L) {
+    const TrainOptions *opt = L->opt;
+    int rc = FLAME_OK;
+    if (opt->resume_ckpt) {
+        rc = run_dir_lock(&L->rd, opt->run_dir);
+    } else if (opt->write_outputs) {
+        rc = run_dir_claim(&L->rd, opt->run_dir, opt->force);
+    }
+    const FsLock *k = &L->rd.lock;
+    if (rc == FLAME_OK && k->stale_pid > 0 && !opt->quiet) {
+        printf("flame train: %s was locked by process %ld on host %s, which no longer runs; "
+               "taking it over\n",
+               opt->run_dir, k->stale_pid, k->stale_host);
+        proc_flush_stdout();
+    }
+    return rc;
+}
+
+/* The agent: restored from the checkpoint to resume, or new. */
+static int load_agent(Loop *L) {
+    const FlameConfig *cfg = L->cfg;
+    const TrainOptions *opt = L->opt;
+    if (!opt->resume_ckpt) {
+        rollout_reset(L->roll);
+        L->tc.next_eval = next_multiple(0, L->start_steps, cfg->run.eval_every);
+        L->tc.next_ckpt = next_multiple(0, L->start_steps, cfg->run.ckpt_every);
+        return FLAME_OK;
+    }
+    Checkpoint ck;
+    memset(&ck, 0, sizeof ck);
+    int rc = ckpt_read(opt->resume_ckpt, &ck, true);
+    rc = rc ? rc : train_checkpoint_check(&ck, cfg, opt->resume_ckpt);
+    rc = rc ? rc : check_newest(L, &ck);
+    rc = rc ? rc
+            : train_checkpoint_restore(&ck, cfg, L->ops, L->b, rollout_pool(L->roll),
+                                       opt->resume_ckpt);
+    if (rc == FLAME_OK) {
+        L->tc = ck.tc;
+        rollout_observe(L->roll); /* the next observations are the pool's current ones */
+        /* the updates of an iteration a signal interrupted (iteration_rest) */
+        int64_t per = cfg->update.updates_per_iter;
+        L->updates_owed = per > 0 ? (per - updates_done(L) % per) % per : 0;
+    }
+    ckpt_free(&ck);
+    return rc;
+}
+
+/* Everything the loop needs, or the reason it cannot start. A fresh run makes its directory only
+   once the agent exists; a start that fails (or that a signal stops) leaves nothing behind. */
 static int train_open(Loop *L) {
     const FlameConfig *cfg = L->cfg;
     const TrainOptions *opt = L->opt;
@@ -436,27 +592,17 @@ static int train_open(Loop *L) {
         return FLAME_EINPUT;
     }
     L->sum->backend = L->ops->name;
-    Checkpoint ck;
-    memset(&ck, 0, sizeof ck);
-    int rc = FLAME_OK;
-    if (opt->resume_ckpt) {
-        rc = ckpt_read(opt->resume_ckpt, &ck, true);
-        rc = rc ? rc : train_checkpoint_check(&ck, cfg, opt->resume_ckpt);
-    } else if (opt->write_outputs) {
-        rc = run_dir_prepare(opt->run_dir, opt->force);
-    }
+    signals_install(L);
+    int rc = hold_run_dir(L);
     rc = rc ? rc : create_agent(L);
-    if (rc == FLAME_OK && opt->resume_ckpt) {
-        rc = train_checkpoint_restore(&ck, cfg, L->ops, L->b, rollout_pool(L->roll),
-                                      opt->resume_ckpt);
-        L->tc = ck.tc;
-        rollout_observe(L->roll); /* the next observations are the pool's current ones */
-    } else if (rc == FLAME_OK) {
-        rollout_reset(L->roll);
-        L->tc.next_eval = next_multiple(0, L->start_steps, cfg->run.eval_every);
-        L->tc.next_ckpt = next_multiple(0, L->start_steps, cfg->run.ckpt_every);
+    rc = rc ? rc : load_agent(L);
+    if (rc == FLAME_OK && g_signal) {
+        L->stopped_starting = true; /* nothing written yet: none will be */
+        return FLAME_OK;
     }
-    ckpt_free(&ck);
+    if (rc == FLAME_OK && opt->write_outputs && !opt->resume_ckpt) {
+        rc = run_dir_prepare(&L->rd, opt->force);
+    }
     device_name(L->ops, cfg, L->device, sizeof L->device);
     if (rc == FLAME_OK && opt->write_outputs) {
         rc = open_outputs(L);
@@ -464,6 +610,7 @@ static int train_open(Loop *L) {
     if (rc != FLAME_OK) {
         return rc;
     }
+    L->rd.started = true;
     if (!opt->quiet) {
         printf("flame train: %s %s on %s (%s), %d envs x %d threads, %s run in %s\n",
                config_algo_name(cfg->algo), cfg->env.id, L->ops->name, L->device, L->N,
@@ -472,7 +619,6 @@ static int train_open(Loop *L) {
                opt->write_outputs ? opt->run_dir : "(no outputs)");
         proc_flush_stdout();
     }
-    signals_install(L);
     start_clocks(L);
     return FLAME_OK;
 }
@@ -500,7 +646,7 @@ static int train_finish(Loop *L, int rc) {
         }
         rc = rc ? rc : frc;
     }
-    if (L->opt->write_outputs && (rc == FLAME_OK || g_signal)) {
+    if (L->opt->write_outputs && (rc == FLAME_OK || g_signal) && !checkpoint_current(L)) {
         int crc = save_checkpoint(L);
         rc = rc ? rc : crc;
     }
@@ -521,9 +667,19 @@ static int train_finish(Loop *L, int rc) {
     return rc;
 }
 
-/* Frees whatever train_open created and fills the summary; safe after any failure. */
+/* A signal during the start: the run never started (train_close removes what it made). */
+static void report_stopped_start(Loop *L) {
+    L->sum->exit_code = g_signal == SIGINT ? 130 : 143;
+    if (!L->opt->quiet) {
+        printf("flame train: stopped by %s while starting; nothing was written%s\n",
+               g_signal == SIGINT ? "SIGINT" : "SIGTERM",
+               L->opt->resume_ckpt ? " (the run is as it was)" : "");
+    }
+}
+
+/* Frees whatever train_open created and fills the summary; safe after any failure. The run
+   directory's lock goes last (with what a start that failed made in it). */
 static void train_close(Loop *L) {
-    signals_restore(L);
     TrainSummary *sum = L->sum;
     sum->total_s = L->session_t0 > 0 ? host_now() - L->session_t0 : 0;
     sum->env_steps = L->tc.env_steps;
@@ -538,6 +694,8 @@ static void train_close(Loop *L) {
     }
     rollout_free(L->roll);
     rollout_replay_free(&L->replay);
+    run_dir_release(&L->rd);
+    signals_restore(L);
 }
 
 int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *sum) {
@@ -553,8 +711,11 @@ int train_run(const FlameConfig *cfg, const TrainOptions *opt, TrainSummary *sum
     L.last_row_step = L.last_eval_step = -1;
     L.start_steps = cfg->run.start_steps;
     L.end_steps = cfg->run.start_steps + cfg->run.total_steps;
+    run_dir_init(&L.rd);
     int rc = train_open(&L);
-    if (rc == FLAME_OK) {
+    if (rc == FLAME_OK && L.stopped_starting) {
+        report_stopped_start(&L);
+    } else if (rc == FLAME_OK) {
         rc = train_loop(&L);
         rc = train_finish(&L, rc);
     }

@@ -76,8 +76,9 @@ void *flame_malloc(size_t bytes) {
         rounded = 64;
     }
     if (posix_memalign(&p, 64, rounded) != 0 || p == NULL) {
-        flame_fatal("out of memory: could not allocate %zu bytes; reduce algo.batch_size, "
-                    "algo.replay_size or env.num_envs",
+        flame_fatal("out of memory: could not allocate %zu bytes; lower update.replay_size, "
+                    "update.batch_size, flow.sample_k, flow.num_particles, env.num_envs or "
+                    "env.eval_envs",
                     bytes);
     }
     return p;

@@ -367,9 +367,6 @@ static int write_new_file(const char *dst, int (*fill)(int fd, void *ctx), void 
                             fs_abbrev(dst, ab, sizeof ab), strerror(err));
     }
     int err = fill(fd, ctx);
-    if (err == 0 && fsync(fd) != 0) {
-        err = errno;
-    }
     if (close(fd) != 0 && err == 0) {
         err = errno;
     }
@@ -457,42 +454,74 @@ int fs_copy_file(const char *src, const char *dst) {
 
 // ---------------------------------------------------------------------------- locks
 
+/* the holder a lock file names ("pid host"); false when it names none */
+static bool read_holder(int fd, long *pid, char *host, size_t host_len) {
+    char line[300] = "";
+    ssize_t k = pread(fd, line, sizeof line - 1, 0);
+    line[k > 0 ? k : 0] = '\0';
+    line[strcspn(line, "\n")] = '\0';
+    char h[256] = "?";
+    *pid = 0;
+    bool named = sscanf(line, "%ld %255s", pid, h) >= 1 && *pid > 0;
+    snprintf(host, host_len, "%s", h);
+    return named;
+}
+
+/* whether `path` still names the file open as fd (a holder may remove the lock file before it
+   releases the lock: a lock taken on the removed file is no lock at all) */
+static bool still_named(int fd, const char *path) {
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
 int fs_lock(const char *path, const char *what, FsLock *lock) {
     char ab[160];
     lock->fd = -1;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
-    if (fd < 0) {
-        int err = errno;
-        return fail(fs_errno_code(err), err, "%s: cannot create the lock file (%s)",
-                    fs_abbrev(path, ab, sizeof ab), strerror(err));
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return fail(FLAME_EINPUT, 0, "%s: the lock file is not a regular file",
-                    fs_abbrev(path, ab, sizeof ab));
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int err = errno;
-        if (err != EWOULDBLOCK) {
-            close(fd);
-            return fail(FLAME_EINPUT, err, "%s: cannot lock the file (%s)",
+    lock->stale_pid = 0;
+    lock->stale_host[0] = '\0';
+    int fd = -1;
+    for (int attempt = 0; fd < 0; attempt++) {
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+        if (fd < 0) {
+            int err = errno;
+            return fail(fs_errno_code(err), err, "%s: cannot create the lock file (%s)",
                         fs_abbrev(path, ab, sizeof ab), strerror(err));
         }
-        /* the holder wrote "pid host" when it took the lock */
-        char holder[300] = "";
-        ssize_t k = pread(fd, holder, sizeof holder - 1, 0);
-        close(fd);
-        holder[k > 0 ? k : 0] = '\0';
-        holder[strcspn(holder, "\n")] = '\0';
-        long pid = 0;
-        char host[256] = "?";
-        sscanf(holder, "%ld %255s", &pid, host);
-        return fail(FLAME_EINPUT, EWOULDBLOCK,
-                    "%s is in use by process %ld on host %s (lock file %s); wait for it to end "
-                    "or stop it",
-                    what, pid, host, fs_abbrev(path, ab, sizeof ab));
+        struct stat st;
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            close(fd);
+            return fail(FLAME_EINPUT, 0, "%s: the lock file is not a regular file",
+                        fs_abbrev(path, ab, sizeof ab));
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int err = errno;
+            if (err != EWOULDBLOCK) {
+                close(fd);
+                return fail(FLAME_EINPUT, err, "%s: cannot lock the file (%s)",
+                            fs_abbrev(path, ab, sizeof ab), strerror(err));
+            }
+            long pid;
+            char host[256], holder[300] = "another process";
+            if (read_holder(fd, &pid, host, sizeof host)) {
+                snprintf(holder, sizeof holder, "process %ld on host %s", pid, host);
+            }
+            close(fd);
+            return fail(FLAME_EINPUT, EWOULDBLOCK,
+                        "%s is in use by %s (lock file %s); wait for it to end or stop it", what,
+                        holder, fs_abbrev(path, ab, sizeof ab));
+        }
+        if (!still_named(fd, path)) { /* its holder removed it meanwhile: lock the new one */
+            close(fd);
+            fd = -1;
+            if (attempt == 100) {
+                return fail(FLAME_ERUNTIME, 0, "%s: the lock file keeps being replaced",
+                            fs_abbrev(path, ab, sizeof ab));
+            }
+        }
     }
+    /* a file that still names a holder was left by a process that died holding the lock */
+    read_holder(fd, &lock->stale_pid, lock->stale_host, sizeof lock->stale_host);
     char host[256] = "?";
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';
