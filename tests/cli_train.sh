@@ -29,7 +29,10 @@ Y
 # a run and its outputs
 expect_rc "tiny run" 0 "" "$F" train tiny.yaml --out runs --name a
 [ -f runs/a/metrics.h5 ] && [ -f runs/a/config.yaml ] && [ -f runs/a/ckpt/step_140.h5 ] || fail "outputs of the tiny run: $(ls -R runs)"
-grep -q "step 140/140" out.txt || fail "progress lines: $(cat out.txt)"
+grep -q "step 140/140 elapsed .* train_return .* critic_loss .* eta 0:00:00$" out.txt || fail "progress lines: $(cat out.txt)"
+for key in backend blas networks replay estimate; do
+    grep -q "^  $key: " out.txt || fail "start block lacks '$key': $(cat out.txt)"
+done
 expect_rc "eval of the checkpoint" 0 "" "$F" eval --ckpt runs/a/ckpt/step_140.h5 --episodes 3
 grep -q "return .* +- " out.txt || fail "eval prints mean +- std: $(cat out.txt)"
 grep -q "^lengths:" out.txt || fail "eval prints lengths"
