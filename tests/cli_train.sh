@@ -36,6 +36,29 @@ done
 expect_rc "eval of the checkpoint" 0 "" "$F" eval --ckpt runs/a/ckpt/step_140.h5 --episodes 3
 grep -q "return .* +- " out.txt || fail "eval prints mean +- std: $(cat out.txt)"
 grep -q "^lengths:" out.txt || fail "eval prints lengths"
+cp out.txt eval_plain.txt
+expect_rc "eval --json" 0 "" "$F" eval --ckpt runs/a/ckpt/step_140.h5 --episodes 3 --json
+# one JSON object, the same episodes as the plain output, statistics that agree with its arrays
+python3 - out.txt eval_plain.txt <<'PY' || fail "eval --json: $(cat out.txt)"
+import json, math, sys
+text = open(sys.argv[1]).read()
+assert text.count("\n") == 1 and text.endswith("\n"), "not one line"
+d = json.loads(text)
+plain = open(sys.argv[2]).read().split("\n")
+rets = [float(x) for x in next(l for l in plain if l.startswith("returns:")).split()[1:]]
+lens = [int(x) for x in next(l for l in plain if l.startswith("lengths:")).split()[1:]]
+assert d["env"] == "Hopper-v5" and d["algo"] == "flame-m" and d["policy"] == "deterministic"
+assert d["ckpt"] == "runs/a/ckpt/step_140.h5" and d["step"] == 140 and d["seed"] == 1
+assert d["episodes"] == 3 and d["envs"] == 3 and d["unstable"] == 0
+assert d["lengths"] == lens, (d["lengths"], lens)
+assert [round(r, 2) for r in d["returns"]] == rets, (d["returns"], rets)
+n, r = len(d["returns"]), d["returns"]
+mean = sum(r) / n
+assert math.isclose(d["return_mean"], mean, rel_tol=1e-12)
+assert math.isclose(d["return_std"], math.sqrt(sum((x - mean) ** 2 for x in r) / n), rel_tol=1e-9)
+assert d["return_min"] == min(r) and d["return_max"] == max(r)
+assert math.isclose(d["length_mean"], sum(lens) / n, rel_tol=1e-12)
+PY
 expect_rc "eval with --envs and --threads" 0 "" "$F" eval --ckpt runs/a/ckpt/step_140.h5 --episodes 3 --envs 2 --threads 1
 expect_rc "eval of a missing checkpoint" 2 "cannot open the checkpoint" "$F" eval --ckpt runs/a/ckpt/none.h5
 expect_rc "eval with zero envs" 2 "--envs '0' is not valid" "$F" eval --ckpt runs/a/ckpt/step_140.h5 --envs 0

@@ -26,7 +26,8 @@
  *          bench_env bench_e2e bench_kernels bench_load_config bench_setup bench_print_context
  *          bench_variants bench_stats bench_flush_cpu_cache bench_load_avg bench_cpu_peak
  *          bench_json_begin bench_json_end bench_json_key bench_json_str
- *          bench_json_num bench_json_int bench_json_bool bench_json_header bench_json_variant
+ *          bench_json_num bench_json_int bench_json_bool bench_json_double bench_json_doubles
+ *          bench_json_ints bench_json_header bench_json_variant
  *          bench_json_skipped
  *          bench_json_write bench_json_free bench_config_summary bench_rand_normal
  *          bench_rand_uniform bench_fill_replay bench_state_finite bench_metrics_finite
@@ -143,6 +144,10 @@ void bench_json_str(BenchJson *j, const char *key, const char *v);
 void bench_json_num(BenchJson *j, const char *key, double v); /* non-finite: null */
 void bench_json_int(BenchJson *j, const char *key, int64_t v);
 void bench_json_bool(BenchJson *j, const char *key, bool v);
+/* every digit a double needs to read back exactly (%.17g); non-finite: null */
+void bench_json_double(BenchJson *j, const char *key, double v);
+void bench_json_doubles(BenchJson *j, const char *key, const double *v, size_t n); /* [..] */
+void bench_json_ints(BenchJson *j, const char *key, const int *v, size_t n);       /* [..] */
 void bench_json_free(BenchJson *j);
 
 /* The fields every record starts with: suite, name, status, validated, timestamp, commit, device,
