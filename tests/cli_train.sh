@@ -107,5 +107,27 @@ for sig in INT TERM; do
     expect_rc "resume after SIG$sig" 0 "" "$F" train --resume runs/sig$sig --set run.total_steps=$((last + 60)) --quiet
 done
 
+# flame configs: the source tree's configs from the build directory, an installed tree beside the
+# binary, $FLAME_CONFIG_DIR and --dir; a config that does not load; a missing directory
+SRC=${FLAME_SOURCE_DIR:?FLAME_SOURCE_DIR is not set}
+expect_rc "configs of the source tree" 0 "" "$F" configs
+grep -q "^configs in $SRC/configs (the source tree" out.txt || fail "configs: $(head -1 out.txt)"
+for f in "$SRC"/configs/*.yaml; do
+    name=$(basename "$f" .yaml)
+    grep -q "^$name " out.txt || fail "configs does not list $name"
+done
+grep -Eq "^halfcheetah +HalfCheetah-v5 +flame-m +1000000 +30000 +5  3x256$" out.txt || fail "configs row of halfcheetah: $(grep '^halfcheetah ' out.txt)"
+grep -Eq "^inverted_pendulum_small_sac +InvertedPendulum-v5 +sac +60000 +1000 +1  2x64$" out.txt || fail "configs row of inverted_pendulum_small_sac"
+mkdir -p inst/bin inst/share/flame/configs
+cp "$F" inst/bin/flame && cp tiny.yaml inst/share/flame/configs/
+expect_rc "configs of an installed tree" 0 "" inst/bin/flame configs
+grep -q "installed beside this binary" out.txt && grep -Eq "^tiny +Hopper-v5 +flame-m +100 +40 +2  2x16$" out.txt && [ $(grep -c "Hopper-v5" out.txt) -eq 1 ] || fail "installed configs: $(cat out.txt)"
+mkdir -p mine && cp tiny.yaml mine/a.yaml && echo "net: {hidden: -3}" > mine/broken.yaml
+FLAME_CONFIG_DIR=mine expect_rc "configs with a config that does not load" 1 "1 of the 2 configs in mine do not load" "$F" configs
+grep -q "^broken .*does not load" out.txt && grep -q "^a  " out.txt || fail "configs of \$FLAME_CONFIG_DIR: $(cat out.txt)"
+expect_rc "configs --dir" 0 "" "$F" configs --dir inst/share/flame/configs
+grep -q "^tiny " out.txt || fail "configs --dir: $(cat out.txt)"
+expect_rc "configs of a missing directory" 2 "'none' is not a directory" "$F" configs --dir none
+
 if [ $fails -ne 0 ]; then echo "$fails failure(s)"; exit 1; fi
 echo "all CLI train checks passed"

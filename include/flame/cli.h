@@ -10,7 +10,7 @@
  * `flame export-replay`).
  *
  * defines: cmd_train cmd_eval cmd_rollout cmd_export_replay cmd_render cmd_bench cmd_envs
- *          cmd_info cli_fail cli_fail_last cli_load_config cli_parse_backend cli_parse_int
+ *          cmd_configs cmd_info cli_fail cli_fail_last cli_load_config cli_parse_backend cli_parse_int
  *          CliPolicy cli_policy_open cli_policy_close CliDatasetInfo cli_dataset_info_init
  *          cli_dataset_info_checkpoint cli_dataset_info_free
  */
@@ -33,6 +33,7 @@ int cmd_export_replay(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_envs(int argc, char **argv);
+int cmd_configs(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 
 /* Prints "flame <cmd>: <message>" to stderr and returns `code`. */
