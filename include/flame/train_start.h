@@ -7,7 +7,7 @@
  * (whose draws and counters must not move):
  *   updates   a scratch agent of the run's config (same backend and networks; a replay ring of
  *             max(batch, 1024) made-up transitions) runs whole periods of the update schedule
- *             (policy, target and alpha delays), after one untimed update (CPU) or two periods
+ *             (update_schedule_period: policy and target delays), after one untimed update (CPU) or two periods
  *             (CUDA: the first updates of each flag combination are eager or captured), until
  *             TRAIN_ESTIMATE_BUDGET_S seconds or 64 updates have been timed;
  *   acting    the scratch agent's exploring act on the N training observations;

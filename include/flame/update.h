@@ -3,7 +3,8 @@
  * (README: "The algorithm as implemented"; the same sequence serves FLAME-M, FLAME-R and SAC, their differences
  * being switches resolved from the config).
  *
- * defines: update_context update_step update_counters_after UpdateFlops update_flops
+ * defines: update_context update_step update_counters_after update_schedule_period UpdateFlops
+ *          update_flops
  */
 #ifndef FLAME_UPDATE_H
 #define FLAME_UPDATE_H
@@ -16,6 +17,11 @@ UpdateCtx update_context(const FlameConfig *cfg, const AgentCounters *c);
 /* The optimiser step counters after `updates` updates from zero under the config's schedule
    (policy_delay, alpha.delay, alpha.learn, quirks.critic_double_step); counters->updates = updates. */
 void update_counters_after(const FlameConfig *cfg, int64_t updates, AgentCounters *counters);
+
+/* Updates after which the costly flags of update_context (actor and target steps) repeat: the
+   least common multiple of update.policy_delay and update.target_delay, at most 16. Timings
+   average over whole periods; alpha steps (one scalar Adam step) are left out. */
+int update_schedule_period(const FlameConfig *cfg);
 
 /* Runs one update: sample, critic target, critic step, candidate weights, actor, alpha, targets. */
 void update_step(const BackendOps *ops, Backend *b);

@@ -210,15 +210,6 @@ static void sync_if(const BackendOps *ops, Backend *b) {
     }
 }
 
-static int gcd_int(int a, int b) {
-    while (b) {
-        int t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
 /* the CUDA variant's first update against the CPU reference from the same state and replay */
 static double parity_vs_cpu(const FlameConfig *cfg, const UpdateMetrics *got, const AgentState *s0,
                             int S, int D, int64_t fill) {
@@ -333,9 +324,7 @@ static int run_variant(const BenchVariant *v, const FlameConfig *base, const Ben
     const BackendOps *ops = v->ops;
     const double repeat_s = o->quick ? 0.01 : 0.3, warm_s = o->quick ? 0.0 : 0.5;
     int repeats = o->repeats > 0 ? o->repeats : (o->quick ? 3 : 7);
-    int pd = cfg.update.policy_delay, td = cfg.update.target_delay;
-    int cycle = pd / gcd_int(pd, td) * td;
-    cycle = cycle > 16 ? 16 : cycle;
+    int cycle = update_schedule_period(&cfg);
     int64_t fill = cfg.update.replay_size < 20000 ? cfg.update.replay_size : 20000;
     fill = fill < 4 * cfg.update.batch_size ? 4 * (int64_t)cfg.update.batch_size : fill;
     fill = fill > cfg.update.replay_size ? cfg.update.replay_size : fill;

@@ -554,8 +554,8 @@ static int train_open(Loop *L) {
     if (rc != FLAME_OK) {
         return rc;
     }
+    signals_install(L); /* a signal during the estimate stops the run at its first step */
     double model_sps = opt->quiet ? NAN : announce(L);
-    signals_install(L);
     start_clocks(L, model_sps);
     return FLAME_OK;
 }

@@ -17,26 +17,6 @@
 #define SCRATCH_REPLAY_MIN 1024
 #define MAX_TIMED_UPDATES 64
 
-static int64_t gcd64(int64_t a, int64_t b) {
-    while (b) {
-        int64_t t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
-/* updates after which the flag pattern of update_context repeats (at most 16) */
-static int schedule_period(const FlameConfig *cfg) {
-    int64_t p = cfg->update.policy_delay;
-    int64_t t = cfg->update.target_delay;
-    p = p / gcd64(p, t) * t;
-    if (cfg->alpha.learn) {
-        p = p / gcd64(p, cfg->alpha.delay) * cfg->alpha.delay;
-    }
-    return p > 16 ? 16 : (int)p;
-}
-
 /* made-up but finite values in [-1, 1) (a linear congruential sequence) */
 static void made_up(float *v, size_t n, uint32_t *x) {
     for (size_t i = 0; i < n; i++) {
@@ -82,7 +62,7 @@ static int time_agent(const FlameConfig *cfg, const BackendOps *ops, int S, int 
         return rc;
     }
     fill_replay(ops, b, c.update.replay_size, S, D);
-    int period = schedule_period(&c);
+    int period = update_schedule_period(&c);
     int warm = strcmp(ops->name, "cpu") ? 2 * period : 1;
     for (int k = 0; k < warm; k++) {
         update_step(ops, b);
