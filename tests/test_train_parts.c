@@ -172,8 +172,8 @@ FLAME_TEST(progress_lines) {
     s.eval_return = 12.345;
     EXPECT(progress_update(&p, &s, false));
     line = drain(f);
-    EXPECT_MSG(strstr(line, "steps_per_s 3 updates_per_s 8.3") &&
-                   strstr(line, "last_eval 12.3") && strstr(line, "eta 0:00:39\n"),
+    EXPECT_MSG(strstr(line, "steps_per_s 3 updates_per_s 8.3") && strstr(line, "last_eval 12.3") &&
+                   strstr(line, "eta 0:00:39\n"),
                "got '%s'", line);
     /* a forced line right after: the session's averages (420 steps, 200 updates in 12.2 s) */
     s.now = 112.2;
@@ -213,11 +213,12 @@ FLAME_TEST(progress_lines) {
     /* warm-up: 180 steps at 20/s = 9 s + 800 modelled at 20/s = 40 s -> "~0:00:49"; after it,
        marked at t 101.5 and step 100: 200 steps in 0.5 s is under a second: the model, 700 left
        -> "~0:00:35" */
-    EXPECT_MSG(!strcmp(line, "\r[Ant-v5] step 20/1000 warm-up | 0:00:01 | ETA ~0:00:49 | 20 steps/s "
-                             "| 0.0 upd/s | return - | eval - | critic - | alpha - | entropy -"
-                             "\033[K\neval step 20: return 3.5\n\r[Ant-v5] step 300/1000 | 0:00:02 "
-                             "| ETA ~0:00:35 | 280 steps/s | 5.0 upd/s | return 3.2 | eval - | "
-                             "critic 0.00125 | alpha 0.2 | entropy 2\033[K\n"),
+    EXPECT_MSG(!strcmp(line,
+                       "\r[Ant-v5] step 20/1000 warm-up | 0:00:01 | ETA ~0:00:49 | 20 steps/s "
+                       "| 0.0 upd/s | return - | eval - | critic - | alpha - | entropy -"
+                       "\033[K\neval step 20: return 3.5\n\r[Ant-v5] step 300/1000 | 0:00:02 "
+                       "| ETA ~0:00:35 | 280 steps/s | 5.0 upd/s | return 3.2 | eval - | "
+                       "critic 0.00125 | alpha 0.2 | entropy 2\033[K\n"),
                "got '%s'", line);
     /* a narrow terminal: the line is cut to its width less one column; 2.5 s since the mark:
        300 steps -> 120 steps/s, 600 left -> 5 s */
@@ -293,8 +294,15 @@ FLAME_TEST(start_block) {
     e.update_s = 0.25, e.act_s = 0.001, e.env_step_s = 0.002;
     train_estimate_model(&cfg, cfg.env.num_envs, 4, 1, 0, true, &e);
     EXPECT(e.total_s > 4 * 3600.0);
-    TrainStartInfo in = {&cfg, "cpu", "Test CPU", "OpenBLAS 0.3.21", "SkylakeX (AVX-512)",
-                         "This machine has no CUDA device", 4, 1, &e};
+    TrainStartInfo in = {&cfg,
+                         "cpu",
+                         "Test CPU",
+                         "OpenBLAS 0.3.21",
+                         "SkylakeX (AVX-512)",
+                         "This machine has no CUDA device",
+                         4,
+                         1,
+                         &e};
     FILE *f = tmpfile();
     train_start_block(f, &in);
     char *text = drain(f);

@@ -12,9 +12,10 @@
  *                      it began in this session (progress_updates_begin, or else the first sample
  *                      past the warm-up; evaluations and checkpoints included); during its first
  *                      second the modelled rate (the window's without a model);
- *   in the warm-up     the warm-up steps left at the window's rate, plus the update phase's steps at
- *                      the modelled rate given to progress_init (the warm-up only steps envs, so its
- *                      speed says nothing about the rest); unknown ("-") without a model.
+ *   in the warm-up     the warm-up steps left at the window's rate, plus the update phase's
+ *                      steps at the modelled rate given to progress_init (the warm-up only steps
+ *                      envs, so its speed says nothing about the rest); unknown ("-") without a
+ *                      model.
  * Durations print as h:mm:ss (hours unbounded).
  *
  * Line formats (what scripts and tests read); "-" stands for a value not known yet:
@@ -53,12 +54,12 @@ typedef struct {
 
 typedef struct {
     FILE *out;
-    bool tty;            /* redraw one line ("\r") instead of printing lines */
-    const char *label;   /* e.g. the env id (terminal lines) */
-    double every_s;      /* minimum seconds between lines */
-    double model_sps;    /* modelled env steps per second of the update phase (NaN: none) */
-    int width;           /* terminal columns (0: unknown, lines are not cut) */
-    bool open_line;      /* a redrawn line is on screen without its newline */
+    bool tty;          /* redraw one line ("\r") instead of printing lines */
+    const char *label; /* e.g. the env id (terminal lines) */
+    double every_s;    /* minimum seconds between lines */
+    double model_sps;  /* modelled env steps per second of the update phase (NaN: none) */
+    int width;         /* terminal columns (0: unknown, lines are not cut) */
+    bool open_line;    /* a redrawn line is on screen without its newline */
     /* the previous line and the start: times and counters */
     double last_t, start_t;
     int64_t last_steps, last_updates, start_steps, start_updates;

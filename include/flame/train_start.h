@@ -7,9 +7,9 @@
  * (whose draws and counters must not move):
  *   updates   a scratch agent of the run's config (same backend and networks; a replay ring of
  *             max(batch, 1024) made-up transitions) runs whole periods of the update schedule
- *             (update_schedule_period: policy and target delays), after one untimed update (CPU) or two periods
- *             (CUDA: the first updates of each flag combination are eager or captured), until
- *             TRAIN_ESTIMATE_BUDGET_S seconds or 64 updates have been timed;
+ *             (update_schedule_period: policy and target delays), after one untimed update
+ *             (CPU) or two periods (CUDA: the first updates of each flag combination are eager
+ *             or captured), until TRAIN_ESTIMATE_BUDGET_S seconds or 64 updates are timed;
  *   acting    the scratch agent's exploring act on the N training observations;
  *   envs      a scratch pool of the N training envs (own reset rows) stepping random actions.
  * From these the model adds up, from the session's first step to the last:
@@ -42,13 +42,13 @@
 #define TRAIN_ESTIMATE_BUDGET_S 0.5   /* seconds of timed updates at most (whole periods) */
 #define TRAIN_LONG_RUN_S (3.0 * 3600) /* a CPU run longer than this gets the CUDA note */
 /* the CUDA model (kernels/NOTES.md, H100 SXM) */
-#define CUDA_MODEL_FP32_PEAK 60e12     /* FLOP/s */
-#define CUDA_MODEL_EFFICIENCY 0.7      /* fraction of the peak on the whole update */
-#define CUDA_MODEL_LAUNCH_S 0.3e-3     /* graph-launch latency per update */
+#define CUDA_MODEL_FP32_PEAK 60e12 /* FLOP/s */
+#define CUDA_MODEL_EFFICIENCY 0.7  /* fraction of the peak on the whole update */
+#define CUDA_MODEL_LAUNCH_S 0.3e-3 /* graph-launch latency per update */
 
 typedef struct {
     /* measured on the scratch copies */
-    double update_s;   /* seconds per update (averaged over whole schedule periods) */
+    double update_s; /* seconds per update (averaged over whole schedule periods) */
     int timed_updates;
     double act_s;      /* seconds per exploring act call on N observations */
     double env_step_s; /* seconds per vectorised step of the N training envs */
@@ -74,9 +74,9 @@ void train_estimate_model(const FlameConfig *cfg, int num_envs, int obs_dim, int
 /* What the start block shows besides the estimate. */
 typedef struct {
     const FlameConfig *cfg;
-    const char *backend;  /* "cpu" or "cuda" */
-    const char *device;   /* CPU model or GPU name */
-    const char *blas;     /* blas_info() */
+    const char *backend;   /* "cpu" or "cuda" */
+    const char *device;    /* CPU model or GPU name */
+    const char *blas;      /* blas_info() */
     const char *blas_core; /* blas_core_describe() */
     const char *cuda_here; /* for the note: "a CUDA device is here: ...", or why there is none */
     int obs_dim, act_dim;

@@ -1,12 +1,13 @@
 /*
- * cmd_configs.c: `flame configs`, the shipped training configurations (the .yaml files of configs/) with the
- * env, algorithm and budget of each.
+ * cmd_configs.c: `flame configs`, the shipped training configurations (the .yaml files of configs/)
+ * with the env, algorithm and budget of each.
  *
  * Where the configs are, first found wins:
  *   1. --dir DIR;
  *   2. $FLAME_CONFIG_DIR;
  *   3. <directory of the running binary>/../share/flame/configs: an installed tree
- *      (`cmake --install` puts flame in <prefix>/bin and the configs in <prefix>/share/flame/configs);
+ *      (`cmake --install` puts flame in <prefix>/bin and the configs in
+ * <prefix>/share/flame/configs);
  *   4. the configs/ of the source tree the binary was built from (FLAME_SOURCE_DIR, recorded at
  *      configure time), for a binary run from its build directory.
  * A directory given by 1 or 2 that does not exist is an error (exit 2); when none of 3 and 4
@@ -156,8 +157,8 @@ int cmd_configs(int argc, char **argv) {
         return rc;
     }
     printf("configs in %s (%s): flame train %s/<name>.yaml\n\n", dir, origin, dir);
-    printf("%-30s %-26s %-8s %11s %8s %5s  %s\n", "name", "env", "algo", "steps", "warm-up",
-           "envs", "networks");
+    printf("%-30s %-26s %-8s %11s %8s %5s  %s\n", "name", "env", "algo", "steps", "warm-up", "envs",
+           "networks");
     int bad = 0;
     for (int i = 0; i < n; i++) {
         char path[DIR_MAX + 300];
@@ -180,8 +181,7 @@ int cmd_configs(int argc, char **argv) {
         printf("(none)\n");
     }
     if (bad) {
-        return cli_fail(CMD, FLAME_ERUNTIME, "%d of the %d configs in %s do not load", bad, n,
-                        dir);
+        return cli_fail(CMD, FLAME_ERUNTIME, "%d of the %d configs in %s do not load", bad, n, dir);
     }
     return FLAME_OK;
 }

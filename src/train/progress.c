@@ -122,11 +122,12 @@ bool progress_update(Progress *p, const ProgressSample *s, bool force) {
     const char *phase = warmup ? " warm-up" : "";
     if (p->tty) {
         char line[512];
-        int n = snprintf(line, sizeof line,
-                         "[%s] step %lld/%lld%s | %s | ETA %s%s | %.0f steps/s | %.1f upd/s | "
-                         "return %s | eval %s | critic %s | alpha %s | entropy %s",
-                         p->label, (long long)s->steps, (long long)s->end_steps, phase, el,
-                         modelled && strcmp(eta, "-") ? "~" : "", eta, sps, ups, tr, ev, cl, al, en);
+        int n =
+            snprintf(line, sizeof line,
+                     "[%s] step %lld/%lld%s | %s | ETA %s%s | %.0f steps/s | %.1f upd/s | "
+                     "return %s | eval %s | critic %s | alpha %s | entropy %s",
+                     p->label, (long long)s->steps, (long long)s->end_steps, phase, el,
+                     modelled && strcmp(eta, "-") ? "~" : "", eta, sps, ups, tr, ev, cl, al, en);
         /* a line wider than the terminal would wrap and every redraw would add a line: cut
            (the losses go first) */
         if (p->width > 1 && n > p->width - 1) {

@@ -485,16 +485,17 @@ static double announce(Loop *L) {
     int threads = host_resolve_threads(cfg->env.threads, cfg->env.num_envs);
     printf("flame train: %s %s on %s (%s), %d envs x %d threads, %s run in %s\n",
            config_algo_name(cfg->algo), cfg->env.id, L->ops->name, L->device, L->N, threads,
-           opt->resume_ckpt ? "resumed" : "new", opt->write_outputs ? opt->run_dir : "(no outputs)");
+           opt->resume_ckpt ? "resumed" : "new",
+           opt->write_outputs ? opt->run_dir : "(no outputs)");
     proc_flush_stdout();
     TrainEstimate est;
-    bool ok = train_estimate(cfg, L->ops, L->S, L->D, L->N, threads, L->tc.env_steps, &est) ==
-              FLAME_OK;
+    bool ok =
+        train_estimate(cfg, L->ops, L->S, L->D, L->N, threads, L->tc.env_steps, &est) == FLAME_OK;
     char core[256], here[320];
     blas_core_describe(core, sizeof core);
     cuda_here(here, sizeof here);
-    TrainStartInfo in = {cfg,   L->ops->name, L->device, blas_info(), core,
-                         here,  L->S,         L->D,      ok ? &est : NULL};
+    TrainStartInfo in = {cfg,  L->ops->name, L->device, blas_info(),     core,
+                         here, L->S,         L->D,      ok ? &est : NULL};
     train_start_block(stdout, &in);
     proc_flush_stdout();
     return ok ? est.update_phase_sps : NAN;

@@ -53,8 +53,8 @@ static void fill_replay(const BackendOps *ops, Backend *b, int64_t rows, int S, 
 static int time_agent(const FlameConfig *cfg, const BackendOps *ops, int S, int D, int n,
                       TrainEstimate *e) {
     FlameConfig c = *cfg; /* the scratch agent's: a small replay ring */
-    int64_t cap = c.update.batch_size > SCRATCH_REPLAY_MIN ? c.update.batch_size
-                                                          : SCRATCH_REPLAY_MIN;
+    int64_t cap =
+        c.update.batch_size > SCRATCH_REPLAY_MIN ? c.update.batch_size : SCRATCH_REPLAY_MIN;
     c.update.replay_size = cap < c.update.replay_size ? cap : c.update.replay_size;
     Backend *b = NULL;
     int rc = ops->create(&c, S, D, &b);
@@ -155,16 +155,15 @@ void train_estimate_model(const FlameConfig *cfg, int num_envs, int obs_dim, int
         const EnvSpec *spec = env_spec_find(cfg->env.id);
         double T = spec ? spec->max_episode_steps : 1000;
         int episodes = cfg->run.eval_episodes;
-        int envs = cfg->env.eval_envs > 0 && cfg->env.eval_envs < episodes ? cfg->env.eval_envs
-                                                                           : episodes;
-        double per_round = episodes * T * (e->env_step_s / N) +
-                           ceil((double)episodes / envs) * T * e->act_s;
+        int envs =
+            cfg->env.eval_envs > 0 && cfg->env.eval_envs < episodes ? cfg->env.eval_envs : episodes;
+        double per_round =
+            episodes * T * (e->env_step_s / N) + ceil((double)episodes / envs) * T * e->act_s;
         e->eval_s = (double)e->eval_rounds * per_round;
     }
     e->total_s = e->warmup_s + e->train_s + e->eval_s;
-    e->update_phase_sps = e->train_s + e->eval_s > 0
-                              ? (double)e->train_steps / (e->train_s + e->eval_s)
-                              : NAN;
+    e->update_phase_sps =
+        e->train_s + e->eval_s > 0 ? (double)e->train_steps / (e->train_s + e->eval_s) : NAN;
     e->flops_per_update = e->cuda_update_s = e->cuda_total_s = NAN;
     if (cuda) {
         UpdateFlops f;
@@ -234,14 +233,16 @@ static void estimate_lines(FILE *out, const TrainStartInfo *in) {
     const TrainEstimate *e = in->est;
     const FlameConfig *cfg = in->cfg;
     char tot[32], w[32], tr[32], ev[32], u[32], a[32], s[32], n1[32], n2[32];
-    fprintf(out, "  estimate:  %s for the %s steps left (model: ", progress_hms(e->total_s, tot, 32),
+    fprintf(out,
+            "  estimate:  %s for the %s steps left (model: ", progress_hms(e->total_s, tot, 32),
             grouped(e->warmup_steps + e->train_steps, n1, 32));
     fprintf(out, "warm-up %s, update phase %s, evaluations %s at most; ",
             progress_hms(e->warmup_s, w, 32), progress_hms(e->train_s, tr, 32),
             progress_hms(e->eval_s, ev, 32));
-    fprintf(out, "%s updates at %s each, timed over %d updates of a scratch agent; acting %s and "
-                 "an env step of the %d envs %s, timed; %lld evaluation rounds of %d episodes at "
-                 "the time limit; metrics and checkpoint writes not counted)\n",
+    fprintf(out,
+            "%s updates at %s each, timed over %d updates of a scratch agent; acting %s and "
+            "an env step of the %d envs %s, timed; %lld evaluation rounds of %d episodes at "
+            "the time limit; metrics and checkpoint writes not counted)\n",
             grouped(e->updates, n2, 32), short_time(e->update_s, u, 32), e->timed_updates,
             short_time(e->act_s, a, 32), cfg->env.num_envs, short_time(e->env_step_s, s, 32),
             (long long)e->eval_rounds, cfg->run.eval_episodes);
@@ -281,8 +282,8 @@ void train_start_block(FILE *out, const TrainStartInfo *in) {
     double mib = (double)row * (double)cfg->update.replay_size / (1024.0 * 1024.0);
     char cap[32];
     fprintf(out, "  replay:    %s transitions x %lld bytes = %.1f MiB of %s memory%s\n",
-            grouped(cfg->update.replay_size, cap, 32), (long long)row, mib,
-            cpu ? "host" : "device", cfg->run.save_replay ? " (also in every checkpoint)" : "");
+            grouped(cfg->update.replay_size, cap, 32), (long long)row, mib, cpu ? "host" : "device",
+            cfg->run.save_replay ? " (also in every checkpoint)" : "");
     if (in->est) {
         estimate_lines(out, in);
     } else {
