@@ -11,8 +11,8 @@
  *
  * defines: cmd_train cmd_eval cmd_rollout cmd_export_replay cmd_render cmd_bench cmd_envs
  *          cmd_configs cmd_info cli_fail cli_fail_last cli_load_config cli_parse_backend
- *          cli_parse_int CliPolicy cli_policy_open cli_policy_close CliDatasetInfo cli_dataset_info_init
- *          cli_dataset_info_checkpoint cli_dataset_info_free
+ *          cli_parse_int CliPolicy cli_policy_open cli_policy_close CliDatasetInfo
+ *          cli_dataset_info_init cli_dataset_info_checkpoint cli_dataset_info_free
  */
 #ifndef FLAME_CLI_H
 #define FLAME_CLI_H
