@@ -6,7 +6,7 @@
  *   rollout        datasets of rollouts in the D4RL or Minari layouts
  *   export-replay  a run's replay buffer as a D4RL-layout dataset
  *   bench          kernel, update, act, env and end-to-end benchmarks
- *   envs, info     what is available on this build and machine
+ *   envs, configs, info  what is available on this build and machine
  *
  * Before anything else, blas_core_select() may re-execute the program once with OPENBLAS_CORETYPE
  * set, when OpenBLAS picked kernels narrower than this CPU's SIMD (include/flame/blas_core.h).
@@ -36,6 +36,7 @@ static const Command commands[] = {
     {"bench", cmd_bench, "benchmarks: kernels, update, act, env, e2e"},
     {"debug", cmd_debug, "replay one update from a checkpoint with every intermediate"},
     {"envs", cmd_envs, "list the environment ids with their dimensions"},
+    {"configs", cmd_configs, "list the shipped training configs: env, algorithm, budget"},
     {"info", cmd_info, "version, commit, backends, CUDA devices, CPU, BLAS and its core"},
 };
 #define NCOMMANDS ((int)(sizeof commands / sizeof commands[0]))

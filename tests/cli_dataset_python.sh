@@ -139,7 +139,8 @@ def run(name, algo, seed, groups=("train", "episodes", "eval", "timing"), n_eval
     os.makedirs(f"{w}/runs/{name}", exist_ok=True)
     rng = np.random.default_rng(seed)
     with h5py.File(f"{w}/runs/{name}/metrics.h5", "w") as f:
-        f.attrs["config"] = f"algo: {algo}\nenv:\n  id: Hopper-v5\n  num_envs: 5\n"
+        f.attrs["config"] = (f"algo: {algo}\nrun:\n  seed: {seed}\n  eval_episodes: 10\n"
+                             "env:\n  id: Hopper-v5\n  num_envs: 5\n")
         f.attrs["version"], f.attrs["commit"], f.attrs["backend"] = "0.1.0", "abc", "cpu"
         f.attrs["device"], f.attrs["env_id"], f.attrs["algo"] = "cpu", "Hopper-v5", algo
         def ext(g, key, data, dtype):
@@ -187,9 +188,17 @@ EOF
             failures=$((failures + 1)); echo "FAIL $png.png is not a PNG image" >&2
         fi
     done
-    "${PLOT[@]}" "$work"/runs/* --out "$work/a.png" | grep -q "flame-m Hopper-v5: 3 run(s)" &&
+    "${PLOT[@]}" "$work"/runs/* --out "$work/a.png" > "$work/plot.txt"
+    grep -q "flame-m Hopper-v5: 3 run(s)" "$work/plot.txt" &&
         { passed=$((passed + 1)); echo "ok   three seeds share the label 'flame-m Hopper-v5'"; } ||
         { failures=$((failures + 1)); echo "FAIL grouping by config" >&2; }
+    # the legend names each curve's band: across the 3 seeds; one run's evaluation episodes
+    grep -q "^legend eval: flame-m Hopper-v5 (mean ± std over 3 seeds)$" "$work/plot.txt" &&
+        grep -q "^legend eval: sac Hopper-v5 (1 of 2 runs, ± std over its 10 evaluation episodes)$" "$work/plot.txt" &&
+        grep -q "^legend critic_loss: flame-m Hopper-v5 (mean ± std over 3 seeds)$" "$work/plot.txt" &&
+        grep -q "^legend critic_loss: sac Hopper-v5 (1 of 2 runs, no band)$" "$work/plot.txt" &&
+        { passed=$((passed + 1)); echo "ok   the legend says what each band is"; } ||
+        { failures=$((failures + 1)); echo "FAIL legend: $(grep legend "$work/plot.txt")" >&2; }
 else
     echo "matplotlib not installed: plot_metrics.py checks skipped"
 fi

@@ -21,6 +21,7 @@
 #include "flame/bench.h"
 #include "flame/check.h"
 #include "flame/env.h"
+#include "flame/update.h"
 #include "flame_test.h"
 
 /* ------------------------------------------------------------------ a small JSON reader */
@@ -304,7 +305,7 @@ FLAME_TEST(flops_match_section_13) {
        collapsed, 53 GF as coded, 15.4 GF with the actor branch on even steps only */
     FlameConfig c = resolved_defaults();
     UpdateFlops f;
-    bench_update_flops(&c, 17, 6, &f);
+    update_flops(&c, 17, 6, &f);
     EXPECT_NEAR("F_pi", f.f_policy, 297472, 0, 0);
     EXPECT_NEAR("F_Q", f.f_critic, 274432, 0, 0);
     EXPECT_NEAR("critic_target", f.critic_target, (2.44 + 4.50 + 0.46 + 0.14) * 1e9, 0, 5e-3);
@@ -315,18 +316,18 @@ FLAME_TEST(flops_match_section_13) {
     EXPECT_NEAR("per update (actor branch on even steps)", f.per_update, 15.4e9, 0, 5e-3);
     EXPECT(f.per_update < f.all_stages);
     c.flow.collapse_k = false;
-    bench_update_flops(&c, 17, 6, &f);
+    update_flops(&c, 17, 6, &f);
     EXPECT_NEAR("total as coded", f.all_stages, 53e9, 0, 5e-3);
 
     /* Humanoid (S=348, D=17): 0.478 / 0.450 MFLOP (three digits: rtol 2e-3), 37.3 GF collapsed,
        86 GF as coded */
     c = resolved_defaults();
-    bench_update_flops(&c, 348, 17, &f);
+    update_flops(&c, 348, 17, &f);
     EXPECT_NEAR("Humanoid F_pi", f.f_policy, 0.478e6, 0, 2e-3);
     EXPECT_NEAR("Humanoid F_Q", f.f_critic, 0.450e6, 0, 2e-3);
     EXPECT_NEAR("Humanoid collapsed", f.all_stages, 37.3e9, 0, 5e-3);
     c.flow.collapse_k = false;
-    bench_update_flops(&c, 348, 17, &f);
+    update_flops(&c, 348, 17, &f);
     EXPECT_NEAR("Humanoid as coded", f.all_stages, 86e9, 0, 1e-2);
 
     /* FLAME-R: 32 B 20 particle rows (47 GF at HalfCheetah sizes) */
@@ -336,7 +337,7 @@ FLAME_TEST(flops_match_section_13) {
     c.entropy.estimator = ENT_AUTO;
     c.entropy.steps = 0;
     config_resolve(&c);
-    bench_update_flops(&c, 17, 6, &f);
+    update_flops(&c, 17, 6, &f);
     double particles = 32.0 * 256 * 20 * f.f_policy;
     EXPECT_NEAR("FLAME-R particles", particles, 47e9, 0, 2e-2);
     EXPECT(f.critic_target > particles);

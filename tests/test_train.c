@@ -1,13 +1,16 @@
 /*
  * test_train.c: the training loop on the CPU backend: metrics.h5 schema read back through the HDF5
- * C API; resume is exact (N steps, checkpoint, resume to 2N == an uninterrupted 2N run: every
- * parameter, Adam moment, counter and the replay buffer bitwise, and the deterministic metrics
- * columns); SIGTERM inside a loop iteration's updates or inside an evaluation: the checkpoint is
- * taken there, and the resumed run ends bitwise as the uninterrupted one; a run killed with SIGKILL
- * leaves a metrics.h5 that opens and holds every row up to the last flush; a checkpoint of another
- * env, or one a newer checkpoint of its run follows, is refused; on a model MuJoCo cannot
- * integrate, unstable episodes are counted as instabilities, never as episodes, and their last step
- * stays out of the replay.
+ * C API (every dataset with its type, `units` and `help`); /train rows hold the interval since the
+ * previous row (a run with a row per update is the reference: means, extremes, actor-step columns
+ * over the actor updates); resume is exact (N steps, checkpoint, resume to 2N == an uninterrupted
+ * 2N run: every parameter, Adam moment, counter and the replay buffer bitwise, and every
+ * deterministic metrics column, also from a checkpoint between two rows and at each pattern of
+ * actor and temperature delays); SIGTERM inside a loop iteration's updates, its collection or an
+ * evaluation: the checkpoint is taken there, and the resumed run ends bitwise as the uninterrupted
+ * one; a run killed with SIGKILL leaves a metrics.h5 that opens and holds every row up to the last
+ * flush; a checkpoint of another env, or one a newer checkpoint of its run follows, is refused; on
+ * a model MuJoCo cannot integrate, unstable episodes are counted as instabilities, never as
+ * episodes, and their last step stays out of the replay.
  */
 #include <math.h>
 #include <signal.h>
@@ -94,15 +97,22 @@ FLAME_TEST(test_metrics_schema) {
         const char *group;
         const char *names[32];
         char kinds[32];
+        const char *units[32];
     } groups[4] = {
-#define NAME(n, k, h) #n,
-#define KIND(n, k, h) #k[0],
-        {"train", {FLAME_METRICS_TRAIN(NAME)}, {FLAME_METRICS_TRAIN(KIND)}},
-        {"episodes", {FLAME_METRICS_EPISODES(NAME)}, {FLAME_METRICS_EPISODES(KIND)}},
-        {"eval", {FLAME_METRICS_EVAL(NAME)}, {FLAME_METRICS_EVAL(KIND)}},
-        {"timing", {FLAME_METRICS_TIMING(NAME)}, {FLAME_METRICS_TIMING(KIND)}},
+#define NAME(n, k, u, h) #n,
+#define KIND(n, k, u, h) #k[0],
+#define UNITS(n, k, u, h) u,
+        {"train", {FLAME_METRICS_TRAIN(NAME)}, {FLAME_METRICS_TRAIN(KIND)},
+         {FLAME_METRICS_TRAIN(UNITS)}},
+        {"episodes", {FLAME_METRICS_EPISODES(NAME)}, {FLAME_METRICS_EPISODES(KIND)},
+         {FLAME_METRICS_EPISODES(UNITS)}},
+        {"eval", {FLAME_METRICS_EVAL(NAME)}, {FLAME_METRICS_EVAL(KIND)},
+         {FLAME_METRICS_EVAL(UNITS)}},
+        {"timing", {FLAME_METRICS_TIMING(NAME)}, {FLAME_METRICS_TIMING(KIND)},
+         {FLAME_METRICS_TIMING(UNITS)}},
 #undef NAME
 #undef KIND
+#undef UNITS
     };
     hsize_t lens[4] = {0};
     for (int g = 0; g < 4; g++) {
@@ -129,6 +139,13 @@ FLAME_TEST(test_metrics_schema) {
             char k = groups[g].kinds[c];
             hid_t want = k == 'I' ? H5T_NATIVE_INT64 : k == 'F' ? H5T_NATIVE_DOUBLE : H5T_NATIVE_UINT8;
             EXPECT_MSG(H5Tequal(t, want) > 0, "%s has the wrong type", name);
+            /* the units declared for it, and a help text */
+            char *units = h5_attr_read_str(ds, "units"), *help = h5_attr_read_str(ds, "help");
+            EXPECT_MSG(units && !strcmp(units, groups[g].units[c]), "%s: units '%s', declared '%s'",
+                       name, units ? units : "(none)", groups[g].units[c]);
+            EXPECT_MSG(help && strlen(help) > 5, "%s has no help attribute", name);
+            free(units);
+            free(help);
             H5Tclose(t);
             H5Dclose(ds);
         }
@@ -196,43 +213,56 @@ static void expect_same_run(const char *d1, const char *d2, const char **cols, i
     }
 }
 
-/* A run resumed from its checkpoint after the first `every` steps past the warm-up ends bitwise
-   equal to the uninterrupted run (`every`: the evaluation and checkpoint cadence). */
-static void check_resume(int algo, int policy_delay, int alpha_delay, int every) {
+/* A run of 240 steps after the warm-up against one stopped at 180 and resumed from its checkpoint
+   at `from`, with checkpoints every `ckpt_every` steps in both (an earlier `from` goes back the way
+   the README says: the newer checkpoints removed); everything deterministic must be equal: every
+   parameter, Adam moment, counter, the replay and every metrics column that holds no time. */
+static void check_resume(int algo, int policy_delay, int alpha_delay, int64_t ckpt_every,
+                         int64_t from) {
     FlameConfig full, half;
     tiny_config(&full, algo);
     full.update.policy_delay = policy_delay;
     full.alpha.delay = alpha_delay;
-    full.run.eval_every = full.run.ckpt_every = every;
-    full.run.metrics_every = (full.run.start_steps + every) / 3; /* the stop lands on a /train row */
+    full.run.ckpt_every = ckpt_every;
     config_resolve(&full);
     half = full;
-    half.run.total_steps = every; /* stop at the first checkpoint */
+    half.run.total_steps = 120; /* stop at 60 + 120 = 180 (an evaluation step), checkpoint there */
     char d1[512], d2[512];
-    snprintf(d1, sizeof d1, "%s/resume_a%d_%d_%d", g_tmp, algo, policy_delay, every);
-    snprintf(d2, sizeof d2, "%s/resume_b%d_%d_%d", g_tmp, algo, policy_delay, every);
+    snprintf(d1, sizeof d1, "%s/resume_a%d_%d_%d_%lld", g_tmp, algo, policy_delay, alpha_delay,
+             (long long)ckpt_every);
+    snprintf(d2, sizeof d2, "%s/resume_b%d_%d_%d_%lld", g_tmp, algo, policy_delay, alpha_delay,
+             (long long)ckpt_every);
     EXPECT(run(&full, d1, NULL) == FLAME_OK);
     EXPECT(run(&half, d2, NULL) == FLAME_OK);
     char ck_half[1200];
     EXPECT(ckpt_latest(d2, ck_half, sizeof ck_half) == FLAME_OK);
-    char want[64];
-    snprintf(want, sizeof want, "step_%lld.h5", (long long)(full.run.start_steps + every));
-    EXPECT(strstr(ck_half, want) != NULL);
+    EXPECT(strstr(ck_half, "step_180.h5") != NULL);
+    if (from != 180) {
+        EXPECT(unlink(ck_half) == 0);
+        EXPECT(ckpt_latest(d2, ck_half, sizeof ck_half) == FLAME_OK);
+        char want[64];
+        snprintf(want, sizeof want, "step_%lld.h5", (long long)from);
+        EXPECT_MSG(strstr(ck_half, want) != NULL, "%s is not at step %lld", ck_half,
+                   (long long)from);
+    }
     /* resume the second run to the full budget */
     EXPECT(run(&full, d2, ck_half) == FLAME_OK);
-    /* deterministic metrics columns are identical */
-    const char *cols[] = {"train/step", "train/critic_loss", "train/actor_loss", "train/alpha",
-                          "train/entropy", "train/q_mean", "episodes/return", "episodes/step",
-                          "eval/return_mean"};
-    expect_same_run(d1, d2, cols, 9);
+    const char *cols[] = {"train/step",       "train/updates",     "train/critic_loss",
+                          "train/q_mean",     "train/q_min",       "train/q_max",
+                          "train/target_mean", "train/actor_loss", "train/fm_loss",
+                          "train/qterm_loss", "train/alpha",       "train/entropy",
+                          "train/ess_mean",   "train/ess_min",     "train/jvp_max",
+                          "train/instabilities", "timing/step",    "episodes/return",
+                          "episodes/step",    "eval/return_mean"};
+    expect_same_run(d1, d2, cols, (int)(sizeof cols / sizeof cols[0]));
 }
 
 FLAME_TEST(test_resume_exact_flame_m) {
-    check_resume(ALGO_FLAME_M, 2, 2, 120);
+    check_resume(ALGO_FLAME_M, 2, 2, 120, 180);
 }
 
 FLAME_TEST(test_resume_exact_sac) {
-    check_resume(ALGO_SAC, 1, 2, 120);
+    check_resume(ALGO_SAC, 1, 2, 120, 180);
 }
 
 /* SAC with actor steps every 2nd update and alpha steps asked for every update: the temperature
@@ -240,7 +270,85 @@ FLAME_TEST(test_resume_exact_sac) {
    resume lands before an update without an actor step (41 updates done at step 180: one at the
    end of the warm-up, then one per vectorised step) */
 FLAME_TEST(test_resume_exact_sac_delayed_actor) {
-    check_resume(ALGO_SAC, 2, 1, 120);
+    check_resume(ALGO_SAC, 2, 1, 120, 180);
+}
+
+/* checkpoints every 50 steps (at 111, 162, 210, 261 with 3 envs), off the 30-step row cadence:
+   each ends a /train interval, so a run resumed from the one at 162 writes the rows of the
+   uninterrupted run */
+FLAME_TEST(test_resume_exact_between_rows) {
+    check_resume(ALGO_FLAME_M, 2, 2, 50, 162);
+}
+
+/* /train rows against a run with a row after every update (3 envs, one update per 3 steps): each
+   row of the coarse run is the mean (q_min, ess_min: lowest; q_max, jvp_max: highest) of the fine
+   run's rows in its interval, the actor columns over the actor updates only (update n with
+   n % policy_delay == 0; the other rows repeat the last actor step's values). The two runs train
+   identically: rows do not touch the draws. */
+FLAME_TEST(test_train_rows_are_interval_means) {
+    FlameConfig coarse, fine;
+    tiny_config(&coarse, ALGO_FLAME_M);
+    tiny_config(&fine, ALGO_FLAME_M);
+    coarse.run.eval_episodes = fine.run.eval_episodes = 0;
+    fine.run.metrics_every = 3;
+    char dc[512], df[512], pc[600], pf[600];
+    snprintf(dc, sizeof dc, "%s/rows_coarse", g_tmp);
+    snprintf(df, sizeof df, "%s/rows_fine", g_tmp);
+    EXPECT(run(&coarse, dc, NULL) == FLAME_OK);
+    EXPECT(run(&fine, df, NULL) == FLAME_OK);
+    snprintf(pc, sizeof pc, "%s/metrics.h5", dc);
+    snprintf(pf, sizeof pf, "%s/metrics.h5", df);
+    enum { MEAN, MIN, MAX };
+    const struct {
+        const char *name;
+        int how;
+        bool actor;
+    } cols[] = {{"critic_loss", MEAN, false}, {"q_mean", MEAN, false},  {"q_min", MIN, false},
+                {"q_max", MAX, false},        {"target_mean", MEAN, false}, {"alpha", MEAN, false},
+                {"entropy", MEAN, false},     {"actor_loss", MEAN, true}, {"fm_loss", MEAN, true},
+                {"qterm_loss", MEAN, true},   {"ess_mean", MEAN, true},  {"ess_min", MIN, true},
+                {"jvp_max", MAX, true}};
+    static double cu[64], fu[1024], cv[64], fv[1024];
+    int64_t nc = read_column(pc, "train/updates", cu, 64);
+    int64_t nf = read_column(pf, "train/updates", fu, 1024);
+    EXPECT_MSG(nc == 8 && nf == 80, "%lld coarse rows, %lld fine rows", (long long)nc,
+               (long long)nf);
+    if (nc != 8 || nf != 80) {
+        return;
+    }
+    /* the first fine row holds the two updates of steps 60 and 63, every later one a single
+       update: coarse intervals from the second on are compared */
+    EXPECT(fu[0] == 2 && fu[nf - 1] == cu[nc - 1]);
+    for (int64_t i = 1; i < nf; i++) {
+        EXPECT(fu[i] == fu[i - 1] + 1);
+    }
+    int policy_delay = coarse.update.policy_delay;
+    EXPECT(policy_delay == 2); /* actor and non-actor updates both occur */
+    for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++) {
+        char name[64];
+        snprintf(name, sizeof name, "train/%s", cols[c].name);
+        EXPECT(read_column(pc, name, cv, 64) == nc && read_column(pf, name, fv, 1024) == nf);
+        for (int64_t r = 1; r < nc; r++) {
+            double acc = cols[c].how == MIN ? INFINITY : cols[c].how == MAX ? -INFINITY : 0;
+            int n = 0;
+            for (int64_t i = 1; i < nf; i++) {
+                int64_t u = (int64_t)fu[i] - 1; /* index of the row's update */
+                bool in = fu[i] > cu[r - 1] && fu[i] <= cu[r];
+                if (!in || (cols[c].actor && u % policy_delay != 0)) {
+                    continue;
+                }
+                acc = cols[c].how == MIN ? fmin(acc, fv[i])
+                      : cols[c].how == MAX ? fmax(acc, fv[i])
+                                           : acc + fv[i];
+                n++;
+            }
+            EXPECT_MSG(n > 0, "%s: no update in row %lld", name, (long long)r);
+            double want = cols[c].how == MEAN && n > 0 ? acc / n : acc;
+            EXPECT_MSG(fabs(cv[r] - want) <= 1e-12 * fmax(1.0, fabs(want)),
+                       "%s row %lld: %.17g, the fine rows give %.17g (%d updates)", name,
+                       (long long)r, cv[r], want, n);
+        }
+    }
 }
 
 FLAME_TEST(test_sigkill_leaves_readable_metrics) {
@@ -536,6 +644,8 @@ int main(void) {
     RUN_TEST(test_resume_exact_flame_m);
     RUN_TEST(test_resume_exact_sac);
     RUN_TEST(test_resume_exact_sac_delayed_actor);
+    RUN_TEST(test_resume_exact_between_rows);
+    RUN_TEST(test_train_rows_are_interval_means);
     RUN_TEST(test_sigkill_leaves_readable_metrics);
     RUN_TEST(test_signal_in_updates_resumes_exactly);
     RUN_TEST(test_signal_in_collection_resumes_exactly);

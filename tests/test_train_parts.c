@@ -16,6 +16,8 @@
 
 #include "flame/progress.h"
 #include "flame/run_dir.h"
+#include "flame/train_start.h"
+#include "flame/update.h"
 #include "flame_test.h"
 
 static char tmpdir[256];
@@ -243,6 +245,32 @@ static char *drain(FILE *f) {
     return buf;
 }
 
+FLAME_TEST(durations_as_hms) {
+    char b[32];
+    EXPECT(!strcmp(progress_hms(0, b, sizeof b), "0:00:00"));
+    EXPECT(!strcmp(progress_hms(7.4, b, sizeof b), "0:00:07"));
+    EXPECT(!strcmp(progress_hms(3599.6, b, sizeof b), "1:00:00"));
+    EXPECT(!strcmp(progress_hms(3 * 86400 + 190, b, sizeof b), "72:03:10"));
+    EXPECT(!strcmp(progress_hms(NAN, b, sizeof b), "-"));
+    EXPECT(!strcmp(progress_hms(-1, b, sizeof b), "-"));
+}
+
+/* a sample: the clock, steps and updates; everything else unknown unless set */
+static ProgressSample sample(double now, int64_t steps, int64_t updates) {
+    ProgressSample s = {.now = now,
+                        .steps = steps,
+                        .end_steps = 1000,
+                        .warmup_end = 200,
+                        .updates = updates,
+                        .elapsed = now - 100.0,
+                        .eval_return = NAN,
+                        .train_return = NAN,
+                        .critic_loss = NAN,
+                        .alpha = NAN,
+                        .entropy = NAN};
+    return s;
+}
+
 FLAME_TEST(progress_lines) {
     FILE *f = tmpfile();
     EXPECT(f != NULL);
@@ -250,48 +278,208 @@ FLAME_TEST(progress_lines) {
         return;
     }
     Progress p;
-    ProgressSample s = {100.0, 0, 1000, true, 0, NAN};
-    progress_init(&p, f, false, "Hopper-v5", 2.0, &s);
-    s.now = 101.0, s.steps = 50;
-    progress_update(&p, &s, false); /* 1 s < 2 s: nothing */
+    /* warm-up to step 200 of 1000; the update phase is modelled at 20 steps/s */
+    ProgressSample s = sample(100.0, 0, 0);
+    progress_init(&p, f, false, "Hopper-v5", 2.0, 20.0, &s);
+    s = sample(101.0, 50, 0);
+    EXPECT(!progress_update(&p, &s, false)); /* 1 s < 2 s: nothing */
     EXPECT(drain(f)[0] == '\0');
-    /* 2 s: 100 steps -> 50 steps/s, 900 left -> ETA 18 s */
-    s.now = 102.0, s.steps = 100;
-    progress_update(&p, &s, false);
+    /* 2 s, 100 warm-up steps at 50/s: 100 left -> 2 s, then 800 modelled at 20/s -> 40 s */
+    s = sample(102.0, 100, 0);
+    EXPECT(progress_update(&p, &s, false));
     char *line = drain(f);
-    EXPECT_MSG(!strcmp(line, "step 100/1000 warm-up steps_per_s 50 updates_per_s 0.0 last_eval - "
-                             "eta_s 18\n"),
+    EXPECT_MSG(!strcmp(line, "step 100/1000 warm-up elapsed 0:00:02 steps_per_s 50 updates_per_s "
+                             "0.0 train_return - last_eval - critic_loss - alpha - entropy - eta "
+                             "0:00:42\n"),
                "got '%s'", line);
-    /* the next window only: 4 s, 400 steps, 200 updates; an evaluation is known */
-    s.now = 106.0, s.steps = 500, s.warmup = false, s.updates = 200, s.eval_return = 12.345;
-    progress_update(&p, &s, false);
+    /* past the warm-up: the update phase starts at the first sample after it (step 300, t 104) */
+    s = sample(104.0, 300, 100);
+    s.train_return = -12.25, s.critic_loss = 0.5, s.alpha = 0.0125, s.entropy = -1.5;
+    EXPECT(progress_update(&p, &s, false));
     line = drain(f);
-    EXPECT_MSG(!strcmp(line, "step 500/1000 steps_per_s 100 updates_per_s 50.0 last_eval 12.3 "
-                             "eta_s 5\n"),
+    /* its first second: the modelled rate (20 steps/s), 700 left -> 35 s */
+    EXPECT_MSG(!strcmp(line, "step 300/1000 elapsed 0:00:04 steps_per_s 100 updates_per_s 50.0 "
+                             "train_return -12.2 last_eval - critic_loss 0.5 alpha 0.0125 entropy "
+                             "-1.5 eta 0:00:35\n"),
                "got '%s'", line);
-    /* a forced line right after: the session's averages (500 steps, 200 updates in 6.2 s) */
-    s.now = 106.2;
-    progress_update(&p, &s, true);
+    s = sample(106.0, 400, 150);
+    EXPECT(progress_update(&p, &s, false));
     line = drain(f);
-    EXPECT_MSG(strstr(line, "steps_per_s 81 updates_per_s 32.3") != NULL, "got '%s'", line);
+    EXPECT_MSG(strstr(line, "steps_per_s 50 updates_per_s 25.0") && strstr(line, "eta 0:00:12\n"),
+               "got '%s'", line);
+    /* later: the rate since the update phase began, not the window's (an evaluation slowed it):
+       window 20 steps in 6 s; since step 300 at t 104, 120 steps in 8 s -> 15 steps/s, 580 left
+       -> 38.7 s */
+    s = sample(112.0, 420, 200);
+    s.eval_return = 12.345;
+    EXPECT(progress_update(&p, &s, false));
+    line = drain(f);
+    EXPECT_MSG(strstr(line, "steps_per_s 3 updates_per_s 8.3") && strstr(line, "last_eval 12.3") &&
+                   strstr(line, "eta 0:00:39\n"),
+               "got '%s'", line);
+    /* a forced line right after: the session's averages (420 steps, 200 updates in 12.2 s) */
+    s.now = 112.2;
+    EXPECT(progress_update(&p, &s, true));
+    line = drain(f);
+    EXPECT_MSG(strstr(line, "steps_per_s 34 updates_per_s 16.4") != NULL, "got '%s'", line);
+    /* the end: ETA 0 */
+    s = sample(120.0, 1000, 800);
+    EXPECT(progress_update(&p, &s, true));
+    line = drain(f);
+    EXPECT_MSG(strstr(line, "eta 0:00:00\n") != NULL, "got '%s'", line);
+    /* no model: the warm-up's ETA is unknown */
+    s = sample(0.0, 0, 0);
+    progress_init(&p, f, false, "Hopper-v5", 1.0, NAN, &s);
+    s = sample(1.0, 10, 0);
+    EXPECT(progress_update(&p, &s, false));
+    line = drain(f);
+    EXPECT_MSG(strstr(line, " warm-up ") && strstr(line, "eta -\n"), "got '%s'", line);
     fclose(f);
 
     /* terminal: one redrawn line; a note ends it first; progress_end adds the newline */
     f = tmpfile();
-    s = (ProgressSample){0.0, 0, 200, false, 0, NAN};
-    progress_init(&p, f, true, "Ant-v5", 1.0, &s);
-    s.now = 1.0, s.steps = 20, s.updates = 5;
+    s = sample(100.0, 0, 0);
+    progress_init(&p, f, true, "Ant-v5", 1.0, 20.0, &s);
+    EXPECT(p.width == 0); /* not a terminal: lines are not cut */
+    s = sample(101.0, 20, 0);
     progress_update(&p, &s, false);
     progress_note(&p, "eval step %d: return %.1f", 20, 3.5);
-    s.now = 2.0, s.steps = 40;
+    progress_updates_begin(&p, 101.5, 100);
+    progress_updates_begin(&p, 101.9, 250); /* the first mark counts */
+    s = sample(102.0, 300, 5);
+    s.train_return = 3.25, s.critic_loss = 1.25e-3, s.alpha = 0.2, s.entropy = 2;
     progress_update(&p, &s, false);
     progress_end(&p);
     progress_end(&p); /* nothing more */
     line = drain(f);
-    EXPECT_MSG(!strcmp(line, "\r[Ant-v5] step 20/200 | 20 steps/s | 5.0 updates/s | eval - | ETA "
-                             "9s   \neval step 20: return 3.5\n\r[Ant-v5] step 40/200 | 20 steps/s "
-                             "| 0.0 updates/s | eval - | ETA 8s   \n"),
+    /* warm-up: 180 steps at 20/s = 9 s + 800 modelled at 20/s = 40 s -> "~0:00:49"; after it,
+       marked at t 101.5 and step 100: 200 steps in 0.5 s is under a second: the model, 700 left
+       -> "~0:00:35" */
+    EXPECT_MSG(!strcmp(line,
+                       "\r[Ant-v5] step 20/1000 warm-up | 0:00:01 | ETA ~0:00:49 | 20 steps/s "
+                       "| 0.0 upd/s | return - | eval - | critic - | alpha - | entropy -"
+                       "\033[K\neval step 20: return 3.5\n\r[Ant-v5] step 300/1000 | 0:00:02 "
+                       "| ETA ~0:00:35 | 280 steps/s | 5.0 upd/s | return 3.2 | eval - | "
+                       "critic 0.00125 | alpha 0.2 | entropy 2\033[K\n"),
                "got '%s'", line);
+    /* a narrow terminal: the line is cut to its width less one column; 2.5 s since the mark:
+       300 steps -> 120 steps/s, 600 left -> 5 s */
+    p.width = 48;
+    s = sample(104.0, 400, 9);
+    progress_update(&p, &s, false);
+    progress_end(&p);
+    line = drain(f);
+    EXPECT_MSG(!strcmp(line, "\r[Ant-v5] step 400/1000 | 0:00:04 | ETA 0:00:05 \033[K\n"),
+               "got '%s'", line);
+    fclose(f);
+}
+
+/* the duration model from given timings, worked by hand */
+FLAME_TEST(estimate_model) {
+    FlameConfig cfg;
+    config_defaults(&cfg);
+    snprintf(cfg.env.id, sizeof cfg.env.id, "InvertedPendulum-v5"); /* time limit 1000 */
+    cfg.run.start_steps = 1000;
+    cfg.run.total_steps = 10000;
+    cfg.run.eval_every = 2500;
+    cfg.run.eval_episodes = 4;
+    cfg.env.eval_envs = 2;
+    cfg.update.updates_per_iter = 1;
+    config_resolve(&cfg);
+    TrainEstimate e;
+    memset(&e, 0, sizeof e);
+    e.update_s = 0.01, e.act_s = 0.001, e.env_step_s = 0.002;
+    train_estimate_model(&cfg, 2, 4, 1, 0, true, &e);
+    /* warm-up: 500 vectorised steps x 2 ms; update phase: 5000 x (2 + 1 + 10 ms); evaluations at
+       2500, 5000, 7500, 10000 after the warm-up: 4 rounds of 4 episodes x 1000 steps at 1 ms per
+       transition (2 ms per step of 2 envs) + 2 x 1000 act calls of 1 ms = 6 s each */
+    EXPECT(e.warmup_steps == 1000 && e.train_steps == 10000 && e.updates == 5000);
+    EXPECT(e.eval_rounds == 4);
+    EXPECT_NEAR_Q("warmup_s", e.warmup_s, 1.0, 1e-9, 0);
+    EXPECT_NEAR_Q("train_s", e.train_s, 65.0, 1e-9, 0);
+    EXPECT_NEAR_Q("eval_s", e.eval_s, 24.0, 1e-9, 0);
+    EXPECT_NEAR_Q("total_s", e.total_s, 90.0, 1e-9, 0);
+    EXPECT_NEAR_Q("update_phase_sps", e.update_phase_sps, 10000.0 / 89.0, 1e-9, 0);
+    UpdateFlops f;
+    update_flops(&cfg, 4, 1, &f);
+    EXPECT(f.per_update > 0 && e.flops_per_update == f.per_update);
+    double cu = f.per_update / (0.7 * 60e12) + 0.3e-3;
+    EXPECT_NEAR_Q("cuda_update_s", e.cuda_update_s, cu, 1e-15, 0);
+    EXPECT_NEAR_Q("cuda_total_s", e.cuda_total_s, 1.0 + 5000 * 0.003 + 5000 * cu + 24.0, 1e-9, 0);
+    /* resumed at step 6000: 5000 steps left, no warm-up, evaluations at 7500 and 10000 after it */
+    train_estimate_model(&cfg, 2, 4, 1, 6000, false, &e);
+    EXPECT(e.warmup_steps == 0 && e.train_steps == 5000 && e.updates == 2500);
+    EXPECT(e.eval_rounds == 2);
+    EXPECT_NEAR_Q("total_s", e.total_s, 2500 * 0.013 + 12.0, 1e-9, 0);
+    EXPECT(isnan(e.cuda_total_s)); /* not asked for */
+    /* a budget off the cadence: one more round at the end; no evaluations at all */
+    cfg.run.total_steps = 9000;
+    train_estimate_model(&cfg, 2, 4, 1, 0, false, &e);
+    EXPECT(e.eval_rounds == 4);
+    cfg.run.eval_episodes = 0;
+    train_estimate_model(&cfg, 2, 4, 1, 0, false, &e);
+    EXPECT(e.eval_rounds == 0 && e.eval_s == 0);
+}
+
+/* the start block: counts and sizes from the config, the CUDA note only for long CPU runs */
+FLAME_TEST(start_block) {
+    FlameConfig cfg;
+    config_defaults(&cfg);
+    cfg.algo = ALGO_SAC;
+    snprintf(cfg.env.id, sizeof cfg.env.id, "InvertedPendulum-v5");
+    cfg.net.hidden = 64;
+    cfg.net.layers = 2;
+    cfg.update.replay_size = 1000000;
+    config_resolve(&cfg);
+    TrainEstimate e;
+    memset(&e, 0, sizeof e);
+    e.update_s = 0.25, e.act_s = 0.001, e.env_step_s = 0.002;
+    train_estimate_model(&cfg, cfg.env.num_envs, 4, 1, 0, true, &e);
+    EXPECT(e.total_s > 4 * 3600.0);
+    TrainStartInfo in = {&cfg,
+                         "cpu",
+                         "Test CPU",
+                         "OpenBLAS 0.3.21",
+                         "SkylakeX (AVX-512)",
+                         "This machine has no CUDA device",
+                         4,
+                         1,
+                         &e};
+    FILE *f = tmpfile();
+    train_start_block(f, &in);
+    char *text = drain(f);
+    /* SAC, 2 x 64, S 4, D 1: policy 4x64+64 + 64x64+64 + 64x2+2 = 4,610; critic (4+1)x64+64 +
+       64x64+64 + 64+1 = 4,609; replay rows (2x4 + 1 + 1) floats + 1 byte = 41 bytes */
+    EXPECT_MSG(strstr(text, "  backend:   cpu on Test CPU\n") &&
+                   strstr(text, "  blas:      OpenBLAS 0.3.21, 1 thread(s); core SkylakeX") &&
+                   strstr(text, "policy 4,610 parameters, critics 2 x 4,609") &&
+                   strstr(text, "1,000,000 transitions x 41 bytes = 39.1 MiB of host memory"),
+               "got '%s'", text);
+    char total[32];
+    progress_hms(e.total_s, total, sizeof total);
+    EXPECT_MSG(strstr(text, "  estimate:  ") && strstr(text, total), "got '%s'", text);
+    EXPECT_MSG(strstr(text, "  note:      this is a long run for the CPU backend") &&
+                   strstr(text, "modelled, not measured") &&
+                   strstr(text, "This machine has no CUDA device"),
+               "got '%s'", text);
+    /* a short CPU run, and any CUDA run: no note */
+    e.update_s = 0.001;
+    train_estimate_model(&cfg, cfg.env.num_envs, 4, 1, 0, true, &e);
+    train_start_block(f, &in);
+    text = drain(f);
+    EXPECT_MSG(strstr(text, "  estimate:  ") && !strstr(text, "note:"), "got '%s'", text);
+    e.update_s = 0.25;
+    train_estimate_model(&cfg, cfg.env.num_envs, 4, 1, 0, false, &e);
+    in.backend = "cuda";
+    train_start_block(f, &in);
+    text = drain(f);
+    EXPECT_MSG(strstr(text, "of device memory") && !strstr(text, "note:"), "got '%s'", text);
+    /* no estimate: the reason */
+    in.est = NULL;
+    flame_errorf(FLAME_ERUNTIME, "test reason");
+    train_start_block(f, &in);
+    text = drain(f);
+    EXPECT_MSG(strstr(text, "  estimate:  none (test reason)"), "got '%s'", text);
     fclose(f);
 }
 
@@ -301,7 +489,10 @@ int main(void) {
     RUN_TEST(run_directory);
     RUN_TEST(run_directory_failed_start);
     RUN_TEST(run_directory_lock);
+    RUN_TEST(durations_as_hms);
     RUN_TEST(progress_lines);
+    RUN_TEST(estimate_model);
+    RUN_TEST(start_block);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) {

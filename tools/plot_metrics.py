@@ -3,11 +3,15 @@
 
 Each RUN is a run directory (runs/<name>, holding metrics.h5) or a metrics.h5 file. The first panel
 is the learning curve: evaluation return (/eval/return_mean) against env steps (/eval/step, env
-transitions including warm-up). Runs that share a label are drawn as their mean +- std across
-runs (seeds), interpolated onto the steps all of them reached; a label with one run shows that
-run's evaluation mean +- its std over evaluation episodes. Further panels plot /train datasets
-(default: critic_loss, actor_loss, alpha, entropy) the same way. Missing groups or datasets only
-drop the panel or the run from a panel; runs without /eval fall back to /episodes/return.
+transitions including warm-up). Runs that share a label are drawn as their mean with a band of
++- one standard deviation across the runs (seeds), interpolated onto the steps all of them
+reached; a label with one run shows that run's evaluation mean with a band of +- its std over the
+evaluation episodes. The legend says which band each curve has, and how many runs (seeds) it
+averages; it is also printed. Further panels plot /train datasets (default: critic_loss,
+actor_loss, alpha, entropy; each row is the mean over its interval of updates) the same way, one
+run without a band. Every panel has a title, the x axis "env steps" and the y axis the dataset's
+`units` attribute. Missing groups or datasets only drop the panel or the run from a panel; runs
+without /eval fall back to /episodes/return.
 
 Labels (--group):
   config  (default) "<algo> <env_id>" from the file's root attributes
@@ -40,7 +44,13 @@ TITLES = {"eval": "evaluation return", "critic_loss": "critic loss", "actor_loss
           "alpha": "temperature alpha", "entropy": "entropy estimate", "q_mean": "mean Q",
           "fm_loss": "flow-matching loss", "qterm_loss": "-Q actor term", "ess_mean":
           "weights' effective sample size", "steps_per_s": "env steps / s",
-          "updates_per_s": "updates / s", "return": "training episode return"}
+          "updates_per_s": "updates / s", "return": "training episode return", "q_min":
+          "lowest Q", "q_max": "highest Q", "ess_min": "lowest effective sample size",
+          "target_mean": "mean TD target", "jvp_max": "largest MeanFlow JVP"}
+# y-axis units of files written before datasets had a `units` attribute
+UNITS = {"eval": "return", "return": "return", "critic_loss": "return^2", "q_mean": "return",
+         "q_min": "return", "q_max": "return", "target_mean": "return", "entropy": "nats",
+         "alpha": "return/nat", "steps_per_s": "transitions/s", "updates_per_s": "updates/s"}
 
 
 def _attr(f, name):
@@ -89,6 +99,14 @@ class Run:
             config = _attr(f, "config")
             self.algo = _attr(f, "algo") or _config_value(config, None, "algo") or "?"
             self.env = _attr(f, "env_id") or _config_value(config, "env", "id") or "?"
+            self.seed = _config_value(config, "run", "seed")
+            self.eval_episodes = _config_value(config, "run", "eval_episodes")
+            self.units = {}
+            for group in ("train", "eval", "episodes"):
+                for key in (f[group] if group in f else []):
+                    u = _attr(f[group][key], "units")
+                    if u:
+                        self.units["eval" if (group, key) == ("eval", "return_mean") else key] = u
             self.eval = None
             ev = _series(f, "eval", "return_mean")
             if ev is not None:
@@ -139,8 +157,29 @@ def label_of(run, args):
     return f"{run.algo} {run.env}"
 
 
-def plot_panel(ax, key, groups, args, colors):
-    """one panel; returns whether anything was drawn"""
+def band_note(runs, curves, key):
+    """what a curve averages and what its band is (legend text)"""
+    if len(curves) > 1:
+        seeds = {r.seed for r in runs}
+        what = "seeds" if None not in seeds and len(seeds) == len(runs) else "runs"
+        extra = f" of {len(runs)}" if len(curves) < len(runs) else ""
+        return f"mean \u00b1 std over {len(curves)}{extra} {what}"
+    single = f"1 of {len(runs)} runs" if len(runs) > 1 else "1 run"
+    if key == "eval" and curves[0][2] is not None:
+        eps = runs[0].eval_episodes
+        return f"{single}, \u00b1 std over its {eps + ' ' if eps else ''}evaluation episodes"
+    return f"{single}, no band"
+
+
+def y_label(key, groups):
+    units = {r.units.get(key) for rs in groups.values() for r in rs} - {None}
+    unit = units.pop() if len(units) == 1 else UNITS.get(key)
+    name = "evaluation return" if key == "eval" else key
+    return f"{name} [{unit}]" if unit and unit != "1" else name
+
+
+def plot_panel(ax, key, groups, args, colors, legend):
+    """one panel; returns whether anything was drawn; legend: its entries are appended"""
     drawn, fell_back = False, False
     for i, (label, runs) in enumerate(groups.items()):
         color = colors[i % len(colors)]
@@ -163,14 +202,14 @@ def plot_panel(ax, key, groups, args, colors):
                   for c, o in zip(curves, order)]
         if len(curves) == 1:
             x, y, band = curves[0]
-            notes = ([f"1 of {len(runs)} runs"] if len(runs) > 1 else []) + notes
         else:
             agg = _aggregate([(c[0], c[1]) for c in curves])
             if agg is None:
                 continue
             x, y, band = agg
-            notes = [f"n={len(curves)}"] + notes
-        name = label + (f" ({', '.join(notes)})" if notes else "")
+        notes = [band_note(runs, curves, key)] + notes
+        name = f"{label} ({', '.join(notes)})"
+        legend.append(name)
         ax.plot(x, y, color=color, label=name, lw=1.5)
         if band is not None and np.any(band > 0):
             ax.fill_between(x, y - band, y + band, color=color, alpha=0.2, lw=0)
@@ -181,6 +220,7 @@ def plot_panel(ax, key, groups, args, colors):
             title = "return (evaluation; training episodes where a label has none)"
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("env steps")
+        ax.set_ylabel(y_label(key, groups))
         if key in LOG_PANELS:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
@@ -256,19 +296,34 @@ def main(argv=None):
     nrows = math.ceil(len(available) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0", "C1", "C2", "C3"])
+    legends = []
     for ax, key in zip(axes.flat, available):
-        plot_panel(ax, key, groups, args, colors)
+        entries = []
+        plot_panel(ax, key, groups, args, colors, entries)
+        legends.append((key, entries))
     for ax in list(axes.flat)[len(available):]:
         ax.set_visible(False)
+    # one legend for the figure, below the panels (the first panel's curves: every label), and
+    # what the bands are
     handles, labels = axes.flat[0].get_legend_handles_labels()
+    ncol = 1 if len(labels) < 3 else 2
+    legend_h = (math.ceil(len(labels) / ncol) * 0.22 + 0.35) / fig.get_figheight()
     if handles:
-        axes.flat[0].legend(fontsize=8, loc="best")
-    if args.title:
-        fig.suptitle(args.title)
-    fig.tight_layout()
+        fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.02), ncol=ncol,
+                   fontsize=8, frameon=False)
+    envs = sorted({r.env for r in runs})
+    fig.suptitle(args.title or f"{', '.join(envs)}: {len(runs)} run(s) in {len(groups)} "
+                 "group(s)")
+    fig.text(0.5, 0.005, "bands: mean \u00b1 one std across the runs (seeds) of a label; a "
+             "label with one run: \u00b1 std over its evaluation episodes (return panel), none "
+             "elsewhere", ha="center", va="bottom", fontsize=8, color="0.35")
+    fig.tight_layout(rect=(0, legend_h, 1, 1))
     fig.savefig(args.out, dpi=args.dpi)
     plt.close(fig)
 
+    for key, entries in legends:
+        for e in entries:
+            print(f"legend {key}: {e}")
     # summary: the last evaluation of each label
     for label, rs in groups.items():
         finals = [r.eval[1][-1] for r in rs if r.eval is not None and len(r.eval[1])]

@@ -25,8 +25,9 @@
  * defines: BenchOptions BenchStats BenchJson BenchVariant UpdateFlops bench_update bench_act
  *          bench_env bench_e2e bench_kernels bench_load_config bench_setup bench_print_context
  *          bench_variants bench_stats bench_flush_cpu_cache bench_load_avg bench_cpu_peak
- *          bench_update_flops bench_json_begin bench_json_end bench_json_key bench_json_str
- *          bench_json_num bench_json_int bench_json_bool bench_json_header bench_json_variant
+ *          bench_json_begin bench_json_end bench_json_key bench_json_str
+ *          bench_json_num bench_json_int bench_json_bool bench_json_double bench_json_doubles
+ *          bench_json_ints bench_json_header bench_json_variant
  *          bench_json_skipped
  *          bench_json_write bench_json_free bench_config_summary bench_rand_normal
  *          bench_rand_uniform bench_fill_replay bench_state_finite bench_metrics_finite
@@ -127,24 +128,6 @@ double bench_cpu_peak(int threads, double clock_ghz);
 /* The 1-minute load average (/proc/loadavg; NaN when unknown): other work on the machine. */
 double bench_load_avg(void);
 
-/* ------------------------------------------------------------------ the update's FLOPs */
-
-/* GEMM FLOPs (2 per multiply-add; bias, activations, Adam not counted) of one update, per
-   flame-algorithm.md §13, from the network layout of the config: a JVP costs 2 forwards, a
-   parameter backward 2, an input-only backward 1. */
-typedef struct {
-    double f_policy, f_critic; /* forward FLOPs per row (all policy MLPs; one critic) */
-    double critic_target;      /* next-action particles, scoring, entropy estimate, target Q */
-    double critic_step;        /* twin-critic forward and backward on the batch */
-    double qweight;            /* 2 B K candidate rows through both critics */
-    double policy_step;        /* flow loss (collapsed or B*K rows), -Q term */
-    double all_stages;         /* every stage once (§13 "total") */
-    double per_update;         /* averaged over update_step's schedule: qweight and policy_step
-                                  on actor updates only (every policy_delay), §13's last row */
-} UpdateFlops;
-
-void bench_update_flops(const FlameConfig *cfg, int obs_dim, int act_dim, UpdateFlops *f);
-
 /* ------------------------------------------------------------------ JSON lines */
 
 typedef struct {
@@ -161,6 +144,10 @@ void bench_json_str(BenchJson *j, const char *key, const char *v);
 void bench_json_num(BenchJson *j, const char *key, double v); /* non-finite: null */
 void bench_json_int(BenchJson *j, const char *key, int64_t v);
 void bench_json_bool(BenchJson *j, const char *key, bool v);
+/* every digit a double needs to read back exactly (%.17g); non-finite: null */
+void bench_json_double(BenchJson *j, const char *key, double v);
+void bench_json_doubles(BenchJson *j, const char *key, const double *v, size_t n); /* [..] */
+void bench_json_ints(BenchJson *j, const char *key, const int *v, size_t n);       /* [..] */
 void bench_json_free(BenchJson *j);
 
 /* The fields every record starts with: suite, name, status, validated, timestamp, commit, device,

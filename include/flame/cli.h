@@ -11,8 +11,8 @@
  * `flame export-replay`).
  *
  * defines: cmd_train cmd_eval cmd_rollout cmd_export_replay cmd_render cmd_bench cmd_envs
- *          cmd_info cmd_debug cli_fail cli_fail_last cli_load_config cli_parse_backend
- *          cli_parse_int cli_policy_open CliDatasetInfo cli_dataset_info_init
+ *          cmd_configs cmd_info cmd_debug cli_fail cli_fail_last cli_load_config
+ *          cli_parse_backend cli_parse_int cli_policy_open CliDatasetInfo cli_dataset_info_init
  *          cli_dataset_info_checkpoint cli_dataset_info_free
  */
 #ifndef FLAME_CLI_H
@@ -35,6 +35,7 @@ int cmd_export_replay(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_envs(int argc, char **argv);
+int cmd_configs(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_debug(int argc, char **argv);
 

@@ -2,11 +2,14 @@
  * metrics.h: runs/<name>/metrics.h5, the machine-readable record of a run.
  *
  * Groups hold extendible, chunked 1-D datasets of equal length, declared once below:
- *   /train     one row every run.metrics_every env steps after the warm-up (update diagnostics)
+ *   /train     one row every run.metrics_every env steps after the warm-up, one at every
+ *              checkpoint and one at the end (update diagnostics over the interval since the
+ *              previous row: train_stats.h)
  *   /episodes  one row per finished training episode
  *   /eval      one row per evaluation
  *   /timing    cumulative seconds per phase of the loop, one row with every /train row
- * A trailing underscore of a field name (return_) is not part of its dataset name.
+ * A trailing underscore of a field name (return_) is not part of its dataset name. Every dataset
+ * carries two string attributes: `units` and `help`.
  * Root attributes: config (resolved YAML), version, commit, backend, device, env_id, algo.
  * Rows are buffered in memory and appended at metrics_flush(), which opens the file, appends and
  * closes it: between flushes the file is closed, so other programs can read it during training and
@@ -24,54 +27,64 @@
 
 #include "flame/config.h"
 
-/* X(name, kind I64|F64|U8, unit/help) */
+/* X(name, kind I64|F64|U8, units, help). Units: "s", "transitions", "return" (the env's reward
+   summed over steps; Q and TD targets are in return units times update.reward_scale), "nats",
+   "1" for counts of their own kind and dimensionless ratios, as the help text says.
+   /train update columns hold the interval since the previous row (train_stats.h): means over its
+   updates, the extremes where the name says min or max, and the actor-step columns over its actor
+   updates only. */
 #define FLAME_METRICS_TRAIN(X)                                                                     \
-    X(step, I64, "env transitions collected (warm-up included)")                                  \
-    X(wall_time, F64, "seconds since the run started (all sessions)")                              \
-    X(updates, I64, "gradient updates done")                                                       \
-    X(critic_loss, F64, "mean of the two critics' TD losses")                                      \
-    X(q_mean, F64, "mean Q1 on the batch")                                                         \
-    X(q_min, F64, "min Q1 on the batch")                                                           \
-    X(q_max, F64, "max Q1 on the batch")                                                           \
-    X(target_mean, F64, "mean TD target")                                                          \
-    X(actor_loss, F64, "actor loss of the last actor step")                                        \
-    X(fm_loss, F64, "flow-matching part (collapsed form, without its constant)")                   \
-    X(qterm_loss, F64, "-Q part of the FLAME-M actor loss")                                        \
-    X(alpha, F64, "temperature")                                                                   \
-    X(entropy, F64, "mean entropy estimate at s' (SAC: -mean log pi)")                             \
-    X(ess_mean, F64, "mean effective sample size of the K candidate weights")                      \
-    X(ess_min, F64, "min effective sample size")                                                   \
-    X(jvp_max, F64, "max |du| of the MeanFlow JVP")                                                \
-    X(updates_per_s, F64, "updates per second since the previous row")                             \
-    X(steps_per_s, F64, "env transitions per second since the previous row")                       \
-    X(instabilities, I64, "episodes ended by MuJoCo instability (cumulative)")
+    X(step, I64, "transitions", "env transitions collected (warm-up included)")                    \
+    X(wall_time, F64, "s", "seconds since the run started (all sessions)")                         \
+    X(updates, I64, "updates", "gradient updates done (cumulative)")                               \
+    X(critic_loss, F64, "return^2",                                                                \
+      "mean over the interval's updates of the two critics' mean TD loss")                         \
+    X(q_mean, F64, "return", "mean over the interval's updates of the batch mean of Q1")           \
+    X(q_min, F64, "return", "lowest Q1 of any batch in the interval")                              \
+    X(q_max, F64, "return", "highest Q1 of any batch in the interval")                             \
+    X(target_mean, F64, "return", "mean over the interval's updates of the mean TD target")        \
+    X(actor_loss, F64, "1", "mean actor loss of the interval's actor steps (fm_loss + qterm_loss)")\
+    X(fm_loss, F64, "action^2",                                                                    \
+      "mean flow-matching loss of the interval's actor steps (collapsed form, without its "        \
+      "constant)")                                                                                 \
+    X(qterm_loss, F64, "return", "mean -Q part of the FLAME-M actor loss over the actor steps")    \
+    X(alpha, F64, "return/nat", "mean temperature after the interval's updates")                   \
+    X(entropy, F64, "nats",                                                                        \
+      "mean over the interval's updates of the entropy estimate at s' (SAC: -mean log pi)")        \
+    X(ess_mean, F64, "1",                                                                          \
+      "mean effective sample size of the K candidate weights over the interval's actor steps")     \
+    X(ess_min, F64, "1", "lowest effective sample size of any state in the interval's actor steps")\
+    X(jvp_max, F64, "action", "largest |du| of the MeanFlow JVP in the interval's actor steps")    \
+    X(updates_per_s, F64, "updates/s", "updates per second over the interval")                     \
+    X(steps_per_s, F64, "transitions/s", "env transitions per second over the interval")           \
+    X(instabilities, I64, "episodes", "episodes ended by MuJoCo instability (cumulative)")
 
 #define FLAME_METRICS_EPISODES(X)                                                                  \
-    X(step, I64, "env transitions collected when the episode ended")                               \
-    X(return_, F64, "undiscounted return (dataset \"return\")")                                                          \
-    X(length, I64, "steps")                                                                        \
-    X(truncated, U8, "ended by the time limit or instability (1) or terminated (0)")
+    X(step, I64, "transitions", "env transitions collected when the episode ended")                \
+    X(return_, F64, "return", "undiscounted return (dataset \"return\")")                          \
+    X(length, I64, "steps", "env steps of the episode")                                            \
+    X(truncated, U8, "bool", "ended by the time limit (1) or terminated (0)")
 
 #define FLAME_METRICS_EVAL(X)                                                                      \
-    X(step, I64, "env transitions collected")                                                      \
-    X(return_mean, F64, "mean return of the evaluation episodes")                                  \
-    X(return_std, F64, "standard deviation of the returns")                                        \
-    X(return_min, F64, "lowest return")                                                            \
-    X(return_max, F64, "highest return")                                                           \
-    X(length_mean, F64, "mean episode length")
+    X(step, I64, "transitions", "env transitions collected")                                       \
+    X(return_mean, F64, "return", "mean return of the evaluation episodes")                        \
+    X(return_std, F64, "return", "standard deviation of the returns")                              \
+    X(return_min, F64, "return", "lowest return")                                                  \
+    X(return_max, F64, "return", "highest return")                                                 \
+    X(length_mean, F64, "steps", "mean episode length")
 
 #define FLAME_METRICS_TIMING(X)                                                                    \
-    X(step, I64, "env transitions collected")                                                      \
-    X(env_s, F64, "seconds stepping the training envs")                                            \
-    X(act_s, F64, "seconds choosing actions")                                                      \
-    X(update_s, F64, "seconds in gradient updates (replay push included)")                         \
-    X(eval_s, F64, "seconds evaluating")                                                           \
-    X(io_s, F64, "seconds writing metrics and checkpoints")
+    X(step, I64, "transitions", "env transitions collected")                                       \
+    X(env_s, F64, "s", "seconds stepping the training envs (cumulative)")                          \
+    X(act_s, F64, "s", "seconds choosing actions (cumulative)")                                    \
+    X(update_s, F64, "s", "seconds in gradient updates, replay push included (cumulative)")        \
+    X(eval_s, F64, "s", "seconds evaluating (cumulative)")                                         \
+    X(io_s, F64, "s", "seconds writing metrics and checkpoints (cumulative)")
 
 #define FLAME_METRICS_CTYPE_I64 int64_t
 #define FLAME_METRICS_CTYPE_F64 double
 #define FLAME_METRICS_CTYPE_U8 uint8_t
-#define FLAME_METRICS_FIELD(name, kind, help) FLAME_METRICS_CTYPE_##kind name;
+#define FLAME_METRICS_FIELD(name, kind, units, help) FLAME_METRICS_CTYPE_##kind name;
 
 typedef struct {
     FLAME_METRICS_TRAIN(FLAME_METRICS_FIELD)

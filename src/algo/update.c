@@ -59,6 +59,17 @@ void update_counters_after(const FlameConfig *cfg, int64_t updates, AgentCounter
     counters->alpha_steps = cfg->alpha.learn ? steps_within(updates, alpha_every) : 0;
 }
 
+int update_schedule_period(const FlameConfig *cfg) {
+    int64_t a = cfg->update.policy_delay, b = cfg->update.target_delay, x = a, y = b;
+    while (y) {
+        int64_t t = x % y;
+        x = y;
+        y = t;
+    }
+    int64_t lcm = a / x * b;
+    return lcm > 16 ? 16 : (int)lcm;
+}
+
 void update_step(const BackendOps *ops, Backend *b) {
     BackendBase *base = backend_base(b);
     const FlameConfig *cfg = base->cfg;

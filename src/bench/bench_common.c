@@ -319,6 +319,39 @@ void bench_json_int(BenchJson *j, const char *key, int64_t v) {
     bench_json_puts(j, s);
 }
 
+/* a double with all its digits, or null */
+static void bench_json_exact(BenchJson *j, double v) {
+    char s[40];
+    snprintf(s, sizeof s, "%.17g", v);
+    bench_json_puts(j, isfinite(v) ? s : "null");
+}
+
+void bench_json_double(BenchJson *j, const char *key, double v) {
+    bench_json_member(j, key);
+    bench_json_exact(j, v);
+}
+
+void bench_json_doubles(BenchJson *j, const char *key, const double *v, size_t n) {
+    bench_json_member(j, key);
+    bench_json_puts(j, "[");
+    for (size_t i = 0; i < n; i++) {
+        bench_json_puts(j, i ? ", " : "");
+        bench_json_exact(j, v[i]);
+    }
+    bench_json_puts(j, "]");
+}
+
+void bench_json_ints(BenchJson *j, const char *key, const int *v, size_t n) {
+    bench_json_member(j, key);
+    bench_json_puts(j, "[");
+    for (size_t i = 0; i < n; i++) {
+        char s[16];
+        snprintf(s, sizeof s, "%s%d", i ? ", " : "", v[i]);
+        bench_json_puts(j, s);
+    }
+    bench_json_puts(j, "]");
+}
+
 void bench_json_bool(BenchJson *j, const char *key, bool v) {
     bench_json_member(j, key);
     bench_json_puts(j, v ? "true" : "false");

@@ -14,7 +14,7 @@
  *   6. the stage breakdown: M (at least two cycles) more updates through update_step on a table
  *      whose stage ops call the real ones between two syncs and accumulate their time (the CUDA
  *      variant with backend.graphs=false, since a captured graph has no stage boundaries).
- * The GEMM floor of an update is its analytic FLOPs (bench_update_flops) at the sgemm speed of the
+ * The GEMM floor of an update is its analytic FLOPs (update_flops, update.h) at the sgemm speed of the
  * update's GEMM shape (B*K x hidden x hidden); floor ratio = floor time / measured time.
  */
 #include <math.h>
@@ -33,73 +33,6 @@
 #ifdef FLAME_HAVE_CUDA
 #include "flame/cuda_api.h"
 #endif
-
-/* ------------------------------------------------------------------ analytic FLOPs (§13) */
-void bench_update_flops(const FlameConfig *cfg, int obs_dim, int act_dim, UpdateFlops *f) {
-    AgentLayout L;
-    agent_layout_init(&L, cfg, obs_dim, act_dim);
-    memset(f, 0, sizeof *f);
-    double Fp = mlp_flops(&L.pol_trunk);
-    if (L.has_tr) {
-        Fp += mlp_flops(&L.pol_tr);
-    }
-    if (L.has_tt && cfg->algo != ALGO_SAC) {
-        Fp += mlp_flops(&L.pol_tt);
-    }
-    double Fq = mlp_flops(&L.q);
-    f->f_policy = Fp;
-    f->f_critic = Fq;
-    double B = cfg->update.batch_size, K = cfg->flow.sample_k, Np = cfg->flow.num_particles;
-    double N = cfg->flow.sample_steps > 0 ? cfg->flow.sample_steps : 1;
-    double NP = cfg->entropy.probes, Ne = cfg->entropy.steps;
-
-    /* critic target: a' (particles scored by both critics), H(s'), target twin-Q on (s', a') */
-    double ct = 2 * B * Fq;
-    if (cfg->algo == ALGO_SAC) {
-        ct += B * Fp;
-    } else {
-        ct += Np * B * N * Fp + 2 * Np * B * Fq;
-        double jvps = 0; /* JVPs of B rows, 2 forwards each */
-        switch (cfg->entropy.estimator) {
-            case ENT_REFERENCE3:
-            case ENT_DECOUPLED:
-            case ENT_ODE:
-                jvps = Ne * NP;
-                break;
-            case ENT_BIASED1:
-                jvps = NP;
-                break;
-            case ENT_EXACT:
-                jvps = act_dim;
-                break;
-            default:
-                jvps = 0;
-        }
-        ct += jvps * B * 2 * Fp;
-    }
-    f->critic_target = ct;
-    /* critic step: forward + parameter backward of both critics on the batch */
-    f->critic_step = 2 * B * 3 * Fq;
-    /* candidate weights: B*K rows through both critics */
-    f->qweight = cfg->algo == ALGO_SAC ? 0 : 2 * B * K * Fq;
-    /* policy step */
-    double ps;
-    if (cfg->algo == ALGO_SAC) {
-        ps = B * 3 * Fp + 2 * B * 2 * Fq; /* policy fwd + bwd; both critics fwd + input bwd */
-    } else if (cfg->algo == ALGO_FLAME_R) {
-        ps = B * 3 * Fp; /* regression on the weighted target: B rows either way */
-    } else {
-        ps = (cfg->flow.collapse_k ? B : B * K) * 4 * Fp; /* JVP + parameter backward */
-        if (cfg->flow.actor_q_weight > 0) {
-            ps += B * 3 * Fp + 2 * B * 2 * Fq; /* -Q term through the target critics */
-        }
-    }
-    f->policy_step = ps;
-    double pd = cfg->update.policy_delay;
-    f->all_stages = f->critic_target + f->critic_step + f->qweight + f->policy_step;
-    /* update_step computes the candidate weights only for the actor step that uses them */
-    f->per_update = f->critic_target + f->critic_step + (f->qweight + f->policy_step) / pd;
-}
 
 /* ------------------------------------------------------------------ sgemm */
 typedef struct {
@@ -277,15 +210,6 @@ static void sync_if(const BackendOps *ops, Backend *b) {
     }
 }
 
-static int gcd_int(int a, int b) {
-    while (b) {
-        int t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
 /* the CUDA variant's first update against the CPU reference from the same state and replay */
 static double parity_vs_cpu(const FlameConfig *cfg, const UpdateMetrics *got, const AgentState *s0,
                             int S, int D, int64_t fill) {
@@ -400,9 +324,7 @@ static int run_variant(const BenchVariant *v, const FlameConfig *base, const Ben
     const BackendOps *ops = v->ops;
     const double repeat_s = o->quick ? 0.01 : 0.3, warm_s = o->quick ? 0.0 : 0.5;
     int repeats = o->repeats > 0 ? o->repeats : (o->quick ? 3 : 7);
-    int pd = cfg.update.policy_delay, td = cfg.update.target_delay;
-    int cycle = pd / gcd_int(pd, td) * td;
-    cycle = cycle > 16 ? 16 : cycle;
+    int cycle = update_schedule_period(&cfg);
     int64_t fill = cfg.update.replay_size < 20000 ? cfg.update.replay_size : 20000;
     fill = fill < 4 * cfg.update.batch_size ? 4 * (int64_t)cfg.update.batch_size : fill;
     fill = fill > cfg.update.replay_size ? cfg.update.replay_size : fill;
@@ -701,7 +623,7 @@ int bench_update(const BenchOptions *o) {
     const char *skip = NULL;
     int nv = bench_variants(cfg.backend.type, variants, &skip);
     UpdateFlops fl;
-    bench_update_flops(&cfg, S, D, &fl);
+    update_flops(&cfg, S, D, &fl);
     printf("flame bench update: %s (S=%d, D=%d)\n", spec->id, S, D);
     bench_print_context(&cfg);
     printf("flops:  %.3f GF per update, flame-algorithm.md §13 (critic_target %.3f, critic_step "

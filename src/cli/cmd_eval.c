@@ -4,7 +4,7 @@
  * The envs are addressed exactly as `flame rollout` addresses them (rollout.h: ROLLOUT_ENV_OFFSET,
  * draw index = vectorised step) and the policy is created the same way (cli_policy_open), so
  * `flame eval` and `flame rollout` with the same checkpoint, seed, episodes and --envs run the same
- * episodes.
+ * episodes. With --json the result is one JSON object on stdout and nothing else (eval_json).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flame/bench.h"
 #include "flame/check.h"
 #include "flame/cli.h"
 #include "flame/host.h"
@@ -23,7 +24,7 @@ static void eval_usage(FILE *f) {
     fprintf(
         f,
         "usage: flame eval --ckpt FILE [--episodes N] [--stochastic] [--seed S] [--envs N]\n"
-        "                  [--threads W] [--backend auto|cpu|cuda]\n\n"
+        "                  [--threads W] [--backend auto|cpu|cuda] [--json]\n\n"
         "Runs N episodes (default 20) of a checkpoint's policy on fresh envs: the deterministic "
         "EMA policy\n(best-of-N particles, no exploration noise), or the exploring one with "
         "--stochastic; prints the\nmean +- std return and the episode lengths.\n\n"
@@ -41,6 +42,11 @@ static void eval_usage(FILE *f) {
         "  --threads W      env worker threads (default 0: all cores but one)\n"
         "  --backend B      backend that computes the actions: auto, cpu, cuda (default: the "
         "checkpoint's)\n"
+        "  --json           print one JSON object instead: ckpt, step, env, algo, policy, seed, "
+        "envs,\n"
+        "                   episodes, returns, lengths, return_mean, return_std (population), "
+        "return_min,\n"
+        "                   return_max, length_mean, unstable\n"
         "Episodes in which MuJoCo went unstable are replaced and counted (include/flame/"
         "rollout.h).\n",
         ROLLOUT_DEFAULT_ENVS);
@@ -50,7 +56,7 @@ typedef struct {
     const char *ckpt;
     long long episodes, seed, envs, threads;
     int backend; /* -1: the checkpoint's */
-    bool stochastic;
+    bool stochastic, json;
 } EvalArgs;
 
 /* FLAME_OK, an exit status, or -1 after --help */
@@ -62,6 +68,7 @@ static int parse_args(int argc, char **argv, EvalArgs *a) {
                                              {"envs", required_argument, 0, 'n'},
                                              {"threads", required_argument, 0, 't'},
                                              {"backend", required_argument, 0, 'b'},
+                                             {"json", no_argument, 0, 'j'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
@@ -90,6 +97,9 @@ static int parse_args(int argc, char **argv, EvalArgs *a) {
                 break;
             case 'S':
                 a->stochastic = true;
+                break;
+            case 'j':
+                a->json = true;
                 break;
             case 'b':
                 rc = cli_parse_backend(CMD, optarg, &a->backend);
@@ -135,6 +145,31 @@ static void print_result(const Policy *p, const EvalArgs *a, const RolloutResult
     }
 }
 
+/* the same result as one JSON object (every double with all its digits) */
+static void eval_json(const Policy *p, const EvalArgs *a, int envs, const RolloutResult *r) {
+    BenchJson j;
+    bench_json_begin(&j);
+    bench_json_str(&j, "ckpt", a->ckpt);
+    bench_json_int(&j, "step", p->ck.tc.env_steps);
+    bench_json_str(&j, "env", p->spec->id);
+    bench_json_str(&j, "algo", config_algo_name(p->cfg.algo));
+    bench_json_str(&j, "policy", a->stochastic ? "stochastic" : "deterministic");
+    bench_json_int(&j, "seed", p->cfg.run.seed);
+    bench_json_int(&j, "envs", envs);
+    bench_json_int(&j, "episodes", r->episodes);
+    bench_json_doubles(&j, "returns", r->returns, (size_t)r->episodes);
+    bench_json_ints(&j, "lengths", r->lengths, (size_t)r->episodes);
+    bench_json_double(&j, "return_mean", r->return_mean);
+    bench_json_double(&j, "return_std", r->return_std);
+    bench_json_double(&j, "return_min", r->return_min);
+    bench_json_double(&j, "return_max", r->return_max);
+    bench_json_double(&j, "length_mean", r->length_mean);
+    bench_json_int(&j, "unstable", r->unstable);
+    bench_json_write(&j, NULL);
+    printf("%s\n", j.buf);
+    bench_json_free(&j);
+}
+
 int cmd_eval(int argc, char **argv) {
     EvalArgs a;
     int rc = parse_args(argc, argv, &a);
@@ -159,7 +194,9 @@ int cmd_eval(int argc, char **argv) {
     RolloutRun run = {.episodes = (int)a.episodes};
     RolloutResult r;
     rc = rollout_evaluate(&e, &pol, &run, &r);
-    if (rc == FLAME_OK) {
+    if (rc == FLAME_OK && a.json) {
+        eval_json(&p, &a, envs, &r);
+    } else if (rc == FLAME_OK) {
         print_result(&p, &a, &r);
     } else {
         rc = cli_fail_last(CMD, rc);

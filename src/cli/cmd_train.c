@@ -33,7 +33,7 @@ static void train_usage(FILE *f) {
             "  --force                   overwrite an existing run directory\n"
             "  --print-config            print the resolved config as YAML and exit\n"
             "  --help-config             list every config key with its default and range\n"
-            "  --quiet                   no progress output\n"
+            "  --quiet                   no start block (estimate included) and no progress lines\n"
             "exit status: 0 done, 1 runtime failure, 2 bad usage/config/input or a run directory "
             "another\nflame train is writing (named), 130/143 stopped by SIGINT/SIGTERM "
             "(checkpoint written)\n");

@@ -27,6 +27,7 @@ typedef struct {
     const char *name;
     char kind; /* 'I' int64, 'F' double, 'U' uint8 */
     size_t offset;
+    const char *units;
     const char *help;
 } Column;
 
@@ -42,10 +43,14 @@ typedef struct {
 #define FLAME_METRICS_KIND_I64 'I'
 #define FLAME_METRICS_KIND_F64 'F'
 #define FLAME_METRICS_KIND_U8 'U'
-#define COL_TRAIN(name, kind, help) {#name, FLAME_METRICS_KIND_##kind, offsetof(MetricsTrainRow, name), help},
-#define COL_EPISODE(name, kind, help) {#name, FLAME_METRICS_KIND_##kind, offsetof(MetricsEpisodeRow, name), help},
-#define COL_EVAL(name, kind, help) {#name, FLAME_METRICS_KIND_##kind, offsetof(MetricsEvalRow, name), help},
-#define COL_TIMING(name, kind, help) {#name, FLAME_METRICS_KIND_##kind, offsetof(MetricsTimingRow, name), help},
+#define COL_TRAIN(name, kind, units, help) \
+    {#name, FLAME_METRICS_KIND_##kind, offsetof(MetricsTrainRow, name), units, help},
+#define COL_EPISODE(name, kind, units, help) \
+    {#name, FLAME_METRICS_KIND_##kind, offsetof(MetricsEpisodeRow, name), units, help},
+#define COL_EVAL(name, kind, units, help) \
+    {#name, FLAME_METRICS_KIND_##kind, offsetof(MetricsEvalRow, name), units, help},
+#define COL_TIMING(name, kind, units, help) \
+    {#name, FLAME_METRICS_KIND_##kind, offsetof(MetricsTimingRow, name), units, help},
 
 static const Column train_cols[] = {FLAME_METRICS_TRAIN(COL_TRAIN)};
 static const Column episode_cols[] = {FLAME_METRICS_EPISODES(COL_EPISODE)};
@@ -179,7 +184,8 @@ int metrics_create(const char *path, const FlameConfig *cfg, const char *backend
             hid_t ds = H5Dcreate2(g, col_name(&t->cols[c], cn, sizeof cn), col_type(t->cols[c].kind),
                                   sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
             if (ds >= 0) {
-                rc = h5_attr_str(ds, "help", t->cols[c].help);
+                rc = h5_attr_str(ds, "units", t->cols[c].units);
+                rc = rc ? rc : h5_attr_str(ds, "help", t->cols[c].help);
                 H5Dclose(ds);
             } else {
                 rc = flame_errorf(FLAME_ERUNTIME, "%s: cannot create the dataset %s/%s", path,

@@ -16,14 +16,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flame/blas_core.h"
 #include "flame/check.h"
 #include "flame/ckpt.h"
 #include "flame/host.h"
 #include "flame/metrics.h"
+#include "flame/mlp.h"
 #include "flame/proc.h"
 #include "flame/progress.h"
 #include "flame/rollout.h"
 #include "flame/run_dir.h"
+#include "flame/train_start.h"
+#include "flame/train_stats.h"
 #include "flame/update.h"
 #ifdef FLAME_HAVE_CUDA
 #include "flame/cuda_api.h"
@@ -61,6 +65,9 @@ typedef struct {
     double last_row_t; /* previous /train row: time and counters */
     int64_t last_row_steps, last_row_updates;
     Progress progress;
+    TrainStats row_stats;  /* updates since the previous /train row */
+    TrainStats line_stats; /* updates since the previous progress line */
+    RecentReturns recent;  /* returns of the last training episodes (progress line) */
     bool signals_on;
     struct sigaction old_int, old_term;
     RunDir rd;             /* the run directory's lock, and what a fresh start made in it */
@@ -84,14 +91,45 @@ static int64_t next_multiple(int64_t now, int64_t origin, int64_t every) {
     return origin + ((now - origin) / every + 1) * every;
 }
 
-static ProgressSample progress_sample(const Loop *L) {
-    ProgressSample s = {host_now(),
-                        L->tc.env_steps,
-                        L->end_steps,
-                        L->tc.env_steps < L->start_steps,
-                        L->b ? updates_done(L) : 0,
-                        L->eval_return};
+static double elapsed(const Loop *L) {
+    return L->tc.wall_seconds + (host_now() - L->t0);
+}
+
+/* the progress line's values; the update diagnostics of the interval since the previous line */
+static ProgressSample progress_sample(Loop *L) {
+    UpdateMetrics m;
+    memset(&m, 0, sizeof m);
+    m.critic_loss[0] = m.alpha = m.entropy = NAN;
+    if (L->b && updates_done(L) > 0) {
+        L->ops->get_metrics(L->b, &m);
+        train_stats_fill(&L->line_stats, &m);
+    }
+    ProgressSample s = {.now = host_now(),
+                        .steps = L->tc.env_steps,
+                        .end_steps = L->end_steps,
+                        .warmup_end = L->start_steps,
+                        .updates = L->b ? updates_done(L) : 0,
+                        .elapsed = elapsed(L),
+                        .eval_return = L->eval_return,
+                        .train_return = recent_returns_mean(&L->recent),
+                        .critic_loss = m.critic_loss[0],
+                        .alpha = m.alpha,
+                        .entropy = m.entropy};
     return s;
+}
+
+/* a progress line when one is due (progress.h) */
+static void show_progress(Loop *L, bool force) {
+    if (!L->opt->quiet && L->tc.env_steps >= L->start_steps) {
+        progress_updates_begin(&L->progress, host_now(), L->tc.env_steps);
+    }
+    if (L->opt->quiet || (!force && host_now() - L->progress.last_t < L->progress.every_s)) {
+        return;
+    }
+    ProgressSample s = progress_sample(L);
+    if (progress_update(&L->progress, &s, force)) {
+        train_stats_reset(&L->line_stats);
+    }
 }
 
 /* ------------------------------------------------------------------ collect */
@@ -112,6 +150,7 @@ static int episode_on_end(void *ctx, const RolloutStep *s, const RolloutEpisode 
         return FLAME_OK;
     }
     L->tc.episodes++;
+    recent_returns_add(&L->recent, e->ret);
     if (L->metrics) {
         MetricsEpisodeRow r = {L->tc.env_steps, e->ret, e->length,
                                (uint8_t)(e->terminated ? 0 : 1)};
@@ -160,8 +199,19 @@ static void update(Loop *L) {
     }
     const int64_t per = L->cfg->update.updates_per_iter;
     double t = host_now();
+    /* the diagnostics of every update feed the rows and the progress line (not needed without
+       either: benchmarks) */
+    bool track = L->metrics || !L->opt->quiet;
+    const AgentCounters *c = &backend_base(L->b)->counters;
     for (; L->updates_owed > 0 && (L->updates_owed == per || !g_signal); L->updates_owed--) {
+        int64_t actor_steps = c->actor_steps;
         update_step(L->ops, L->b);
+        if (track) {
+            UpdateMetrics m;
+            L->ops->get_metrics(L->b, &m);
+            train_stats_add(&L->row_stats, &m, c->actor_steps > actor_steps);
+            train_stats_add(&L->line_stats, &m, c->actor_steps > actor_steps);
+        }
     }
     if (L->ops->sync) {
         L->ops->sync(L->b);
@@ -169,13 +219,12 @@ static void update(Loop *L) {
     L->sum->update_s += host_now() - t;
 }
 
-static double elapsed(const Loop *L) {
-    return L->tc.wall_seconds + (host_now() - L->t0);
-}
-
+/* the /train row of the interval since the previous one (train_stats.h) and its /timing row */
 static void metrics_rows(Loop *L) {
     UpdateMetrics m;
     L->ops->get_metrics(L->b, &m);
+    train_stats_fill(&L->row_stats, &m);
+    train_stats_reset(&L->row_stats);
     double dt = host_now() - L->last_row_t;
     int64_t updates = updates_done(L);
     MetricsTrainRow r = {
@@ -215,13 +264,14 @@ static bool finite_metrics(const UpdateMetrics *m) {
            isfinite(m->alpha);
 }
 
-/* A /train row every run.metrics_every steps after the warm-up; a non-finite loss stops the run. */
-static int record(Loop *L) {
+/* A /train row every run.metrics_every steps after the warm-up (and when `force`: checkpoints);
+   a non-finite loss stops the run. */
+static int record(Loop *L, bool force) {
     const int64_t every = L->cfg->run.metrics_every;
-    if (L->tc.env_steps < L->next_row) {
+    if (L->tc.env_steps < L->next_row && !force) {
         return FLAME_OK;
     }
-    if (L->tc.env_steps > L->start_steps) {
+    if (L->tc.env_steps > L->start_steps && L->last_row_step != L->tc.env_steps) {
         UpdateMetrics m;
         L->ops->get_metrics(L->b, &m);
         if (updates_done(L) > 0 && !finite_metrics(&m)) {
@@ -329,16 +379,19 @@ static bool checkpoint_current(const Loop *L) {
            a->instabilities == b->instabilities && updates_done(L) == L->saved_updates;
 }
 
-/* metrics flush at run.flush_every, checkpoint at run.ckpt_every */
+/* metrics flush at run.flush_every, checkpoint at run.ckpt_every. A checkpoint ends a /train
+   interval (a row at its step) and flushes the metrics first: a run resumed from it continues
+   with the rows of an uninterrupted run (train_stats.h) and has every row up to it. */
 static int persist(Loop *L) {
     const FlameConfig *cfg = L->cfg;
     double t = host_now();
-    int rc = FLAME_OK;
-    if (L->metrics && L->tc.env_steps >= L->next_flush) {
+    bool ckpt = L->opt->write_outputs && L->tc.env_steps >= L->tc.next_ckpt;
+    int rc = ckpt ? record(L, true) : FLAME_OK;
+    if (rc == FLAME_OK && L->metrics && (ckpt || L->tc.env_steps >= L->next_flush)) {
         rc = metrics_flush(L->metrics);
         L->next_flush = next_multiple(L->tc.env_steps, 0, cfg->run.flush_every);
     }
-    if (rc == FLAME_OK && L->opt->write_outputs && L->tc.env_steps >= L->tc.next_ckpt) {
+    if (rc == FLAME_OK && ckpt) {
         L->tc.next_ckpt = next_multiple(L->tc.env_steps, L->start_steps, cfg->run.ckpt_every);
         rc = save_checkpoint(L);
     }
@@ -361,15 +414,12 @@ static int iteration_rest(Loop *L) {
     if (g_signal) {
         return FLAME_OK;
     }
-    int rc = record(L);
+    int rc = record(L, false);
     rc = rc ? rc : evaluate_due(L);
     if (rc == FLAME_OK && !g_signal) {
         rc = persist(L);
     }
-    if (!L->opt->quiet) {
-        ProgressSample s = progress_sample(L);
-        progress_update(&L->progress, &s, false);
-    }
+    show_progress(L, false);
     if (rc == FLAME_OK && L->target_reached) {
         if (!L->opt->quiet) {
             progress_note(&L->progress,
@@ -498,15 +548,56 @@ static void signals_restore(Loop *L) {
     }
 }
 
-static void start_clocks(Loop *L) {
+/* where the CUDA backend could run instead (the start block's note) */
+static void cuda_here(char *buf, size_t n) {
+#ifdef FLAME_HAVE_CUDA
+    FlameCudaDevice d;
+    if (flame_cuda_device_count() > 0 && flame_cuda_device_info(0, &d) == 0) {
+        snprintf(buf, n, "This machine has a CUDA device (%s): --backend cuda", d.name);
+    } else {
+        snprintf(buf, n, "This machine has no CUDA device");
+    }
+#else
+    snprintf(buf, n, "This build has no CUDA backend (nvcc was not found when it was configured)");
+#endif
+}
+
+/* The start lines: what runs where, and the estimate (train_start.h). Returns the update phase's
+   modelled env steps per second (NaN when the estimate failed). */
+static double announce(Loop *L) {
+    const FlameConfig *cfg = L->cfg;
+    const TrainOptions *opt = L->opt;
+    int threads = host_resolve_threads(cfg->env.threads, cfg->env.num_envs);
+    printf("flame train: %s %s on %s (%s), %d envs x %d threads, %s run in %s\n",
+           config_algo_name(cfg->algo), cfg->env.id, L->ops->name, L->device, L->N, threads,
+           opt->resume_ckpt ? "resumed" : "new",
+           opt->write_outputs ? opt->run_dir : "(no outputs)");
+    proc_flush_stdout();
+    TrainEstimate est;
+    bool ok =
+        train_estimate(cfg, L->ops, L->S, L->D, L->N, threads, L->tc.env_steps, &est) == FLAME_OK;
+    char core[256], here[320];
+    blas_core_describe(core, sizeof core);
+    cuda_here(here, sizeof here);
+    TrainStartInfo in = {cfg,  L->ops->name, L->device, blas_info(),     core,
+                         here, L->S,         L->D,      ok ? &est : NULL};
+    train_start_block(stdout, &in);
+    proc_flush_stdout();
+    return ok ? est.update_phase_sps : NAN;
+}
+
+static void start_clocks(Loop *L, double model_sps) {
     const FlameConfig *cfg = L->cfg;
     L->t0 = L->session_t0 = L->last_row_t = host_now();
     L->session_start = L->last_row_steps = L->tc.env_steps;
     L->last_row_updates = updates_done(L);
     L->next_row = next_multiple(L->tc.env_steps, 0, cfg->run.metrics_every);
     L->next_flush = next_multiple(L->tc.env_steps, 0, cfg->run.flush_every);
+    train_stats_reset(&L->row_stats);
+    train_stats_reset(&L->line_stats);
     ProgressSample s = progress_sample(L);
-    progress_init(&L->progress, stdout, host_stdout_is_tty(), cfg->env.id, cfg->run.log_every, &s);
+    progress_init(&L->progress, stdout, host_stdout_is_tty(), cfg->env.id, cfg->run.log_every,
+                  model_sps, &s);
 }
 
 /* A resume continues the newest checkpoint of its run: one that a newer checkpoint follows
@@ -611,15 +702,9 @@ static int train_open(Loop *L) {
         return rc;
     }
     L->rd.started = true;
-    if (!opt->quiet) {
-        printf("flame train: %s %s on %s (%s), %d envs x %d threads, %s run in %s\n",
-               config_algo_name(cfg->algo), cfg->env.id, L->ops->name, L->device, L->N,
-               host_resolve_threads(cfg->env.threads, cfg->env.num_envs),
-               opt->resume_ckpt ? "resumed" : "new",
-               opt->write_outputs ? opt->run_dir : "(no outputs)");
-        proc_flush_stdout();
-    }
-    start_clocks(L);
+    /* a signal during the estimate stops the run at its first step */
+    double model_sps = opt->quiet ? NAN : announce(L);
+    start_clocks(L, model_sps);
     return FLAME_OK;
 }
 
@@ -651,8 +736,7 @@ static int train_finish(Loop *L, int rc) {
         rc = rc ? rc : crc;
     }
     if (!L->opt->quiet) {
-        ProgressSample s = progress_sample(L);
-        progress_update(&L->progress, &s, true);
+        show_progress(L, true);
         progress_end(&L->progress);
     }
     if (g_signal) {
