@@ -215,13 +215,14 @@ __device__ bool grid_reduce(const double (&v)[NV], const int (&kind)[NV], GridRe
 }
 
 /* Blocks of a grid reduction over n elements (256 threads each): one block when `grid` is false
-   (backend.reductions=block), else enough blocks for 8 elements per thread, at most
-   GRID_RED_MAX_BLOCKS. Depends on n only, so the summation order is fixed. */
+   (backend.reductions=block), else one block per 64 elements (several blocks already at B = 256,
+   so short reductions spread too), at most GRID_RED_MAX_BLOCKS. Depends on n only, so the
+   summation order is fixed. */
 static inline int grid_red_blocks(long long n, bool grid) {
     if (!grid) {
         return 1;
     }
-    long long g = (n + 2047) / 2048;
+    long long g = (n + 63) / 64;
     g = g < 1 ? 1 : g;
     return (int)(g > GRID_RED_MAX_BLOCKS ? GRID_RED_MAX_BLOCKS : g);
 }

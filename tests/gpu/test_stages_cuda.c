@@ -498,6 +498,8 @@ static void run_case(int algo, int compat, GpuSize size, int kernels, GpuTweak t
     pair_close(&p);
 }
 
+/* the checks above serve other tests too (test_stages_fast_cuda.c) */
+#ifndef FLAME_STAGE_CHECKS_ONLY
 static void tw_decoupled(FlameConfig *c) {
     c->entropy.estimator = ENT_DECOUPLED;
     c->entropy.probe = PROBE_RADEMACHER;
@@ -581,3 +583,4 @@ int main(void) {
     RUN_TEST(test_stages_real_sizes);
     return flame_test_report();
 }
+#endif

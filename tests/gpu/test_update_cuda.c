@@ -147,6 +147,8 @@ static void gpu_against(const FlameConfig *cg, int S, int D, const Trajectory *t
     GPU->destroy(b);
 }
 
+/* the checks above serve other tests too (test_update_fast_cuda.c) */
+#ifndef FLAME_UPDATE_CHECKS_ONLY
 static void run_algo(int algo, int compat, GpuSize size, bool full) {
     const GpuShape *sh = &GPU_SHAPES[size];
     FlameConfig cc;
@@ -379,3 +381,4 @@ int main(void) {
     RUN_TEST(test_update_real_sizes);
     return flame_test_report();
 }
+#endif
