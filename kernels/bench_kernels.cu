@@ -3,12 +3,23 @@
  * compiled into the backend library, run in one process with one harness (bench_common.cuh):
  * the ceilings of this run first, then every lab (or --lab NAME), every version (or --version N).
  *
- *   mlp_fwd   twin-critic forward over the B*K candidates (bench/bench_mlp_fwd.cu)
- *   mlp_jvp   velocity-network forward + JVP (bench/bench_mlp_jvp.cu)
+ *   mlp_fwd     twin-critic forward over the B*K candidates (bench/bench_mlp_fwd.cu)
+ *   mlp_jvp     velocity-network forward + JVP (bench/bench_mlp_jvp.cu)
+ *   small_rows  passes over the batch: tile kernel against the cluster engine
+ *               (bench/bench_small_rows.cu)
+ *   backward    backward at the batch: layered cuBLAS against the fused chain and weight
+ *               gradients (bench/bench_backward.cu)
+ *   qscore      the candidate-scoring stage: staged against the tensor-core kernel
+ *               (bench/bench_qscore.cu)
+ *   entropy     the entropy estimator: staged against the fused kernel (bench/bench_entropy.cu)
  */
 #include "../bench/bench_common.cuh"
 #include "../bench/bench_mlp_fwd.cu"
 #include "../bench/bench_mlp_jvp.cu"
+#include "../bench/bench_small_rows.cu"
+#include "../bench/bench_backward.cu"
+#include "../bench/bench_qscore.cu"
+#include "../bench/bench_entropy.cu"
 
 typedef struct {
     const char *name;
@@ -16,8 +27,9 @@ typedef struct {
 } BenchLabEntry;
 
 static const BenchLabEntry LABS[] = {
-    {"mlp_fwd", bench_mlp_fwd_lab},
-    {"mlp_jvp", bench_mlp_jvp_lab},
+    {"mlp_fwd", bench_mlp_fwd_lab},       {"mlp_jvp", bench_mlp_jvp_lab},
+    {"small_rows", bench_small_rows_lab}, {"backward", bench_backward_lab},
+    {"qscore", bench_qscore_lab},         {"entropy", bench_entropy_lab},
 };
 
 extern "C" int flame_cuda_bench_kernels(int argc, char **argv) {
