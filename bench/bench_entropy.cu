@@ -67,16 +67,7 @@ static bool ent_validate(StageLab *L, double *rel) {
     float *H = (float *)malloc((size_t)R * sizeof(float));
     entropy_estimate(&st.L, st.pol.params, &L->cfg, v.next_obs, nz.ent_z, nz.ent_probe, NULL, R,
                      &fw, scratch, H);
-    FlameTol tol = TOL_ENTROPY;
-    bool ok = true;
-    double num = 0, den = 0;
-    for (int i = 0; i < R; i++) {
-        double g = v.ent[i], r = H[i];
-        ok = ok && isfinite(g) && fabs(g - r) <= tol.atol + tol.rtol * fabs(r);
-        num += (g - r) * (g - r);
-        den += r * r;
-    }
-    *rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    bool ok = bench_compare(v.ent, H, (size_t)R, TOL_ENTROPY.atol, TOL_ENTROPY.rtol, rel);
     free(scratch), free(H);
     flow_work_free(&fw);
     noise_free(&nz);

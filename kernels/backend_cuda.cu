@@ -145,10 +145,10 @@ static int create_check(const FlameConfig *cfg) {
                                 cl[i].key, cfg->backend.device, major, minor, cl[i].off);
         }
     }
-    if (cfg->backend.scoring == PATH_FUSED && optin < 226 * 1024) {
+    if (cfg->backend.scoring == PATH_FUSED && optin < 221 * 1024) {
         return flame_errorf(FLAME_EINPUT,
-                            "backend.scoring=fused needs 226 KB of shared memory per block; "
-                            "device %d offers %d KB; set backend.scoring=staged",
+                            "backend.scoring=fused needs up to 221 KiB of shared memory per block; "
+                            "device %d offers %d KiB; set backend.scoring=staged",
                             cfg->backend.device, optin / 1024);
     }
     return FLAME_OK;
@@ -180,6 +180,8 @@ static void create_context(Backend *b) {
     CUBLAS_CHECK(cublasSetMathMode(b->ctx.blas, b->ctx.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
                                                             : CUBLAS_DEFAULT_MATH));
     CUDA_CHECK(cudaDeviceGetAttribute(&b->cc_major, cudaDevAttrComputeCapabilityMajor,
+                                      cfg->backend.device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&b->sm_count, cudaDevAttrMultiProcessorCount,
                                       cfg->backend.device));
     dmlp_init(&b->ctx);
     cuda_entropy_init(&b->ctx);

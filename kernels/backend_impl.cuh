@@ -69,6 +69,7 @@ struct Backend {
     /* kernel choices beyond DCtx (backend.scoring, entropy, reductions, merge_launches) */
     bool scoring_fused, entropy_fused, grid_red, merge;
     int cc_major; /* compute capability of the device */
+    int sm_count; /* its multiprocessors */
     GridRed red;  /* partials and counters of grid reductions */
     float *qproj; /* fused scoring: the critics' first layer on the states, 2 x pcap x hidden */
     int pcap;

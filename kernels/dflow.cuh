@@ -10,7 +10,7 @@
  * With DCtx.bwd_fused the policy backward is three launches: the trunk's row chain, the time
  * MLPs' row chains (both in one launch) and one weight-gradient launch for all three networks.
  *
- * defines: DTime DFlowWork DQWork TNet TMLP_MAX tnet_of tnet_ok temb_at tmlp_warp
+ * defines: DTime DFlowWork DQWork TNet TMLP_MAX tnet_of tnet_ok temb_at tmlp_dot tmlp_warp
  *          dflow_work_alloc dflow_work_bytes dflow_work_free dflow_forward dflow_jvp
  *          dflow_backward dgauss_forward dgauss_backward dqwork_alloc dqwork_bytes dqwork_free
  *          dcritic_forward dcritic_forward2 dcritic_backward dcritic_backward2 dtime_embed
@@ -120,6 +120,19 @@ __device__ __forceinline__ void temb_at(float tau, int j, int half, float m, boo
     *d1 = b;
 }
 
+/* sum_k w[k] x[k] and, in *ts, sum_k w[k] tx[k], in order with fused multiply-adds */
+__device__ __forceinline__ float tmlp_dot(const float *__restrict__ w, const float *x,
+                                          const float *tx, int n, float *ts) {
+    float s = 0.0f, t = 0.0f;
+    for (int k = 0; k < n; k++) {
+        float wk = __ldg(w + k);
+        s = fmaf(x[k], wk, s);
+        t = fmaf(tx[k], wk, t);
+    }
+    *ts = t;
+    return s;
+}
+
 /* One row of a time MLP evaluated by one warp (every lane calls it): the embedding e(tau), the
    hidden layer and the output g, and with `tangent` the tangent dg along de/dtau * m. `sh` is
    per-warp scratch of 4 * TMLP_MAX floats. Outputs (g, dg, caches cx0 = e, cz0, cx1; NULL: not
@@ -144,13 +157,7 @@ __device__ __forceinline__ void tmlp_warp(const float *__restrict__ P, const TNe
     }
     __syncwarp();
     for (int j = lane; j < n.Th; j += 32) {
-        const float *w = P + n.w0 + (size_t)j * n.T;
-        float s = 0.0f, ts = 0.0f;
-        for (int k = 0; k < n.T; k++) {
-            float wk = __ldg(w + k);
-            s = fmaf(e[k], wk, s);
-            ts = fmaf(de[k], wk, ts);
-        }
+        float ts, s = tmlp_dot(P + n.w0 + (size_t)j * n.T, e, de, n.T, &ts);
         float z = s + P[n.b0 + j];
         float hv = act_forward(n.act, z);
         h[j] = hv;
@@ -164,13 +171,7 @@ __device__ __forceinline__ void tmlp_warp(const float *__restrict__ P, const TNe
     }
     __syncwarp();
     for (int o = lane; o < n.T; o += 32) {
-        const float *w = P + n.w1 + (size_t)o * n.Th;
-        float s = 0.0f, ts = 0.0f;
-        for (int j = 0; j < n.Th; j++) {
-            float wj = __ldg(w + j);
-            s = fmaf(h[j], wj, s);
-            ts = fmaf(th[j], wj, ts);
-        }
+        float ts, s = tmlp_dot(P + n.w1 + (size_t)o * n.Th, h, th, n.Th, &ts);
         g[o] = s + P[n.b1 + o];
         if (dg) {
             dg[o] = ts;

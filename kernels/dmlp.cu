@@ -234,11 +234,7 @@ static const float *layered_jvp(const DCtx *ctx, const Mlp *m, const float *P, c
 }
 
 /* ------------------------------------------------------------------ fused kernel */
-typedef struct {
-    int n_layers, act;
-    int dims[MLP_MAX_LAYERS + 1];
-    int w_off[MLP_MAX_LAYERS], b_off[MLP_MAX_LAYERS];
-} FmDesc;
+typedef CmNet FmDesc; /* the layout of the network (its parameters come per network in FmArgs) */
 
 typedef struct {
     const float *P[2];
@@ -534,18 +530,7 @@ void dmlp_init(DCtx *ctx) {
 }
 
 static FmDesc fm_desc(const Mlp *m) {
-    FmDesc d;
-    memset(&d, 0, sizeof d);
-    d.n_layers = m->n_layers;
-    d.act = m->act;
-    for (int l = 0; l <= m->n_layers; l++) {
-        d.dims[l] = m->dims[l];
-    }
-    for (int l = 0; l < m->n_layers; l++) {
-        d.w_off[l] = (int)m->w_off[l];
-        d.b_off[l] = (int)m->b_off[l];
-    }
-    return d;
+    return cm_net(m, NULL);
 }
 
 static void fm_set_cache(FmArgs *a, int net, const Mlp *m, DMlpCache *c, bool save) {

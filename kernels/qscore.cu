@@ -20,8 +20,8 @@
  *   precision fp32: 3xTF32 (a = hi + lo, each rounded to TF32; hi*hi + hi*lo + lo*hi, the lo*lo
  *                   term dropped): about fp32 accuracy, three tensor-core products per product;
  *   precision tf32: one TF32 product (inputs rounded to 10-bit mantissas, fp32 accumulation).
- * Needs every hidden width <= 256, act_dim <= 32 and ~226 KB of shared memory (sm_90; the opt-in
- * limit of sm_80 is smaller, and there the staged path runs).
+ * Needs every hidden width <= 256, act_dim <= 32 and up to 221 KiB of shared memory (sm_90; the
+ * opt-in limit of sm_80 is smaller, and there the staged path runs).
  */
 #include "backend_impl.cuh"
 #include "flame/flow_math.h"
@@ -413,7 +413,10 @@ void cuda_score_twin(Backend *b, const float *P1, const float *P2, DSeg s, const
                      int rows) {
     int D = b->D, per = s.div > 0 ? s.div : rows;
     int ns = (rows + per - 1) / per;
-    if (!cuda_qscore_ok(b) || s.div <= 0 || ns > b->pcap) {
+    /* 3xTF32 costs three products per product: it pays only with at least one full wave of
+       blocks (kernels/NOTES.md); TF32 always does */
+    bool fills = b->ctx.tf32 || cdiv(rows, QS_BM) >= b->sm_count;
+    if (!cuda_qscore_ok(b) || s.div <= 0 || ns > b->pcap || !fills) {
         dcritic_forward2(&b->ctx, &b->L, P1, P2, s, dseg(a_rows, D, D, 1), rows, &b->q1w,
                          &b->q2w, false);
         return;

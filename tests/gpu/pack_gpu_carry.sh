@@ -11,10 +11,13 @@ ARCHS="${1:-90}"
 BUILD="$ROOT/build-gpu"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFLAME_CUDA=ON \
       -DFLAME_CUDA_ARCHITECTURES="$ARCHS" -DFLAME_BUILD_TESTS=ON -DFLAME_BUILD_BENCH=ON >/dev/null
-TARGETS=(flame test_mlp_cuda test_stages_cuda test_update_cuda bench_mlp_fwd bench_mlp_jvp)
-cmake --build "$BUILD" -j"$(nproc)" --target "${TARGETS[@]}"
-BINS=("$BUILD/flame" "$BUILD/tests/test_mlp_cuda" "$BUILD/tests/test_stages_cuda"
-      "$BUILD/tests/test_update_cuda" "$BUILD/bench/bench_mlp_fwd" "$BUILD/bench/bench_mlp_jvp")
+TESTS=(test_mlp_cuda test_stages_cuda test_update_cuda test_cmlp_cuda test_stages_fast_cuda
+       test_update_fast_cuda test_overlap_cuda)
+LABS=(bench_mlp_fwd bench_mlp_jvp bench_small_rows bench_backward bench_qscore bench_entropy)
+cmake --build "$BUILD" -j"$(nproc)" --target flame "${TESTS[@]}" "${LABS[@]}"
+BINS=("$BUILD/flame")
+for t in "${TESTS[@]}"; do BINS+=("$BUILD/tests/$t"); done
+for l in "${LABS[@]}"; do BINS+=("$BUILD/bench/$l"); done
 mkdir -p "$ROOT/.deps/gpu"
 echo "$BUILD" > "$BUILD/.flame_build_dir"
 (cd "$BUILD" && strip --strip-unneeded "${BINS[@]}" 2>/dev/null || true)
@@ -24,3 +27,4 @@ echo "$BUILD" > "$BUILD/.flame_build_dir"
 bash "$ROOT/tools/fetch_runtime_libs.sh" "${BINS[@]}"
 echo "carry: .deps/gpu ($(du -sh "$ROOT/.deps/gpu" | cut -f1)); device command:"
 echo '  run(command="bash tests/gpu/run_gpu_checks.sh", carry=[".deps/gpu"], timeout_s=600)'
+echo '  (the new kernel choices: run(command="bash tests/gpu/run_gpu_checks.sh new", ...))'

@@ -3,8 +3,11 @@
 # the driver and the CUDA runtime but not MuJoCo/HDF5/libcyaml/OpenBLAS. Prepare on the build
 # machine with `bash tests/gpu/pack_gpu_carry.sh` (fills .deps/gpu), then on the GPU machine, from
 # the repository root:
-#   bash tests/gpu/run_gpu_checks.sh
-# Steps, each with its own time cap so the whole run stays within about 8 minutes:
+#   bash tests/gpu/run_gpu_checks.sh [base|new]
+# base (default): the checks of the staged kernels; new: those of the new kernel choices
+# (backend.small_rows, scoring, backward, entropy, reductions, merge_launches; tests labelled
+# gpu_new, their kernel labs, racecheck and memcheck of the cluster engine) -- a run of its own.
+# Steps of base, each with its own time cap so the whole run stays within about 8 minutes:
 #   1. environment (nvidia-smi, libraries resolved)                        -> env.log
 #   2. ctest -L gpu: MLP, stage-op and whole-update parity CPU vs CUDA     -> ctest_gpu.log
 #   3. kernel benchmarks (flame bench kernels --quick), bench smoke tests, -> bench.log,
@@ -16,6 +19,11 @@
 # Logs go to $OUT (the device tool's output folder) or ./gpu-out. Exit code: 0 when every step
 # passed, 1 otherwise.
 set -u
+MODE="${1:-base}"
+case "$MODE" in
+    base|new) ;;
+    *) echo "usage: $0 [base|new]" >&2; exit 2 ;;
+esac
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
 OUT="${OUT:-$ROOT/gpu-out}"
@@ -92,14 +100,42 @@ if grep -q "=> not found" "$ENVLOG"; then
 fi
 SAN="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
 
+if [ "$MODE" = new ]; then
+    # ---- new kernel choices: parity, labs, sanitizers (about 7 minutes at most)
+    step "ctest -L gpu_new" 240 "$OUT/ctest_gpu_new.log" \
+        ctest --test-dir "$BUILD" -L gpu_new --output-on-failure --timeout 230 -V
+    for lab in small_rows backward qscore entropy; do
+        step "flame bench kernels --lab $lab" 45 "$OUT/bench_new.log" \
+            "$BUILD/flame" bench kernels --quick --lab "$lab" --json "$OUT/bench_kernels_new.jsonl"
+    done
+    step "flame bench update (new choices)" 60 "$OUT/bench_new.log" \
+        "$BUILD/flame" bench update --backend cuda --no-stages --set backend.small_rows=cluster \
+        --set backend.scoring=fused --set backend.backward=fused --set backend.entropy=fused \
+        --set backend.reductions=grid --set backend.merge_launches=true \
+        --json "$OUT/bench_update_new.jsonl"
+    export FLAME_GPU_TEST_SMALL=1
+    step "racecheck test_cmlp_cuda" 60 "$OUT/racecheck_new.log" \
+        "$SAN" --tool racecheck --racecheck-report all --error-exitcode 3 \
+        "$BUILD/tests/test_cmlp_cuda"
+    step "memcheck test_cmlp_cuda" 40 "$OUT/memcheck_new.log" \
+        "$SAN" --tool memcheck --leak-check no --error-exitcode 3 "$BUILD/tests/test_cmlp_cuda"
+    step "memcheck test_stages_fast_cuda" 90 "$OUT/memcheck_new.log" \
+        "$SAN" --tool memcheck --leak-check no --error-exitcode 3 \
+        "$BUILD/tests/test_stages_fast_cuda"
+    echo "overall: $([ $FAILED -eq 0 ] && echo PASS || echo FAIL)" | tee -a "$SUMMARY"
+    exit $FAILED
+fi
+
 # ---- 2. parity tests
 step "ctest -L gpu" 210 "$OUT/ctest_gpu.log" \
-    ctest --test-dir "$BUILD" -L gpu --output-on-failure --timeout 200 -V
+    ctest --test-dir "$BUILD" -L gpu -LE gpu_new --output-on-failure --timeout 200 -V
 
 # ---- 3. benchmarks
-step "flame bench kernels --quick" 70 "$OUT/bench.log" \
-    "$BUILD/flame" bench kernels --quick --json "$OUT/bench_kernels.jsonl"
-step "ctest -L bench (lab smoke runs)" 25 "$OUT/bench.log" \
+for lab in mlp_fwd mlp_jvp; do
+    step "flame bench kernels --lab $lab" 40 "$OUT/bench.log" \
+        "$BUILD/flame" bench kernels --quick --lab "$lab" --json "$OUT/bench_kernels.jsonl"
+done
+step "ctest -L bench (lab smoke runs)" 60 "$OUT/bench.log" \
     ctest --test-dir "$BUILD" -L bench -R "_smoke$" --output-on-failure --timeout 20
 step "flame bench update --backend cuda" 75 "$OUT/bench.log" \
     "$BUILD/flame" bench update --backend cuda --json "$OUT/bench_update.jsonl"

@@ -5,7 +5,8 @@
  * tolerances: the new kernels sum in other orders ((a) and (d) of tests/tolerances.h), and fp32
  * scoring on tensor cores (3xTF32) drops only the lo x lo products (2^-22 relative), below the
  * fp32 allowance. TF32 scoring (precision tf32) is checked on its own: the draws exactly as in
- * fp32, the candidate scores within the TF32 tolerance.
+ * fp32, the candidate and particle scores within the TF32 tolerance (in fp32 the particles take
+ * the tensor-core kernel only when they fill a wave of blocks, which the test sizes do not).
  * The cluster choices need compute capability 9.0: exit 77 below that or without a device.
  */
 #define FLAME_STAGE_CHECKS_ONLY
@@ -166,6 +167,19 @@ static void check_scoring_tf32(int compat, GpuSize size) {
     }
     EXPECT_MSG(worst < 1e-5, "%s: weights sum to 1 within %.3g", p.tag, worst);
     free(qc);
+    /* the next-action particles are scored by the same kernel (from memory, unclipped) */
+    CPU->critic_target(p.cpu, &u);
+    GPU->critic_target(p.gpu, &u);
+    backend_cpu_debug(p.cpu, &c);
+    backend_cuda_debug(p.gpu, &g);
+    int Np = p.cc.flow.num_particles;
+    float *pa = (float *)malloc(sizeof(float) * B * Np * D);
+    float *ps = (float *)malloc(sizeof(float) * B * Np);
+    const float *P = p.cc.quirks.next_action_policy == NEXTPOL_EMA ? p.st.pol_ema : p.st.pol.params;
+    gpu_cpu_particles(&p.cc, &p.st.L, P, p.st.q1.params, p.st.q2.params, c.next_obs,
+                      c.noise->next_z, (int)B, pa, ps);
+    CLOSE(&p, "particle scores (TF32)", g.pscore, ps, B * Np, TOL_SCORE_TF32);
+    free(pa), free(ps);
     pair_close(&p);
 }
 
@@ -179,13 +193,7 @@ FLAME_TEST(test_scoring_tf32) {
 
 int main(void) {
     FLAME_REQUIRE_GPU();
-    FlameCudaDevice dev;
-    memset(&dev, 0, sizeof dev);
-    if (flame_cuda_device_info(0, &dev) != 0 || dev.major < 9) {
-        printf("SKIPPED: the cluster kernels need compute capability 9.0 (device %s is %d.%d)\n",
-               dev.name, dev.major, dev.minor);
-        return 77;
-    }
+    FLAME_REQUIRE_CLUSTERS();
     RUN_TEST(test_each_choice);
     RUN_TEST(test_all_choices);
     RUN_TEST(test_scoring_tf32);

@@ -86,13 +86,7 @@ FLAME_TEST(test_fewer_graph_nodes) {
 
 int main(void) {
     FLAME_REQUIRE_GPU();
-    FlameCudaDevice dev;
-    memset(&dev, 0, sizeof dev);
-    if (flame_cuda_device_info(0, &dev) != 0 || dev.major < 9) {
-        printf("SKIPPED: the cluster kernels need compute capability 9.0 (device %s is %d.%d)\n",
-               dev.name, dev.major, dev.minor);
-        return 77;
-    }
+    FLAME_REQUIRE_CLUSTERS();
     RUN_TEST(test_fewer_graph_nodes);
     RUN_TEST(test_fast_updates);
     return flame_test_report();
