@@ -41,8 +41,13 @@ static void run_bwd(BenchCtx *b, void *arg) {
     if (f->version == 2) {
         DBwdNet n[2];
         for (int k = 0; k < f->nets; k++) {
-            n[k] = DBwdNet{&f->m, f->P[k], f->with_grads ? f->G[k] : NULL, &f->c[k], f->dout[k],
-                           f->m.dims[f->m.n_layers], f->with_din ? f->din[k] : NULL};
+            n[k] = DBwdNet{&f->m,
+                           f->P[k],
+                           f->with_grads ? f->G[k] : NULL,
+                           &f->c[k],
+                           f->dout[k],
+                           f->m.dims[f->m.n_layers],
+                           f->with_din ? f->din[k] : NULL};
         }
         dmlp_chain(&b->ctx, n, f->nets, f->rows);
         dmlp_wgrad(&b->ctx, n, f->nets, f->rows, true);
@@ -101,9 +106,9 @@ static void bwd_lab_size(BenchCtx *b, const BwdSize *sz) {
     mlp_cache_free(&mc);
     /* dW GEMMs: one forward's FLOPs; dx chain: the same without layer 0 unless din is asked */
     double first = 2.0 * f.m.dims[0] * f.m.dims[1];
-    double flops = (double)sz->nets * rows *
-                   ((sz->with_grads ? mlp_flops(&f.m) : 0.0) + mlp_flops(&f.m) -
-                    (sz->with_din ? 0.0 : first));
+    double flops =
+        (double)sz->nets * rows *
+        ((sz->with_grads ? mlp_flops(&f.m) : 0.0) + mlp_flops(&f.m) - (sz->with_din ? 0.0 : first));
     double bytes = 4.0 * sz->nets * (np * (sz->with_grads ? 3.0 : 1.0) + nx + no);
     char sizes_json[256], sizes_txt[96];
     snprintf(sizes_json, sizeof sizes_json,
@@ -122,7 +127,12 @@ static void bwd_lab_size(BenchCtx *b, const BwdSize *sz) {
             b->ctx.bwd_fused = 1;
             DBwdNet n[2];
             for (int k = 0; k < f.nets; k++) {
-                n[k] = DBwdNet{&f.m, f.P[k], f.G[k], &f.c[k], f.dout[k], sz->out,
+                n[k] = DBwdNet{&f.m,
+                               f.P[k],
+                               f.G[k],
+                               &f.c[k],
+                               f.dout[k],
+                               sz->out,
                                sz->with_din ? f.din[k] : NULL};
             }
             bool ok = dmlp_bwd_fused_ok(&b->ctx, n, f.nets, rows);
@@ -154,11 +164,13 @@ static void bwd_lab_size(BenchCtx *b, const BwdSize *sz) {
                 }
                 if (sz->with_grads) {
                     ok[pass] = bench_validate(f.G[k], rk, np, TOL_MLP_GRAD.atol * mg,
-                                              TOL_MLP_GRAD.rtol, &r1) && ok[pass];
+                                              TOL_MLP_GRAD.rtol, &r1) &&
+                               ok[pass];
                 }
                 if (sz->with_din) {
                     ok[pass] = bench_validate(f.din[k], rk + np, nx, TOL_MLP_GRAD.atol * mx,
-                                              TOL_MLP_GRAD.rtol, &r2) && ok[pass];
+                                              TOL_MLP_GRAD.rtol, &r2) &&
+                               ok[pass];
                 }
                 rel = fmax(rel, fmax(r1, r2));
             }
@@ -166,8 +178,8 @@ static void bwd_lab_size(BenchCtx *b, const BwdSize *sz) {
                 bt = bench_time(b, run_bwd, &f, b->repeats);
             }
         }
-        bench_record(b, "backward", v, names[v], 0, sizes_json, sizes_txt, bt, flops, bytes,
-                     ok[0], ok[1], rel, false);
+        bench_record(b, "backward", v, names[v], 0, sizes_json, sizes_txt, bt, flops, bytes, ok[0],
+                     ok[1], rel, false);
     }
     for (int k = 0; k < sz->nets; k++) {
         dmlp_cache_free(&f.c[k]);

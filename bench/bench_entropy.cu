@@ -96,8 +96,8 @@ static void ent_lab_size(BenchCtx *bc, const EntSize *sz) {
         }
         if (v >= 2 && major < 9) { /* clusters */
             BenchTime z = {0, 0};
-            bench_record(bc, "entropy", v, names[v], 0, sizes_json, sizes_txt, z, 0, 0, true,
-                         true, 0, true);
+            bench_record(bc, "entropy", v, names[v], 0, sizes_json, sizes_txt, z, 0, 0, true, true,
+                         0, true);
             continue;
         }
         StageLab L;
@@ -110,16 +110,16 @@ static void ent_lab_size(BenchCtx *bc, const EntSize *sz) {
         double rel = 0;
         BenchTime bt = {0, 0};
         for (int pass = 0; pass < 2; pass++) {
-            CUDA_CHECK(cudaMemsetAsync(L.b->ent, 0xff, (size_t)sz->B * sizeof(float),
-                                       L.b->ctx.stream));
+            CUDA_CHECK(
+                cudaMemsetAsync(L.b->ent, 0xff, (size_t)sz->B * sizeof(float), L.b->ctx.stream));
             run_ent(bc, L.b);
             ok[pass] = ent_validate(&L, &rel);
             if (pass == 0) {
                 bt = stage_lab_time(bc, &L, run_ent, L.b);
             }
         }
-        bench_record(bc, "entropy", v, names[v], 0, sizes_json, sizes_txt, bt, flops, bytes,
-                     ok[0], ok[1], rel, false);
+        bench_record(bc, "entropy", v, names[v], 0, sizes_json, sizes_txt, bt, flops, bytes, ok[0],
+                     ok[1], rel, false);
         stage_lab_close(&L);
     }
 }

@@ -88,7 +88,7 @@ static bool qs_validate(StageLab *L, FlameTol tol, double *rel) {
 }
 
 static void qs_lab_size(BenchCtx *bc, const QsSize *sz) {
-    const char *names[6] = {"", "staged fused fp32", "staged cuBLAS fp32", "fused 3xTF32",
+    const char *names[6] = {"",           "staged fused fp32", "staged cuBLAS fp32", "fused 3xTF32",
                             "fused TF32", "staged cuBLAS TF32"};
     char sizes_json[256], sizes_txt[96];
     snprintf(sizes_json, sizeof sizes_json,

@@ -112,8 +112,7 @@ static void small_lab_size(BenchCtx *b, const SmallSize *sz) {
              "\"env\": \"%s\", \"pass\": \"%s\", \"S\": %d, \"D\": %d, \"rows\": %d, \"in\": %d, "
              "\"hidden\": 256, \"layers\": 3, \"out\": %d",
              sz->env, sz->jvp ? "policy jvp" : "twin critic forward", S, D, rows, in, out);
-    snprintf(sizes_txt, sizeof sizes_txt, "%s %s rows=%d", sz->env, sz->jvp ? "jvp" : "fwd2",
-             rows);
+    snprintf(sizes_txt, sizeof sizes_txt, "%s %s rows=%d", sz->env, sz->jvp ? "jvp" : "fwd2", rows);
     const char *names[4] = {"", "cuBLAS layers", "fused tile", "cluster engine"};
     FlameTol ty = TOL_MLP_FWD, tt = TOL_MLP_JVP;
     for (int v = 1; v <= 3; v++) {

@@ -112,8 +112,8 @@ __global__ void __launch_bounds__(CM_THREADS) cm_chain_kernel(CmChainArgs a, int
         const float *W = N.P + N.w_off[l];
         if (l > 0) {
             bool more = l > 1 || din != NULL;
-            cm_layer<CM_BWD>(s, W, NULL, n_out, n_in, 0, n_in, N.act, true, a.zc[net][l - 1],
-                             n_in, r0, a.rows, o, more);
+            cm_layer<CM_BWD>(s, W, NULL, n_out, n_in, 0, n_in, N.act, true, a.zc[net][l - 1], n_in,
+                             r0, a.rows, o, more);
         } else {
             /* the input gradient, CM_MAXW columns at a time (inputs may be wider) */
             for (int col0 = 0; col0 < n_in; col0 += CM_MAXW) {
@@ -186,8 +186,8 @@ void cm_init(const DCtx *ctx) {
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
     CUDA_CHECK(cudaFuncSetAttribute(cm_pass_kernel<CM_JVP>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
-    CUDA_CHECK(cudaFuncSetAttribute(cm_chain_kernel,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
+    CUDA_CHECK(
+        cudaFuncSetAttribute(cm_chain_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
 }
 
 int cm_pass_ld(const Mlp *m, bool with_output) {
@@ -208,7 +208,8 @@ bool cm_widths_ok(const Mlp *m) {
 }
 
 bool cm_pass_ok(const DCtx *ctx, const Mlp *m, bool tangent, int rows) {
-    if (!ctx->cluster || rows <= 0 || rows > DMLP_SMALL_ROWS || !cm_widths_ok(m)) {
+    if (!ctx->cluster || !ctx->has_clusters || rows <= 0 || rows > DMLP_SMALL_ROWS ||
+        !cm_widths_ok(m)) {
         return false;
     }
     return cm_smem_floats(cm_pass_ld(m, false), tangent, 0) * sizeof(float) <=
@@ -256,7 +257,8 @@ static int chain_ld(const Mlp *m) {
 }
 
 bool dmlp_bwd_fused_ok(const DCtx *ctx, const DBwdNet *nets, int n, int rows) {
-    if (!ctx->bwd_fused || rows <= 0 || rows > DMLP_SMALL_ROWS || n > BW_MAX_TASKS) {
+    if (!ctx->bwd_fused || !ctx->has_clusters || rows <= 0 || rows > DMLP_SMALL_ROWS ||
+        n > BW_MAX_TASKS) {
         return false;
     }
     int tasks = 0;

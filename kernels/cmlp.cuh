@@ -69,10 +69,10 @@ static inline CmNet cm_net(const Mlp *m, const float *P) {
 
 /* Global outputs of one layer (NULL: not written); row i of the pass, column j. */
 typedef struct {
-    float *z;   /* pre-activation (FWD/JVP) or the backward output (BWD), rows x width */
-    float *x;   /* activation (FWD/JVP hidden layers) */
-    float *t;   /* tangent (JVP) */
-    int ld;     /* row stride of all three */
+    float *z; /* pre-activation (FWD/JVP) or the backward output (BWD), rows x width */
+    float *x; /* activation (FWD/JVP hidden layers) */
+    float *t; /* tangent (JVP) */
+    int ld;   /* row stride of all three */
 } CmOut;
 
 static inline int cm_rup(int a, int b) {

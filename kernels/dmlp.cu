@@ -518,6 +518,9 @@ void dmlp_init(DCtx *ctx) {
     CUDA_CHECK(cudaGetDevice(&dev));
     CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
     ctx->smem_optin = optin;
+    int major = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    ctx->has_clusters = major >= 9;
     CUDA_CHECK(cudaFuncSetAttribute(fmlp_kernel<64, false>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
     CUDA_CHECK(cudaFuncSetAttribute(fmlp_kernel<32, false>,

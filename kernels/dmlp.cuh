@@ -16,20 +16,22 @@
  *            MLPs) is a per-output dot product. Needs every layer width <= 256 and the tile in
  *            shared memory; otherwise the call falls back to the layered path. Twin networks of
  *            one layout run in one launch (blockIdx.y selects the network).
- *   cluster  (DCtx.cluster, sm_90, passes of at most DMLP_SMALL_ROWS rows) a cluster of 8 blocks per
- *            tile of 16 rows, each block computing 1/8 of every layer (cmlp.cuh); preferred over
- *            the fused tile kernel where it applies.
+ *   cluster  (DCtx.cluster, sm_90, passes of at most DMLP_SMALL_ROWS rows) a cluster of 8
+ *            blocks per tile of 16 rows, each block computing 1/8 of every layer (cmlp.cuh);
+ *            preferred over the fused tile kernel where it applies.
  * The backward pass (parameter gradients and input gradient) is layered (cuBLAS) by default; with
- * DCtx.bwd_fused (sm_90, at most DMLP_SMALL_ROWS rows) it is one row-chain launch (dz of every layer
- * and the input gradient, cluster engine) and one weight-gradient launch (every layer's dW and db,
- * each element summed over the rows in row order by one thread: no atomics, no column-sum pass).
+ * DCtx.bwd_fused (sm_90, at most DMLP_SMALL_ROWS rows) it is one row-chain launch (dz of every
+ * layer and the input gradient, cluster engine) and one weight-gradient launch (every layer's dW
+ * and db, each element summed over the rows in row order by one thread: no atomics, no column-sum
+ * pass).
  * Caches hold every layer's input x[l] and pre-activation z[l] as in MlpCache; the layered path
  * always fills them, the fused paths only when `save` is set (they always write the output z[n-1]).
  * TF32: DCtx.tf32 switches cuBLAS to TF32 tensor-op math; the fused kernels compute in fp32.
  *
- * defines: DMLP_SMALL_ROWS DSeg DIn DCtx DMlpCache DBwdNet din_empty din_add din_get dmlp_init dmlp_cache_alloc
- *          dmlp_cache_bytes dmlp_cache_free dmlp_assemble dmlp_forward dmlp_forward2 dmlp_jvp
- *          dmlp_backward dmlp_bwd_fused_ok dmlp_chain dmlp_wgrad dmlp_fused_ok dcopy_cols dfill
+ * defines: DMLP_SMALL_ROWS DSeg DIn DCtx DMlpCache DBwdNet din_empty din_add din_get dmlp_init
+ *          dmlp_cache_alloc dmlp_cache_bytes dmlp_cache_free dmlp_assemble dmlp_forward
+ *          dmlp_forward2 dmlp_jvp dmlp_backward dmlp_bwd_fused_ok dmlp_chain dmlp_wgrad
+ *          dmlp_fused_ok dcopy_cols dfill
  */
 #ifndef FLAME_KERNELS_DMLP_CUH
 #define FLAME_KERNELS_DMLP_CUH
@@ -58,6 +60,7 @@ typedef struct {
     int tf32;       /* cuBLAS in TF32 tensor-op mode (set on the handle by the owner) */
     int smem_optin; /* largest dynamic shared memory per block */
     int cluster;    /* small passes on the cluster engine (needs compute capability 9.0) */
+    int has_clusters; /* the device has thread-block clusters (set by dmlp_init) */
     int bwd_fused;  /* fused backward (needs compute capability 9.0) */
     int merge;      /* time features of a flow pass in one kernel (dflow.cu) */
 } DCtx;

@@ -149,7 +149,7 @@ __global__ void ent_exact_final_kernel(const float *zk, const float *J, double *
     H[i] = (float)-(lognz - flow_logdet_lu(A, D));
 }
 
-/* ------------------------------------------------------------------ fused reference3 / decoupled */
+/* ---------------------------------------------------------------- fused reference3, decoupled */
 typedef struct {
     CmNet trunk;
     const float *P; /* the policy blob (time MLPs) */
@@ -269,7 +269,8 @@ static bool entropy_fused(Backend *b, const float *P, const float *s, float *H, 
     const FlameConfig *cfg = b->base.cfg;
     const AgentLayout *L = &b->L;
     int est = cfg->entropy.estimator;
-    if (!b->entropy_fused || (est != ENT_REFERENCE3 && est != ENT_DECOUPLED) || !tnet_ok(L) ||
+    bool applies = est == ENT_REFERENCE3 || est == ENT_DECOUPLED;
+    if (!b->entropy_fused || !b->ctx.has_clusters || !applies || !tnet_ok(L) ||
         !cm_widths_ok(&L->pol_trunk)) {
         return false;
     }

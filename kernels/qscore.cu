@@ -28,11 +28,11 @@
 
 #define QS_BM 128
 #define QS_THREADS 256
-#define QS_H 256              /* widest hidden layer */
-#define QS_LDX (QS_H + 4)     /* activation row stride, 4 mod 32 */
-#define QS_KC 32              /* k-chunk of staged weights */
-#define QS_LDW (QS_KC + 4)    /* staged weight row stride, 4 mod 32 */
-#define QS_DMAX 32            /* widest action */
+#define QS_H 256           /* widest hidden layer */
+#define QS_LDX (QS_H + 4)  /* activation row stride, 4 mod 32 */
+#define QS_KC 32           /* k-chunk of staged weights */
+#define QS_LDW (QS_KC + 4) /* staged weight row stride, 4 mod 32 */
+#define QS_DMAX 32         /* widest action */
 
 typedef struct {
     const float *P[2];
@@ -50,8 +50,8 @@ typedef struct {
     const DevScalars *sc;
     int consistent;
     float sd0;
-    float *eps_out;            /* gen: the draws, rows x D (NULL: not written) */
-    float *q1, *q2, *qmin;     /* outputs (NULL: not written) */
+    float *eps_out;        /* gen: the draws, rows x D (NULL: not written) */
+    float *q1, *q2, *qmin; /* outputs (NULL: not written) */
 } QsArgs;
 
 /* ------------------------------------------------------------------ tensor-core helpers */
@@ -92,8 +92,7 @@ __device__ __forceinline__ void qs_commit() {
     asm volatile("cp.async.commit_group;\n" ::);
 }
 
-template <int N>
-__device__ __forceinline__ void qs_wait() {
+template <int N> __device__ __forceinline__ void qs_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
@@ -123,8 +122,8 @@ __device__ __forceinline__ void qs_stage(float *Wb, const float *__restrict__ W,
  * 64 x 64 tile of the QS_BM x N output. All threads of the block call it (it stages and syncs).
  */
 template <bool SPLIT3>
-__device__ void qs_gemm(float (&acc)[4][8][4], const float *A, int lda,
-                        const float *__restrict__ W, int wld, int K, int N, float *Wb, bool vec) {
+__device__ void qs_gemm(float (&acc)[4][8][4], const float *A, int lda, const float *__restrict__ W,
+                        int wld, int K, int N, float *Wb, bool vec) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3, wm = warp & 1, wn = warp >> 1;
     const int Np = (N + 7) / 8 * 8, kp = (K + 7) / 8 * 8, nch = (kp + QS_KC - 1) / QS_KC;
@@ -217,8 +216,7 @@ __device__ void qs_store(const float (&acc)[4][8][4], float *X, int N, int act,
     }
 }
 
-template <bool SPLIT3>
-__global__ void __launch_bounds__(QS_THREADS, 1) qscore_kernel(QsArgs a) {
+template <bool SPLIT3> __global__ void __launch_bounds__(QS_THREADS, 1) qscore_kernel(QsArgs a) {
     extern __shared__ __align__(16) float qs_smem[];
     float *X = qs_smem;
     float *Wb = X + QS_BM * QS_LDX;
@@ -322,8 +320,7 @@ __global__ void qs_proj_kernel(const float *P1, const float *P2, int w0, int b0,
 /* ------------------------------------------------------------------ host */
 static size_t qs_smem_bytes(int D) {
     int lda0 = (D + 7) / 8 * 8 + 4;
-    return ((size_t)QS_BM * QS_LDX + (size_t)2 * QS_H * QS_LDW + (size_t)QS_BM * lda0 +
-            2 * QS_BM) *
+    return ((size_t)QS_BM * QS_LDX + (size_t)2 * QS_H * QS_LDW + (size_t)QS_BM * lda0 + 2 * QS_BM) *
            sizeof(float);
 }
 
@@ -417,8 +414,8 @@ void cuda_score_twin(Backend *b, const float *P1, const float *P2, DSeg s, const
        blocks (kernels/NOTES.md); TF32 always does */
     bool fills = b->ctx.tf32 || cdiv(rows, QS_BM) >= b->sm_count;
     if (!cuda_qscore_ok(b) || s.div <= 0 || ns > b->pcap || !fills) {
-        dcritic_forward2(&b->ctx, &b->L, P1, P2, s, dseg(a_rows, D, D, 1), rows, &b->q1w,
-                         &b->q2w, false);
+        dcritic_forward2(&b->ctx, &b->L, P1, P2, s, dseg(a_rows, D, D, 1), rows, &b->q1w, &b->q2w,
+                         false);
         return;
     }
     qs_project(b, P1, P2, s.p, s.ld, ns);

@@ -18,8 +18,8 @@ static Mlp shape_mlp(const Shape *s) {
     ParamTable t;
     param_table_init(&t);
     Mlp m;
-    mlp_layout(&m, &t, "net", s->w[0] + s->w[1] + s->w[2] + s->zero_w, s->hidden, s->layers,
-               s->out, ACT_MISH);
+    mlp_layout(&m, &t, "net", s->w[0] + s->w[1] + s->w[2] + s->zero_w, s->hidden, s->layers, s->out,
+               ACT_MISH);
     return m;
 }
 

@@ -77,8 +77,9 @@ static int actor_graph_nodes(bool fast) {
 
 FLAME_TEST(test_fewer_graph_nodes) {
     int before = actor_graph_nodes(false), after = actor_graph_nodes(true);
-    printf("       graph nodes per actor update: %d with the staged kernels, %d with the new ones\n",
-           before, after);
+    printf(
+        "       graph nodes per actor update: %d with the staged kernels, %d with the new ones\n",
+        before, after);
     EXPECT(before > 0 && after > 0);
     EXPECT_MSG(after < before, "actor update graph: %d nodes with the new kernels, %d without",
                after, before);
