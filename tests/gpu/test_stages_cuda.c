@@ -517,6 +517,8 @@ static void run_case(int algo, int compat, GpuSize size, int kernels, GpuTweak t
     pair_close(&p);
 }
 
+/* the checks above serve other tests too (test_stages_fast_cuda.c) */
+#ifndef FLAME_STAGE_CHECKS_ONLY
 /* Acting on more states than one work chunk holds (best-of-N chunks of whole states, SAC chunks
    of rows, both at most 32,768 rows): 7 states, then n_big (the act buffers grow), then 3 (the
    grown buffers, a partial first chunk). */
@@ -667,3 +669,4 @@ int main(void) {
     RUN_TEST(test_stages_real_sizes);
     return flame_test_report();
 }
+#endif
