@@ -52,6 +52,16 @@
         }                                                                                          \
     } while (0)
 
+/* Every new CUDA kernel choice on (the tests labelled gpu_new); a GpuTweak. */
+static inline void gpu_new_choices(FlameConfig *c) {
+    c->backend.small_rows = SMALL_CLUSTER;
+    c->backend.scoring = PATH_FUSED;
+    c->backend.backward = PATH_FUSED;
+    c->backend.entropy = PATH_FUSED;
+    c->backend.reductions = REDUCE_GRID;
+    c->backend.merge_launches = true;
+}
+
 typedef enum { SIZE_HALFCHEETAH, SIZE_HUMANOID, SIZE_ODD, SIZE_WIDE } GpuSize;
 
 typedef struct {

@@ -120,6 +120,15 @@ run_check() {
 summary_has() { # summary_has NAME REGEX: a line of the run's summary.txt matches
     grep -qE "$2" "$T/out_$1/summary.txt"
 }
+missing_leftovers() { # missing_leftovers FIRST SECOND: LATER steps of run FIRST that run SECOND
+    #                   did not pass (their count)
+    local step missing=0
+    while read -r step; do
+        grep -qE "^PASS +$(printf '%s' "$step" | sed 's/[()]/\\&/g') " "$T/out_$2/summary.txt" \
+            || missing=$((missing + 1))
+    done < <(grep '^LATER' "$T/out_$1/summary.txt" | cut -c13-56 | sed 's/ *$//')
+    echo "$missing"
+}
 expect() { # expect WHAT CONDITION...
     local what="$1"
     shift
@@ -237,12 +246,8 @@ expect "budget: planned caps within 300 s" \
 expect "budget: LATER is not a failure" summary_has budget '^overall: PASS'
 LAST=leftovers
 FAKE_DEVICE=1 run_check leftovers --second
-missing=0
-while read -r step; do
-    grep -qE "^PASS +$(printf '%s' "$step" | sed 's/[()]/\\&/g') " "$T/out_leftovers/summary.txt" \
-        || missing=$((missing + 1))
-done < <(grep '^LATER' "$T/out_budget/summary.txt" | cut -c13-56 | sed 's/ *$//')
-expect "second call: every leftover of the first call passes" [ "$missing" = 0 ]
+expect "second call: every leftover of the first call passes" \
+    [ "$(missing_leftovers budget leftovers)" = 0 ]
 expect "second call: planned caps within 300 s" \
     bash -c "grep -oE '= [0-9]+ s of 300 s' '$T/out_leftovers/summary.txt' | awk '{exit !(\$2 <= 300)}'"
 
@@ -333,12 +338,7 @@ expect "--new budget: planned caps within 300 s" \
     bash -c "grep -oE '= [0-9]+ s of 300 s' '$T/out_newbudget/summary.txt' | awk '{exit !(\$2 <= 300)}'"
 LAST=newleft
 FAKE_DEVICE=1 run_check newleft --new-bench
-missing=0
-while read -r step; do
-    grep -qE "^PASS +$(printf '%s' "$step" | sed 's/[()]/\\&/g') " "$T/out_newleft/summary.txt" \
-        || missing=$((missing + 1))
-done < <(grep '^LATER' "$T/out_newbudget/summary.txt" | cut -c13-56 | sed 's/ *$//')
-expect "--new-bench: every leftover of --new passes" [ "$missing" = 0 ]
+expect "--new-bench: every leftover of --new passes" [ "$(missing_leftovers newbudget newleft)" = 0 ]
 expect "--new-bench: the leftovers right after its probes" \
     bash -c "grep -vE '^(==|overall)' '$T/out_newleft/summary.txt' | sed -n 3p \
              | grep -qE '^PASS +($(grep '^LATER' "$T/out_newbudget/summary.txt" | head -1 | cut -c13-56 | sed 's/ *$//; s/[()]/\\\\&/g'))'"

@@ -5,9 +5,10 @@
  * tolerances: the new kernels sum in other orders ((a) and (d) of tests/tolerances.h), and fp32
  * scoring on tensor cores (3xTF32) drops only the lo x lo products (2^-22 relative), below the
  * fp32 allowance. TF32 scoring (precision tf32) is checked on its own: the draws exactly as in
- * fp32, the candidate and particle scores within the TF32 tolerance (in fp32 the particles take
- * the tensor-core kernel only when they fill a wave of blocks, which the test sizes do not).
- * FLAME_GPU_TEST_SIZES picks the cases.
+ * fp32, the candidate and particle scores within the TF32 tolerance. In fp32 the particles take
+ * the tensor-core kernel only when a chunk fills a wave of blocks: the chunked cases (B*Np =
+ * 35,200 particles of the critic target, B*K = 34,100 candidates, acting on more states than one
+ * 32,768-row chunk) reach it. FLAME_GPU_TEST_SIZES picks the cases.
  * The cluster choices need compute capability 9.0: exit 77 below that or without a device.
  */
 #define FLAME_STAGE_CHECKS_ONLY
@@ -34,28 +35,27 @@ static void tw_merge(FlameConfig *c) {
     c->backend.merge_launches = true;
 }
 static void tw_all(FlameConfig *c) {
-    tw_cluster(c);
-    tw_scoring(c);
-    tw_backward(c);
-    tw_entropy(c);
-    tw_grid(c);
-    tw_merge(c);
+    gpu_new_choices(c);
 }
 static void tw_all_decoupled(FlameConfig *c) {
     tw_all(c);
-    c->entropy.estimator = ENT_DECOUPLED;
-    c->entropy.probe = PROBE_RADEMACHER;
-    c->entropy.probes = 2;
+    tw_decoupled(c);
 }
 static void tw_all_rows(FlameConfig *c) {
     tw_all(c);
-    c->flow.collapse_k = false;
+    tw_no_collapse(c);
 }
 static void tw_all_ema(FlameConfig *c) {
     tw_all(c);
-    c->quirks.next_action_policy = NEXTPOL_EMA;
-    c->flow.sample_steps = 2;
-    c->flow.r_eq_t_frac = 0.3;
+    tw_ema_next(c);
+}
+static void tw_all_chunked(FlameConfig *c) {
+    tw_all(c);
+    tw_chunked(c);
+}
+static void tw_all_chunked_bk(FlameConfig *c) {
+    tw_all(c);
+    tw_chunked_bk(c);
 }
 static void tw_scoring_tf32(FlameConfig *c) {
     tw_scoring(c);
@@ -101,6 +101,20 @@ FLAME_TEST(test_all_choices) {
                  " all fast, ema/2 steps");
         run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_WIDE, KERNELS_FUSED, tw_all,
                  " all fast (fallbacks)");
+        /* the chunked stages: best-of-N and candidate scoring beyond one 32,768-row chunk (the
+           fp32 particle scoring fills a wave there), the B*K-row flow loss over two chunks */
+        run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_ODD, KERNELS_FUSED, tw_all_chunked,
+                 " all fast, chunked");
+        run_case(ALGO_FLAME_M, COMPAT_CONSISTENT, SIZE_ODD, KERNELS_FUSED, tw_all_chunked_bk,
+                 " all fast, chunked, B*K rows");
+        run_case(ALGO_FLAME_R, COMPAT_REFERENCE, SIZE_ODD, KERNELS_FUSED, tw_all_chunked,
+                 " all fast, chunked");
+        /* acting in chunks of 1,024 states x 32 particles (tensor-core scoring), then 38 */
+        run_act_chunks(ALGO_FLAME_M, SIZE_ODD, KERNELS_FUSED, tw_all_chunked,
+                       " all fast, chunked,");
+        run_act_chunks(ALGO_FLAME_R, SIZE_ODD, KERNELS_FUSED, tw_all_chunked,
+                       " all fast, chunked,");
+        run_act_chunks(ALGO_SAC, SIZE_ODD, KERNELS_FUSED, tw_all, " all fast,");
     }
     if (!gpu_runs_real()) {
         return;
@@ -167,15 +181,7 @@ static void check_scoring_tf32(int compat, GpuSize size) {
     float *qc = (float *)malloc(sizeof(float) * B * K);
     cpu_candidate_scores(&p, &c, qc);
     CLOSE(&p, "candidate scores (TF32)", g.qc, qc, B * K, TOL_SCORE_TF32);
-    double worst = 0;
-    for (size_t i = 0; i < B; i++) {
-        double s = 0;
-        for (size_t k = 0; k < K; k++) {
-            s += g.w[i * K + k];
-        }
-        worst = fmax(worst, fabs(s - 1.0));
-    }
-    EXPECT_MSG(worst < 1e-5, "%s: weights sum to 1 within %.3g", p.tag, worst);
+    expect_weights_sum_to_one(&p, g.w, B, K);
     free(qc);
     /* the next-action particles are scored by the same kernel (from memory, unclipped) */
     CPU->critic_target(p.cpu, &u);
