@@ -13,11 +13,11 @@
  * (device, driver, commit, sizes and every number).
  *
  * Options (flame bench kernels ... or a lab's own executable): --json FILE, --quick (small sizes,
- * few repeats), --tiny (smallest sizes only, CTest smoke runs), --lab NAME, --version N,
- * --repeats R, --help.
+ * few repeats), --tiny (smallest sizes only, CTest smoke runs), --lab NAME (flame bench kernels:
+ * NAME[,NAME...]), --version N, --repeats R, --help.
  *
  * defines: BenchCtx BenchTime bench_parse bench_setup bench_teardown bench_ceilings bench_time
- *          bench_validate bench_record bench_fill BENCH_LAB
+ *          bench_compare bench_validate bench_record bench_fill BENCH_LAB
  */
 #ifndef FLAME_BENCH_COMMON_CUH
 #define FLAME_BENCH_COMMON_CUH
@@ -82,8 +82,8 @@ static inline int bench_parse(BenchCtx *b, int argc, char **argv) {
         } else {
             fprintf(stderr,
                     "flame bench kernels: unknown option '%s'\n"
-                    "usage: flame bench kernels [--json FILE] [--quick] [--tiny] [--lab NAME] "
-                    "[--version N] [--repeats R]\n",
+                    "usage: flame bench kernels [--json FILE] [--quick] [--tiny] "
+                    "[--lab NAME[,NAME...]] [--version N] [--repeats R]\n",
                     a);
             return 2;
         }
@@ -157,17 +157,14 @@ static inline BenchTime bench_time(BenchCtx *b, BenchFn fn, void *arg, int repea
     return bt;
 }
 
-/* got (device, n floats) against ref (host): every element within atol + rtol |ref|, all finite.
-   Returns true on pass; *rel receives ||got - ref|| / ||ref||. */
-static inline bool bench_validate(const float *d_got, const float *ref, size_t n, double atol,
-                                  double rtol, double *rel) {
-    float *h = (float *)malloc(n * sizeof(float));
-    CUDA_CHECK(cudaDeviceSynchronize());
-    CUDA_CHECK(cudaMemcpy(h, d_got, n * sizeof(float), cudaMemcpyDeviceToHost));
+/* got (host, n floats) against ref: every element within atol + rtol |ref|, all finite. Returns
+   true on pass; *rel receives ||got - ref|| / ||ref||. */
+static inline bool bench_compare(const float *got, const float *ref, size_t n, double atol,
+                                 double rtol, double *rel) {
     bool ok = true;
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
-        double g = h[i], r = ref[i];
+        double g = got[i], r = ref[i];
         if (!isfinite(g) || !isfinite(r) || fabs(g - r) > atol + rtol * fabs(r)) {
             ok = false;
         }
@@ -175,6 +172,16 @@ static inline bool bench_validate(const float *d_got, const float *ref, size_t n
         den += r * r;
     }
     *rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    return ok;
+}
+
+/* bench_compare of device data */
+static inline bool bench_validate(const float *d_got, const float *ref, size_t n, double atol,
+                                  double rtol, double *rel) {
+    float *h = (float *)malloc(n * sizeof(float));
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaMemcpy(h, d_got, n * sizeof(float), cudaMemcpyDeviceToHost));
+    bool ok = bench_compare(h, ref, n, atol, rtol, rel);
     free(h);
     return ok;
 }

@@ -12,9 +12,14 @@
  * graph (the very first update of each combination runs eagerly, the second is captured).
  * Every op is asynchronous except act, get_* and sync.
  *
- * The replay ring lives in device memory; pushes go through a pinned staging buffer with
- * cudaMemcpyAsync on the backend's stream (stream order keeps them between updates, as on the
- * CPU), and the minibatch indices and gathers run on the device from replay_sample_index().
+ * The replay ring lives in device memory; pushes go through two pinned staging buffers used in
+ * turn with cudaMemcpyAsync on the backend's stream (stream order keeps them between updates, as
+ * on the CPU; a push waits only for the copies of the push before the previous one), and the
+ * minibatch indices and gathers run on the device from replay_sample_index().
+ *
+ * publish snapshots the acting parameters on the update stream (two slots in turn, an event
+ * each); from then on act runs on its own stream after that event only (see backend_impl.cuh),
+ * so acting and env stepping on the host overlap the queued updates.
  */
 #include "backend_impl.cuh"
 
@@ -40,10 +45,15 @@ extern "C" void flame_cuda_set_capturing(int on) {
 }
 
 /* ------------------------------------------------------------------ helpers */
-static void *dalloc(size_t bytes) {
+/* Zeroed device memory, counted in b->dev_bytes; in plan mode only counted (NULL). */
+static void *dalloc(Backend *b, size_t bytes) {
     void *p = NULL;
     if (bytes == 0) {
         bytes = 16;
+    }
+    b->dev_bytes += bytes;
+    if (b->plan_only) {
+        return NULL;
     }
     cudaError_t e = cudaMalloc(&p, bytes);
     if (e != cudaSuccess) {
@@ -89,8 +99,13 @@ __global__ void set_scalars_kernel(DevScalars *sc, int64_t n, int64_t size, int6
     sc->actor_lr = lr;
 }
 
-/* ------------------------------------------------------------------ create / destroy */
-static int cuda_create(const FlameConfig *cfg, int obs_dim, int act_dim, Backend **out) {
+/* ------------------------------------------------------------------ create / destroy
+   cuda_create checks the request, then builds the backend in five parts (context, state, replay,
+   minibatch, work). Every device allocation goes through dalloc, so the same parts run in plan
+   mode (backend_cuda_plan_bytes: sizes only, no device needed). */
+
+/* device-capability rules of the kernel choices (only the fused path uses them) */
+static int create_check(const FlameConfig *cfg) {
     if (flame_cuda_device_count() == 0) {
         return flame_errorf(FLAME_EINPUT, "the CUDA backend needs a CUDA device; use --backend cpu");
     }
@@ -104,87 +119,145 @@ static int cuda_create(const FlameConfig *cfg, int obs_dim, int act_dim, Backend
         return flame_errorf(FLAME_EINPUT, "backend.device=%d but only %d CUDA device(s) exist",
                             cfg->backend.device, ndev);
     }
-    CUDA_CHECK(cudaSetDevice(cfg->backend.device));
-    Backend *b = (Backend *)flame_calloc(1, sizeof *b);
-    backend_base_init(&b->base, cfg, obs_dim, act_dim);
-    b->B = cfg->update.batch_size;
-    b->S = obs_dim;
-    b->D = act_dim;
-    b->K = cfg->flow.sample_k;
-    b->Np = cfg->flow.num_particles;
-    b->NP = cfg->entropy.probes;
-    b->seed = (uint64_t)cfg->run.seed;
+    if (cfg->backend.kernels != KERNELS_FUSED) {
+        return FLAME_OK; /* the cuBLAS path uses none of the choices below */
+    }
+    int major = 0, minor = 0, optin = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor,
+                                      cfg->backend.device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor,
+                                      cfg->backend.device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                      cfg->backend.device));
+    struct {
+        bool on;
+        const char *key, *off;
+    } cl[] = {
+        {cfg->backend.small_rows == SMALL_CLUSTER, "backend.small_rows=cluster", "tile"},
+        {cfg->backend.backward == PATH_FUSED, "backend.backward=fused", "staged"},
+        {cfg->backend.entropy == PATH_FUSED, "backend.entropy=fused", "staged"},
+    };
+    for (size_t i = 0; i < sizeof cl / sizeof cl[0]; i++) {
+        if (cl[i].on && major < 9) {
+            return flame_errorf(FLAME_EINPUT,
+                                "%s needs thread-block clusters (compute capability 9.0); device "
+                                "%d has %d.%d; set it to %s",
+                                cl[i].key, cfg->backend.device, major, minor, cl[i].off);
+        }
+    }
+    if (cfg->backend.scoring == PATH_FUSED && optin < 221 * 1024) {
+        return flame_errorf(FLAME_EINPUT,
+                            "backend.scoring=fused needs up to 221 KiB of shared memory per block; "
+                            "device %d offers %d KiB; set backend.scoring=staged",
+                            cfg->backend.device, optin / 1024);
+    }
+    return FLAME_OK;
+}
 
+static void create_context(Backend *b) {
+    const FlameConfig *cfg = b->base.cfg;
+    bool fused = cfg->backend.kernels == KERNELS_FUSED;
+    b->ctx.tf32 = cfg->backend.precision == PRECISION_TF32;
+    b->ctx.fused = fused;
+    b->ctx.cluster = fused && cfg->backend.small_rows == SMALL_CLUSTER;
+    b->ctx.bwd_fused = fused && cfg->backend.backward == PATH_FUSED;
+    b->ctx.merge = cfg->backend.merge_launches;
+    b->scoring_fused = fused && cfg->backend.scoring == PATH_FUSED;
+    b->entropy_fused = fused && cfg->backend.entropy == PATH_FUSED;
+    b->grid_red = cfg->backend.reductions == REDUCE_GRID;
+    b->merge = cfg->backend.merge_launches;
+    b->use_graphs = cfg->backend.graphs;
+    size_t ws = 32u << 20;
+    b->blas_ws = dalloc(b, ws);
+    if (b->plan_only) {
+        return;
+    }
     /* stream, cuBLAS, fused-kernel limits */
     CUDA_CHECK(cudaStreamCreateWithFlags(&b->ctx.stream, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&b->ctx.blas));
     CUBLAS_CHECK(cublasSetStream(b->ctx.blas, b->ctx.stream));
-    size_t ws = 32u << 20;
-    b->blas_ws = dalloc(ws);
     CUBLAS_CHECK(cublasSetWorkspace(b->ctx.blas, b->blas_ws, ws));
-    b->ctx.tf32 = cfg->backend.precision == PRECISION_TF32;
     CUBLAS_CHECK(cublasSetMathMode(b->ctx.blas, b->ctx.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
                                                             : CUBLAS_DEFAULT_MATH));
-    b->ctx.fused = cfg->backend.kernels == KERNELS_FUSED;
+    CUDA_CHECK(cudaDeviceGetAttribute(&b->cc_major, cudaDevAttrComputeCapabilityMajor,
+                                      cfg->backend.device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&b->sm_count, cudaDevAttrMultiProcessorCount,
+                                      cfg->backend.device));
     dmlp_init(&b->ctx);
-    b->use_graphs = cfg->backend.graphs;
+    cuda_entropy_init(&b->ctx);
+    cuda_qscore_init(&b->ctx);
+}
 
-    /* state: initialised on the host exactly as the CPU backend does, then uploaded */
+/* agent state, initialised on the host exactly as the CPU backend does, then uploaded */
+static void create_state(Backend *b) {
+    const FlameConfig *cfg = b->base.cfg;
     AgentState st;
-    agent_state_init(&st, cfg, obs_dim, act_dim);
+    agent_state_init(&st, cfg, b->S, b->D);
     b->L = st.L;
     b->np = st.L.pol_table.total;
     b->nq = st.L.q_table.total;
-    b->pol = (float *)dalloc(4 * b->np * sizeof(float));
-    b->q1 = (float *)dalloc(4 * b->nq * sizeof(float));
-    b->q2 = (float *)dalloc(4 * b->nq * sizeof(float));
-    b->pol_ema = (float *)dalloc(b->np * sizeof(float));
-    b->q1_targ = (float *)dalloc(b->nq * sizeof(float));
-    b->q2_targ = (float *)dalloc(b->nq * sizeof(float));
-    b->alpha3 = (float *)dalloc(3 * sizeof(float));
-    b->sc = (DevScalars *)dalloc(sizeof(DevScalars));
-    b->met = (UpdateMetrics *)dalloc(sizeof(UpdateMetrics));
-    b->acc = (double *)dalloc(8 * sizeof(double));
-    CUDA_CHECK(cudaDeviceSynchronize()); /* the zeroing (legacy stream) precedes the upload */
-    backend_cuda_ops.set_state(b, &st);
+    b->pol = (float *)dalloc(b, 4 * b->np * sizeof(float));
+    b->q1 = (float *)dalloc(b, 4 * b->nq * sizeof(float));
+    b->q2 = (float *)dalloc(b, 4 * b->nq * sizeof(float));
+    b->pol_ema = (float *)dalloc(b, b->np * sizeof(float));
+    b->q1_targ = (float *)dalloc(b, b->nq * sizeof(float));
+    b->q2_targ = (float *)dalloc(b, b->nq * sizeof(float));
+    b->alpha3 = (float *)dalloc(b, 3 * sizeof(float));
+    b->sc = (DevScalars *)dalloc(b, sizeof(DevScalars));
+    b->met = (UpdateMetrics *)dalloc(b, sizeof(UpdateMetrics));
+    b->acc = (double *)dalloc(b, 8 * sizeof(double));
+    if (!b->plan_only) {
+        CUDA_CHECK(cudaDeviceSynchronize()); /* the zeroing (legacy stream) precedes the upload */
+        backend_cuda_ops.set_state(b, &st);
+    }
     agent_state_free(&st);
+}
 
-    /* replay */
-    b->cap = cfg->update.replay_size;
+static void create_replay(Backend *b) {
+    b->cap = b->base.cfg->update.replay_size;
     size_t C = (size_t)b->cap, S = (size_t)b->S, D = (size_t)b->D;
-    b->r_obs = (float *)dalloc(C * S * sizeof(float));
-    b->r_next = (float *)dalloc(C * S * sizeof(float));
-    b->r_act = (float *)dalloc(C * D * sizeof(float));
-    b->r_rew = (float *)dalloc(C * sizeof(float));
-    b->r_done = (uint8_t *)dalloc(C);
-    CUDA_CHECK(cudaEventCreateWithFlags(&b->push_ev, cudaEventDisableTiming));
+    b->r_obs = (float *)dalloc(b, C * S * sizeof(float));
+    b->r_next = (float *)dalloc(b, C * S * sizeof(float));
+    b->r_act = (float *)dalloc(b, C * D * sizeof(float));
+    b->r_rew = (float *)dalloc(b, C * sizeof(float));
+    b->r_done = (uint8_t *)dalloc(b, C);
+    if (!b->plan_only) {
+        for (int k = 0; k < 2; k++) {
+            CUDA_CHECK(cudaEventCreateWithFlags(&b->push_ev[k], cudaEventDisableTiming));
+        }
+    }
+}
 
-    /* minibatch, stage outputs */
-    size_t B = (size_t)b->B, K = (size_t)b->K, Np = (size_t)b->Np;
-    b->obs = (float *)dalloc(B * S * sizeof(float));
-    b->next_obs = (float *)dalloc(B * S * sizeof(float));
-    b->act = (float *)dalloc(B * D * sizeof(float));
-    b->rew = (float *)dalloc(B * sizeof(float));
-    b->done = (float *)dalloc(B * sizeof(float));
-    b->y = (float *)dalloc(B * sizeof(float));
-    b->ent = (float *)dalloc(B * sizeof(float));
-    b->logpi = (float *)dalloc(B * sizeof(float));
-    b->next_a = (float *)dalloc(B * D * sizeof(float));
-    b->a_star = (float *)dalloc(B * D * sizeof(float));
-    b->x = (float *)dalloc(B * D * sizeof(float));
-    b->r = (float *)dalloc(B * sizeof(float));
-    b->t = (float *)dalloc(B * sizeof(float));
-    b->vbar = (float *)dalloc(B * D * sizeof(float));
-    b->ess = (float *)dalloc(B * sizeof(float));
-    b->w = (float *)dalloc(B * K * sizeof(float));
-    b->qc = (float *)dalloc(B * K * sizeof(float));
-    b->eps_post = (float *)dalloc(B * K * D * sizeof(float));
-    b->pscore = (float *)dalloc(B * Np * sizeof(float));
-    b->pbest = (int *)dalloc(B * sizeof(int));
+/* minibatch and stage outputs */
+static void create_batch(Backend *b) {
+    size_t B = (size_t)b->B, S = (size_t)b->S, D = (size_t)b->D, K = (size_t)b->K,
+           Np = (size_t)b->Np;
+    b->obs = (float *)dalloc(b, B * S * sizeof(float));
+    b->next_obs = (float *)dalloc(b, B * S * sizeof(float));
+    b->act = (float *)dalloc(b, B * D * sizeof(float));
+    b->rew = (float *)dalloc(b, B * sizeof(float));
+    b->done = (float *)dalloc(b, B * sizeof(float));
+    b->y = (float *)dalloc(b, B * sizeof(float));
+    b->ent = (float *)dalloc(b, B * sizeof(float));
+    b->logpi = (float *)dalloc(b, B * sizeof(float));
+    b->next_a = (float *)dalloc(b, B * D * sizeof(float));
+    b->a_star = (float *)dalloc(b, B * D * sizeof(float));
+    b->x = (float *)dalloc(b, B * D * sizeof(float));
+    b->r = (float *)dalloc(b, B * sizeof(float));
+    b->t = (float *)dalloc(b, B * sizeof(float));
+    b->vbar = (float *)dalloc(b, B * D * sizeof(float));
+    b->ess = (float *)dalloc(b, B * sizeof(float));
+    b->w = (float *)dalloc(b, B * K * sizeof(float));
+    b->qc = (float *)dalloc(b, B * K * sizeof(float));
+    b->eps_post = (float *)dalloc(b, B * K * D * sizeof(float));
+    b->pscore = (float *)dalloc(b, B * Np * sizeof(float));
+    b->pbest = (int *)dalloc(b, B * sizeof(int));
+}
 
-    /* work: particle chunks of whole states, at least B, K and Np rows (B * Np in 64 bits: up to
-       2^20 * 4096 before the clamp) */
-    long long fc = (long long)b->B * b->Np;
+/* row capacities of the work buffers: particle chunks of whole states (at least B, K and Np
+   rows) and candidate-scoring chunks */
+static void work_rows(Backend *b, int *qrows) {
+    long long fc = (long long)b->B * b->Np; /* 64 bits: up to 2^20 * 4096 before the clamp */
     fc = fc > 32768 ? 32768 : fc;
     fc = fc < b->B ? b->B : fc;
     fc = fc < b->K ? b->K : fc;
@@ -194,30 +267,91 @@ static int cuda_create(const FlameConfig *cfg, int obs_dim, int act_dim, Backend
     int per = 32768 / b->K;
     per = per < 1 ? 1 : (per > b->B ? b->B : per);
     b->qcap = per * b->K;
-    int qrows = b->qcap > fcap ? b->qcap : fcap;
-    dflow_work_alloc(&b->fw, &b->L, fcap);
-    dqwork_alloc(&b->q1w, &b->L, qrows);
-    dqwork_alloc(&b->q2w, &b->L, qrows);
-    size_t F = (size_t)fcap;
-    b->z_rep = (float *)dalloc(F * D * sizeof(float));
-    b->a_rep = (float *)dalloc((size_t)qrows * D * sizeof(float));
-    b->tan_rep = (float *)dalloc(F * D * sizeof(float));
-    b->g_rep = (float *)dalloc(F * D * sizeof(float));
-    b->mask = (float *)dalloc(F * D * sizeof(float));
-    b->da = (float *)dalloc(F * D * sizeof(float));
-    b->da2 = (float *)dalloc(F * D * sizeof(float));
-    b->dq1 = (float *)dalloc(F * sizeof(float));
-    b->dq2 = (float *)dalloc(F * sizeof(float));
-    b->dout2 = (float *)dalloc(F * 2 * D * sizeof(float));
-    b->xr = (float *)dalloc(F * D * sizeof(float));
-    b->rr = (float *)dalloc(F * sizeof(float));
-    b->tr = (float *)dalloc(F * sizeof(float));
-    b->ez = (float *)dalloc(B * D * sizeof(float));
-    b->etan = (float *)dalloc(B * D * sizeof(float));
-    b->etr = (float *)dalloc(B * sizeof(float));
-    b->ejac = (float *)dalloc(B * D * D * sizeof(float));
-    b->elu = (double *)dalloc(B * D * D * sizeof(double));
+    *qrows = b->qcap > fcap ? b->qcap : fcap;
+    /* the fused scoring's state projections: the batch, or one particle chunk's states */
+    int pst = b->fcap / b->Np;
+    b->pcap = b->B > pst ? b->B : pst;
+}
 
+/* one set of flow and critic work of `rows` rows (plan mode: counted only) */
+static void work_caches(Backend *b, DFlowWork *fw, int frows, DQWork *q1, DQWork *q2, int qrows) {
+    if (b->plan_only) {
+        b->dev_bytes += dflow_work_bytes(&b->L, frows) + 2 * dqwork_bytes(&b->L, qrows);
+        return;
+    }
+    dflow_work_alloc(fw, &b->L, frows);
+    dqwork_alloc(q1, &b->L, qrows);
+    dqwork_alloc(q2, &b->L, qrows);
+}
+
+static void create_work(Backend *b) {
+    int qrows = 0;
+    work_rows(b, &qrows);
+    work_caches(b, &b->fw, b->fcap, &b->q1w, &b->q2w, qrows);
+    size_t B = (size_t)b->B, D = (size_t)b->D, F = (size_t)b->fcap;
+    b->z_rep = (float *)dalloc(b, F * D * sizeof(float));
+    b->a_rep = (float *)dalloc(b, (size_t)qrows * D * sizeof(float));
+    b->tan_rep = (float *)dalloc(b, F * D * sizeof(float));
+    b->g_rep = (float *)dalloc(b, F * D * sizeof(float));
+    b->mask = (float *)dalloc(b, F * D * sizeof(float));
+    b->da = (float *)dalloc(b, F * D * sizeof(float));
+    b->da2 = (float *)dalloc(b, F * D * sizeof(float));
+    b->dq1 = (float *)dalloc(b, F * sizeof(float));
+    b->dq2 = (float *)dalloc(b, F * sizeof(float));
+    b->dout2 = (float *)dalloc(b, F * 2 * D * sizeof(float));
+    b->xr = (float *)dalloc(b, F * D * sizeof(float));
+    b->rr = (float *)dalloc(b, F * sizeof(float));
+    b->tr = (float *)dalloc(b, F * sizeof(float));
+    /* entropy scratch (the exact estimator's Jacobians and LU only when it runs) */
+    bool exact = b->base.cfg->entropy.estimator == ENT_EXACT;
+    size_t JD = exact ? D * D : 1;
+    b->ez = (float *)dalloc(b, B * D * sizeof(float));
+    b->etan = (float *)dalloc(b, B * D * sizeof(float));
+    b->etr = (float *)dalloc(b, B * sizeof(float));
+    b->ejac = (float *)dalloc(b, B * JD * sizeof(float));
+    b->elu = (double *)dalloc(b, B * JD * sizeof(double));
+    /* grid reductions, fused scoring */
+    b->red.part = (double *)dalloc(
+        b, (size_t)GRID_RED_MAX_BLOCKS * GRID_RED_MAX_VALUES * GRID_RED_MAX_ROWS * sizeof(double));
+    b->red.count = (unsigned *)dalloc(b, GRID_RED_MAX_ROWS * sizeof(unsigned));
+    if (b->scoring_fused) {
+        b->qproj = (float *)dalloc(b, 2 * (size_t)b->pcap * b->L.q.dims[1] * sizeof(float));
+    }
+}
+
+/* the backend object with the config's sizes (no device work) */
+static Backend *backend_new(const FlameConfig *cfg, int obs_dim, int act_dim, bool plan_only) {
+    Backend *b = (Backend *)flame_calloc(1, sizeof *b);
+    backend_base_init(&b->base, cfg, obs_dim, act_dim);
+    b->B = cfg->update.batch_size;
+    b->S = obs_dim;
+    b->D = act_dim;
+    b->K = cfg->flow.sample_k;
+    b->Np = cfg->flow.num_particles;
+    b->NP = cfg->entropy.probes;
+    b->seed = (uint64_t)cfg->run.seed;
+    b->plan_only = plan_only;
+    return b;
+}
+
+static void create_parts(Backend *b) {
+    create_context(b);
+    create_state(b);
+    create_replay(b);
+    create_batch(b);
+    create_work(b);
+}
+
+static int cuda_create(const FlameConfig *cfg, int obs_dim, int act_dim, Backend **out) {
+    int rc = create_check(cfg);
+    if (rc != FLAME_OK) {
+        return rc;
+    }
+    CUDA_CHECK(cudaSetDevice(cfg->backend.device));
+    Backend *b = backend_new(cfg, obs_dim, act_dim, false);
+    create_parts(b);
+    size_t B = (size_t)b->B, S = (size_t)b->S, D = (size_t)b->D, K = (size_t)b->K,
+           Np = (size_t)b->Np;
     size_t dbg = B * (2 * S + 5 * D + 8) + B * K * (D + 2) + B * Np + 2 * D;
     b->h_dbg = (float *)flame_calloc(dbg, sizeof(float));
     CUDA_CHECK(cudaDeviceSynchronize()); /* the zeroing of every allocation is done */
@@ -225,11 +359,26 @@ static int cuda_create(const FlameConfig *cfg, int obs_dim, int act_dim, Backend
     return FLAME_OK;
 }
 
+size_t backend_cuda_plan_bytes(const FlameConfig *cfg, int obs_dim, int act_dim) {
+    Backend *b = backend_new(cfg, obs_dim, act_dim, true);
+    create_parts(b);
+    size_t bytes = b->dev_bytes;
+    flame_free(b);
+    return bytes;
+}
+
+size_t backend_cuda_device_bytes(Backend *b) {
+    return b->dev_bytes;
+}
+
+static void act_work_free(Backend *b);
+
 static void cuda_destroy(Backend *b) {
     if (!b) {
         return;
     }
     CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
+    act_work_free(b);
     for (int k = 0; k < FLAME_GRAPH_KEYS; k++) {
         if (b->exec[k]) {
             CUDA_CHECK(cudaGraphExecDestroy(b->exec[k]));
@@ -246,24 +395,150 @@ static void cuda_destroy(Backend *b) {
                     b->z_rep,  b->a_rep,  b->tan_rep, b->g_rep,  b->mask,    b->da,      b->da2,
                     b->dq1,    b->dq2,    b->dout2,  b->xr,      b->rr,      b->tr,      b->ez,
                     b->etan,   b->etr,    b->ejac,   b->elu,     b->d_aobs,  b->d_aout,  b->d_ascore,
-                    b->d_abest, b->blas_ws};
+                    b->d_abest, b->blas_ws, b->red.part, b->red.count, b->qproj};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) {
         dfree(ptrs[i]);
     }
-    if (b->h_stage) {
-        CUDA_CHECK(cudaFreeHost(b->h_stage));
+    for (int k = 0; k < 2; k++) {
+        if (b->h_stage[k]) {
+            CUDA_CHECK(cudaFreeHost(b->h_stage[k]));
+        }
+        CUDA_CHECK(cudaEventDestroy(b->push_ev[k]));
     }
     if (b->h_aobs) {
         CUDA_CHECK(cudaFreeHost(b->h_aobs));
         CUDA_CHECK(cudaFreeHost(b->h_aout));
     }
-    CUDA_CHECK(cudaEventDestroy(b->push_ev));
     CUBLAS_CHECK(cublasDestroy(b->ctx.blas));
     CUDA_CHECK(cudaStreamDestroy(b->ctx.stream));
     flame_free(b->h_dbg);
     flame_free(b->h_dbg_as);
     flame_free(b->h_dbg_i);
     flame_free(b);
+}
+
+/* ------------------------------------------------------------------ acting beside the updates */
+/* floats of one published snapshot: policy, EMA policy, critic 1, critic 2 (params), alpha3;
+   each part starts on a 64-byte boundary */
+static size_t snap_floats(const Backend *b, size_t off[5]) {
+    size_t n[5] = {b->np, b->np, b->nq, b->nq, 3}, o = 0;
+    for (int k = 0; k < 5; k++) {
+        off[k] = o;
+        o += (n[k] + 15) / 16 * 16;
+    }
+    return o;
+}
+
+static void act_work_create(Backend *b) {
+    ActWork *w = (ActWork *)flame_calloc(1, sizeof *w);
+    w->ctx = b->ctx;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&w->ctx.stream, cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasCreate(&w->ctx.blas));
+    CUBLAS_CHECK(cublasSetStream(w->ctx.blas, w->ctx.stream));
+    size_t ws = 8u << 20;
+    w->blas_ws = dalloc(b, ws);
+    CUBLAS_CHECK(cublasSetWorkspace(w->ctx.blas, w->blas_ws, ws));
+    CUBLAS_CHECK(cublasSetMathMode(w->ctx.blas, w->ctx.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                            : CUBLAS_DEFAULT_MATH));
+    size_t off[5], nsnap = snap_floats(b, off);
+    for (int k = 0; k < 2; k++) {
+        w->snap[k] = (float *)dalloc(b, nsnap * sizeof(float));
+        CUDA_CHECK(cudaEventCreateWithFlags(&w->ready[k], cudaEventDisableTiming));
+    }
+    w->slot = -1;
+    w->fcap = b->fcap;
+    w->pcap = b->pcap;
+    int qrows = b->fcap;
+    work_caches(b, &w->fw, w->fcap, &w->q1w, &w->q2w, qrows);
+    w->z_rep = (float *)dalloc(b, (size_t)w->fcap * b->D * sizeof(float));
+    w->a_rep = (float *)dalloc(b, (size_t)w->fcap * b->D * sizeof(float));
+    if (b->scoring_fused) {
+        w->qproj = (float *)dalloc(b, 2 * (size_t)w->pcap * b->L.q.dims[1] * sizeof(float));
+    }
+    CUDA_CHECK(cudaDeviceSynchronize()); /* the zeroing is done */
+    b->aw = w;
+}
+
+static void act_work_free(Backend *b) {
+    ActWork *w = b->aw;
+    if (!w) {
+        return;
+    }
+    CUDA_CHECK(cudaStreamSynchronize(w->ctx.stream));
+    dflow_work_free(&w->fw);
+    dqwork_free(&w->q1w);
+    dqwork_free(&w->q2w);
+    void *ptrs[] = {w->blas_ws, w->snap[0], w->snap[1], w->z_rep, w->a_rep, w->qproj};
+    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) {
+        dfree(ptrs[i]);
+    }
+    for (int k = 0; k < 2; k++) {
+        CUDA_CHECK(cudaEventDestroy(w->ready[k]));
+    }
+    CUBLAS_CHECK(cublasDestroy(w->ctx.blas));
+    CUDA_CHECK(cudaStreamDestroy(w->ctx.stream));
+    flame_free(w);
+    b->aw = NULL;
+}
+
+/* The fields cuda_stage_act reads, exchanged between the backend and the acting work set. */
+typedef struct {
+    DCtx ctx;
+    float *pol, *pol_ema, *q1, *q2, *alpha3;
+    DFlowWork fw;
+    DQWork q1w, q2w;
+    float *z_rep, *a_rep, *qproj;
+    int fcap, pcap;
+} ActFields;
+
+static void act_fields_get(const Backend *b, ActFields *f) {
+    f->ctx = b->ctx;
+    f->pol = b->pol, f->pol_ema = b->pol_ema, f->q1 = b->q1, f->q2 = b->q2, f->alpha3 = b->alpha3;
+    f->fw = b->fw, f->q1w = b->q1w, f->q2w = b->q2w;
+    f->z_rep = b->z_rep, f->a_rep = b->a_rep, f->qproj = b->qproj;
+    f->fcap = b->fcap, f->pcap = b->pcap;
+}
+
+static void act_fields_set(Backend *b, const ActFields *f) {
+    b->ctx = f->ctx;
+    b->pol = f->pol, b->pol_ema = f->pol_ema, b->q1 = f->q1, b->q2 = f->q2, b->alpha3 = f->alpha3;
+    b->fw = f->fw, b->q1w = f->q1w, b->q2w = f->q2w;
+    b->z_rep = f->z_rep, b->a_rep = f->a_rep, b->qproj = f->qproj;
+    b->fcap = f->fcap, b->pcap = f->pcap;
+}
+
+/* the acting fields of the last published snapshot on the acting stream */
+static void act_fields_published(const Backend *b, ActFields *f) {
+    const ActWork *w = b->aw;
+    size_t off[5];
+    snap_floats(b, off);
+    float *sn = w->snap[w->slot];
+    f->ctx = w->ctx;
+    f->pol = sn + off[0], f->pol_ema = sn + off[1], f->q1 = sn + off[2], f->q2 = sn + off[3];
+    f->alpha3 = sn + off[4];
+    f->fw = w->fw, f->q1w = w->q1w, f->q2w = w->q2w;
+    f->z_rep = w->z_rep, f->a_rep = w->a_rep, f->qproj = w->qproj;
+    f->fcap = w->fcap, f->pcap = w->pcap;
+}
+
+/* publish: the snapshot of the state all queued work reaches, for the following act calls */
+static void cuda_publish(Backend *b) {
+    FLAME_CHECK(!b->capturing && !b->replaying, "publish called inside an update");
+    if (!b->aw) {
+        act_work_create(b);
+    }
+    ActWork *w = b->aw;
+    int slot = w->slot < 0 ? 0 : 1 - w->slot;
+    size_t off[5];
+    snap_floats(b, off);
+    const float *src[5] = {b->pol, b->pol_ema, b->q1, b->q2, b->alpha3};
+    size_t n[5] = {b->np, b->np, b->nq, b->nq, 3};
+    for (int k = 0; k < 5; k++) {
+        CUDA_CHECK(cudaMemcpyAsync(w->snap[slot] + off[k], src[k], n[k] * sizeof(float),
+                                   cudaMemcpyDeviceToDevice, b->ctx.stream));
+    }
+    CUDA_CHECK(cudaEventRecord(w->ready[slot], b->ctx.stream));
+    w->slot = slot;
 }
 
 /* ------------------------------------------------------------------ act */
@@ -275,7 +550,7 @@ static void cuda_act(Backend *b, const float *obs, int n, ActMode mode, uint32_t
     }
     size_t S = (size_t)b->S, D = (size_t)b->D;
     if ((size_t)n > b->act_cap) {
-        CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
+        CUDA_CHECK(cudaDeviceSynchronize()); /* no act work in flight on any stream */
         if (b->h_aobs) {
             CUDA_CHECK(cudaFreeHost(b->h_aobs));
             CUDA_CHECK(cudaFreeHost(b->h_aout));
@@ -287,12 +562,22 @@ static void cuda_act(Backend *b, const float *obs, int n, ActMode mode, uint32_t
         size_t cap = (size_t)n;
         CUDA_CHECK(cudaMallocHost((void **)&b->h_aobs, cap * S * sizeof(float)));
         CUDA_CHECK(cudaMallocHost((void **)&b->h_aout, cap * D * sizeof(float)));
-        b->d_aobs = (float *)dalloc(cap * S * sizeof(float));
-        b->d_aout = (float *)dalloc(cap * D * sizeof(float));
-        b->d_ascore = (float *)dalloc(cap * (size_t)b->Np * sizeof(float));
-        b->d_abest = (int *)dalloc(cap * sizeof(int));
+        b->d_aobs = (float *)dalloc(b, cap * S * sizeof(float));
+        b->d_aout = (float *)dalloc(b, cap * D * sizeof(float));
+        b->d_ascore = (float *)dalloc(b, cap * (size_t)b->Np * sizeof(float));
+        b->d_abest = (int *)dalloc(b, cap * sizeof(int));
         b->act_cap = cap;
         CUDA_CHECK(cudaDeviceSynchronize());
+    }
+    /* after a publish: the published snapshot, on the acting stream (queued updates run on) */
+    ActFields live;
+    bool published = b->aw && b->aw->slot >= 0;
+    if (published) {
+        ActFields pub;
+        act_fields_get(b, &live);
+        act_fields_published(b, &pub);
+        act_fields_set(b, &pub);
+        CUDA_CHECK(cudaStreamWaitEvent(b->ctx.stream, b->aw->ready[b->aw->slot], 0));
     }
     memcpy(b->h_aobs, obs, (size_t)n * S * sizeof(float));
     CUDA_CHECK(cudaMemcpyAsync(b->d_aobs, b->h_aobs, (size_t)n * S * sizeof(float),
@@ -301,6 +586,9 @@ static void cuda_act(Backend *b, const float *obs, int n, ActMode mode, uint32_t
     CUDA_CHECK(cudaMemcpyAsync(b->h_aout, b->d_aout, (size_t)n * D * sizeof(float),
                                cudaMemcpyDeviceToHost, b->ctx.stream));
     CUDA_CHECK(cudaStreamSynchronize(b->ctx.stream));
+    if (published) {
+        act_fields_set(b, &live);
+    }
     memcpy(actions, b->h_aout, (size_t)n * D * sizeof(float));
     b->act_n = n;
 }
@@ -314,18 +602,20 @@ static void cuda_replay_push(Backend *b, const float *obs, const float *act, con
     }
     size_t S = (size_t)b->S, D = (size_t)b->D, N = (size_t)n;
     size_t bytes = N * (2 * S + D + 1) * sizeof(float) + N;
-    if (b->push_pending) {
-        CUDA_CHECK(cudaEventSynchronize(b->push_ev)); /* the staging buffer is free again */
-        b->push_pending = false;
+    /* two staging slots in turn: a slot is free once its previous copies are done */
+    int k = (int)(b->pushes & 1);
+    if (b->push_pending[k]) {
+        CUDA_CHECK(cudaEventSynchronize(b->push_ev[k]));
+        b->push_pending[k] = false;
     }
-    if (bytes > b->h_stage_bytes) {
-        if (b->h_stage) {
-            CUDA_CHECK(cudaFreeHost(b->h_stage));
+    if (bytes > b->h_stage_bytes[k]) {
+        if (b->h_stage[k]) {
+            CUDA_CHECK(cudaFreeHost(b->h_stage[k]));
         }
-        CUDA_CHECK(cudaMallocHost((void **)&b->h_stage, bytes));
-        b->h_stage_bytes = bytes;
+        CUDA_CHECK(cudaMallocHost((void **)&b->h_stage[k], bytes));
+        b->h_stage_bytes[k] = bytes;
     }
-    float *so = (float *)b->h_stage, *sn = so + N * S, *sa = sn + N * S, *sr = sa + N * D;
+    float *so = (float *)b->h_stage[k], *sn = so + N * S, *sa = sn + N * S, *sr = sa + N * D;
     uint8_t *sd = (uint8_t *)(sr + N);
     memcpy(so, obs, N * S * sizeof(float));
     memcpy(sn, next_obs, N * S * sizeof(float));
@@ -354,8 +644,9 @@ static void cuda_replay_push(Backend *b, const float *obs, const float *act, con
         i += seg;
     }
     b->size = b->size + n > b->cap ? b->cap : b->size + n;
-    CUDA_CHECK(cudaEventRecord(b->push_ev, st));
-    b->push_pending = true;
+    CUDA_CHECK(cudaEventRecord(b->push_ev[k], st));
+    b->push_pending[k] = true;
+    b->pushes++;
 }
 
 static int64_t cuda_replay_size(Backend *b) {
@@ -473,6 +764,9 @@ static void cuda_end_update(Backend *b, const UpdateCtx *u) {
         b->capturing = false;
         flame_cuda_set_capturing(0);
         CUDA_CHECK(cudaGraphInstantiate(&b->exec[b->key], g, 0));
+        size_t nodes = 0;
+        CUDA_CHECK(cudaGraphGetNodes(g, NULL, &nodes));
+        b->graph_nodes[b->key] = (int)nodes;
         CUDA_CHECK(cudaGraphDestroy(g));
         b->n_graphs++;
         CUDA_CHECK(cudaGraphLaunch(b->exec[b->key], b->ctx.stream));
@@ -629,6 +923,16 @@ int backend_cuda_graph_count(Backend *b) {
     return b->n_graphs;
 }
 
+int backend_cuda_graph_nodes(Backend *b, bool actor) {
+    /* the captured graph of an update of this kind, any alpha/target flags */
+    for (int key = 0; key < FLAME_GRAPH_KEYS; key++) {
+        if (b->exec[key] && ((key & 1) != 0) == actor) {
+            return b->graph_nodes[key];
+        }
+    }
+    return -1;
+}
+
 extern "C" const BackendOps backend_cuda_ops = {
     "cuda",
     cuda_create,
@@ -650,4 +954,5 @@ extern "C" const BackendOps backend_cuda_ops = {
     cuda_get_metrics,
     cuda_end_update,
     cuda_sync,
+    cuda_publish,
 };

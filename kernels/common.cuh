@@ -9,7 +9,7 @@
  * A failure calls flame_fatal() (tests install a hook that fails the running test).
  *
  * defines: CUDA_CHECK CUBLAS_CHECK CUDA_CHECK_LAUNCH flame_cuda_fail cdiv block_sum_d block_max_f
- *          block_min_d block_max_d
+ *          block_min_d block_max_d GridRed RED_SUM RED_MAX RED_MIN grid_reduce grid_red_blocks
  */
 #ifndef FLAME_KERNELS_COMMON_CUH
 #define FLAME_KERNELS_COMMON_CUH
@@ -137,6 +137,94 @@ __device__ inline double block_max_d(double v, double *sh) {
 
 __device__ inline double block_min_d(double v, double *sh) {
     return -block_max_d(-v, sh);
+}
+
+/* ------------------------------------------------------------------ grid reductions
+   A reduction over every block of a launch without a second launch: each block reduces its
+   threads' values, writes them to `part`, and the last block to finish (an atomic counter, reset
+   by that block for the next launch or graph replay) combines the partials in block order. The
+   partition of the elements is fixed by the grid size, which the launcher derives from the
+   element count alone, so results are deterministic. With one block this is the block reduction.
+   blockIdx.y selects independent reductions (their own partials and counter).
+   `part` holds gridDim.x * gridDim.y * NV doubles, `count` gridDim.y counters (zero between
+   launches); GRID_RED_MAX_BLOCKS x 4 rows x 8 values are allocated by the backend. */
+enum { RED_SUM = 0, RED_MAX = 1, RED_MIN = 2 };
+
+#define GRID_RED_MAX_BLOCKS 512
+#define GRID_RED_MAX_VALUES 8
+#define GRID_RED_MAX_ROWS 4
+
+typedef struct {
+    double *part;
+    unsigned *count;
+} GridRed;
+
+__device__ inline double red_identity(int kind) {
+    return kind == RED_SUM ? 0.0 : (kind == RED_MAX ? -INFINITY : INFINITY);
+}
+
+__device__ inline double red_combine(int kind, double a, double b) {
+    return kind == RED_SUM ? a + b : (kind == RED_MAX ? fmax(a, b) : fmin(a, b));
+}
+
+__device__ inline double block_reduce_d(int kind, double v, double *sh) {
+    return kind == RED_SUM ? block_sum_d(v, sh)
+                           : (kind == RED_MAX ? block_max_d(v, sh) : block_min_d(v, sh));
+}
+
+/* Every thread of every block calls this with its values v (already combined over its own
+   elements). Returns true in every thread of the one block that finishes last, whose `out` then
+   holds the reductions over the whole grid row; false elsewhere (out untouched). */
+template <int NV>
+__device__ bool grid_reduce(const double (&v)[NV], const int (&kind)[NV], GridRed gr,
+                            double (&out)[NV]) {
+    __shared__ double sh[32];
+    __shared__ bool last;
+    const size_t base = (size_t)blockIdx.y * gridDim.x;
+    double b[NV];
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        b[j] = block_reduce_d(kind[j], v[j], sh);
+    }
+    if (threadIdx.x == 0) {
+#pragma unroll
+        for (int j = 0; j < NV; j++) {
+            gr.part[(base + blockIdx.x) * NV + j] = b[j];
+        }
+        __threadfence(); /* the partials are visible before the counter moves */
+        unsigned done = atomicAdd(gr.count + blockIdx.y, 1u);
+        last = done == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!last) {
+        return false;
+    }
+    __threadfence();
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        double acc = red_identity(kind[j]);
+        for (unsigned q = threadIdx.x; q < gridDim.x; q += blockDim.x) {
+            acc = red_combine(kind[j], acc, __ldcg(gr.part + (base + q) * NV + j));
+        }
+        out[j] = block_reduce_d(kind[j], acc, sh);
+    }
+    if (threadIdx.x == 0) {
+        gr.count[blockIdx.y] = 0u;
+    }
+    return true;
+}
+
+/* Blocks of a grid reduction over n elements (256 threads each): one block when `grid` is false
+   (backend.reductions=block), else one block per 64 elements (several blocks already at B = 256,
+   so short reductions spread too), at most GRID_RED_MAX_BLOCKS. Depends on n only, so the
+   summation order is fixed. */
+static inline int grid_red_blocks(long long n, bool grid) {
+    if (!grid) {
+        return 1;
+    }
+    long long g = (n + 63) / 64;
+    g = g < 1 ? 1 : g;
+    return (int)(g > GRID_RED_MAX_BLOCKS ? GRID_RED_MAX_BLOCKS : g);
 }
 
 #endif

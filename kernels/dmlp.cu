@@ -11,6 +11,8 @@
  */
 #include "dmlp.cuh"
 
+#include "cmlp.cuh"
+
 #define FM_THREADS 256
 #define FM_KC 16      /* k-chunk of staged weights */
 #define FM_MAXW 256   /* widest layer of the tile path */
@@ -31,57 +33,51 @@ __device__ __forceinline__ int rupd(int a, int b) {
     return (a + b - 1) / b * b;
 }
 
-__device__ __forceinline__ float din_get(const DIn &in, int i, int c) {
-#pragma unroll
-    for (int s = 0; s < DIN_MAX_SEGS; s++) {
-        if (s < in.n) {
-            const DSeg &g = in.s[s];
-            if (c < g.width) {
-                if (!g.p) {
-                    return 0.0f;
-                }
-                long long row = g.div > 0 ? (long long)(i / g.div) : 0;
-                return g.p[row * g.ld + c];
-            }
-            c -= g.width;
+/* ------------------------------------------------------------------ cache */
+/* Lays out a cache of `rows` rows from `p` (NULL: sizes only); returns the floats it takes. */
+static size_t cache_layout(DMlpCache *c, const Mlp *m, int rows, int flags, float *p) {
+    size_t R = (size_t)rows, md = (size_t)m->max_dim, total = 0;
+#define CACHE_TAKE(field, count)                                                                   \
+    do {                                                                                           \
+        (field) = p ? p + total : NULL;                                                            \
+        total += (count);                                                                          \
+    } while (0)
+    for (int l = 0; l < m->n_layers; l++) {
+        CACHE_TAKE(c->x[l], R * (size_t)m->dims[l]);
+        CACHE_TAKE(c->z[l], R * (size_t)m->dims[l + 1]);
+    }
+    if (flags & DMLP_CACHE_JVP) {
+        CACHE_TAKE(c->t0, R * md);
+        CACHE_TAKE(c->t1, R * md);
+        CACHE_TAKE(c->tout, R * (size_t)m->dims[m->n_layers]);
+    }
+    if (flags & DMLP_CACHE_BWD) {
+        CACHE_TAKE(c->d0, R * md);
+        CACHE_TAKE(c->d1, R * md);
+        /* the fused backward's dz of every layer below the last (its passes are short) */
+        c->dzcap = rows < DMLP_SMALL_ROWS ? rows : DMLP_SMALL_ROWS;
+        for (int l = 0; l + 1 < m->n_layers; l++) {
+            CACHE_TAKE(c->dz[l], (size_t)c->dzcap * (size_t)m->dims[l + 1]);
         }
     }
-    return 0.0f;
+#undef CACHE_TAKE
+    return total;
 }
 
-/* ------------------------------------------------------------------ cache */
+size_t dmlp_cache_bytes(const Mlp *m, int rows, int flags) {
+    DMlpCache c;
+    memset(&c, 0, sizeof c);
+    return cache_layout(&c, m, rows, flags, NULL) * sizeof(float);
+}
+
 void dmlp_cache_alloc(DMlpCache *c, const Mlp *m, int rows, int flags) {
     memset(c, 0, sizeof *c);
     c->cap = rows;
     c->flags = flags;
-    size_t total = 0, R = (size_t)rows, md = (size_t)m->max_dim;
-    for (int l = 0; l < m->n_layers; l++) {
-        total += R * (size_t)m->dims[l] + R * (size_t)m->dims[l + 1];
-    }
-    if (flags & DMLP_CACHE_JVP) {
-        total += 2 * R * md + R * (size_t)m->dims[m->n_layers];
-    }
-    if (flags & DMLP_CACHE_BWD) {
-        total += 2 * R * md;
-    }
+    size_t total = cache_layout(c, m, rows, flags, NULL);
     CUDA_CHECK(cudaMalloc(&c->mem, total * sizeof(float)));
     CUDA_CHECK(cudaMemset(c->mem, 0, total * sizeof(float)));
-    float *p = c->mem;
-    for (int l = 0; l < m->n_layers; l++) {
-        c->x[l] = p;
-        p += R * (size_t)m->dims[l];
-        c->z[l] = p;
-        p += R * (size_t)m->dims[l + 1];
-    }
-    if (flags & DMLP_CACHE_JVP) {
-        c->t0 = p, p += R * md;
-        c->t1 = p, p += R * md;
-        c->tout = p, p += R * (size_t)m->dims[m->n_layers];
-    }
-    if (flags & DMLP_CACHE_BWD) {
-        c->d0 = p, p += R * md;
-        c->d1 = p, p += R * md;
-    }
+    cache_layout(c, m, rows, flags, c->mem);
 }
 
 void dmlp_cache_free(DMlpCache *c) {
@@ -238,11 +234,7 @@ static const float *layered_jvp(const DCtx *ctx, const Mlp *m, const float *P, c
 }
 
 /* ------------------------------------------------------------------ fused kernel */
-typedef struct {
-    int n_layers, act;
-    int dims[MLP_MAX_LAYERS + 1];
-    int w_off[MLP_MAX_LAYERS], b_off[MLP_MAX_LAYERS];
-} FmDesc;
+typedef CmNet FmDesc; /* the layout of the network (its parameters come per network in FmArgs) */
 
 typedef struct {
     const float *P[2];
@@ -526,6 +518,9 @@ void dmlp_init(DCtx *ctx) {
     CUDA_CHECK(cudaGetDevice(&dev));
     CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
     ctx->smem_optin = optin;
+    int major = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    ctx->has_clusters = major >= 9;
     CUDA_CHECK(cudaFuncSetAttribute(fmlp_kernel<64, false>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
     CUDA_CHECK(cudaFuncSetAttribute(fmlp_kernel<32, false>,
@@ -534,21 +529,11 @@ void dmlp_init(DCtx *ctx) {
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
     CUDA_CHECK(cudaFuncSetAttribute(fmlp_kernel<16, true>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
+    cm_init(ctx);
 }
 
 static FmDesc fm_desc(const Mlp *m) {
-    FmDesc d;
-    memset(&d, 0, sizeof d);
-    d.n_layers = m->n_layers;
-    d.act = m->act;
-    for (int l = 0; l <= m->n_layers; l++) {
-        d.dims[l] = m->dims[l];
-    }
-    for (int l = 0; l < m->n_layers; l++) {
-        d.w_off[l] = (int)m->w_off[l];
-        d.b_off[l] = (int)m->b_off[l];
-    }
-    return d;
+    return cm_net(m, NULL);
 }
 
 static void fm_set_cache(FmArgs *a, int net, const Mlp *m, DMlpCache *c, bool save) {
@@ -591,6 +576,10 @@ const float *dmlp_forward(const DCtx *ctx, const Mlp *m, const float *P, const D
     if (rows <= 0) {
         return c->z[m->n_layers - 1];
     }
+    if (cm_pass_ok(ctx, m, false, rows)) {
+        cm_pass(ctx, m, 1, &P, in, NULL, rows, &c, save);
+        return c->z[m->n_layers - 1];
+    }
     int tr = 0;
     if (ctx->fused && dmlp_fused_ok(ctx, m, false, &tr)) {
         FmArgs a;
@@ -612,10 +601,16 @@ void dmlp_forward2(const DCtx *ctx, const Mlp *m, const float *P1, const float *
     if (rows <= 0) {
         return;
     }
+    FLAME_CHECK(din_width(in) == m->dims[0], "MLP input has %d columns, the network takes %d",
+                din_width(in), m->dims[0]);
+    if (cm_pass_ok(ctx, m, false, rows)) {
+        const float *P[2] = {P1, P2};
+        DMlpCache *c[2] = {c1, c2};
+        cm_pass(ctx, m, 2, P, in, NULL, rows, c, save);
+        return;
+    }
     int tr = 0;
     if (ctx->fused && dmlp_fused_ok(ctx, m, false, &tr)) {
-        FLAME_CHECK(din_width(in) == m->dims[0], "MLP input has %d columns, the network takes %d",
-                    din_width(in), m->dims[0]);
         FmArgs a;
         memset(&a, 0, sizeof a);
         a.P[0] = P1;
@@ -642,6 +637,10 @@ const float *dmlp_jvp(const DCtx *ctx, const Mlp *m, const float *P, const DIn *
     if (rows <= 0) {
         return c->z[m->n_layers - 1];
     }
+    if (cm_pass_ok(ctx, m, true, rows)) {
+        cm_pass(ctx, m, 1, &P, in, tin, rows, &c, save);
+        return c->z[m->n_layers - 1];
+    }
     int tr = 0;
     if (ctx->fused && dmlp_fused_ok(ctx, m, true, &tr)) {
         FmArgs a;
@@ -662,6 +661,12 @@ void dmlp_backward(const DCtx *ctx, const Mlp *m, const float *P, float *G, DMlp
     FLAME_CHECK(rows <= c->cap, "device MLP cache holds %d rows, asked for %d", c->cap, rows);
     FLAME_CHECK(c->flags & DMLP_CACHE_BWD, "MLP cache allocated without backward buffers");
     if (rows <= 0) {
+        return;
+    }
+    DBwdNet net = {m, P, G, c, dout, m->dims[m->n_layers], din};
+    if (dmlp_bwd_fused_ok(ctx, &net, 1, rows)) {
+        dmlp_chain(ctx, &net, 1, rows);
+        dmlp_wgrad(ctx, &net, 1, rows, true);
         return;
     }
     const float one = 1.0f, zero = 0.0f;

@@ -16,14 +16,22 @@
  *            MLPs) is a per-output dot product. Needs every layer width <= 256 and the tile in
  *            shared memory; otherwise the call falls back to the layered path. Twin networks of
  *            one layout run in one launch (blockIdx.y selects the network).
- * The backward pass (parameter gradients and input gradient) is layered (cuBLAS) in both modes.
+ *   cluster  (DCtx.cluster, sm_90, passes of at most DMLP_SMALL_ROWS rows) a cluster of 8
+ *            blocks per tile of 16 rows, each block computing 1/8 of every layer (cmlp.cuh);
+ *            preferred over the fused tile kernel where it applies.
+ * The backward pass (parameter gradients and input gradient) is layered (cuBLAS) by default; with
+ * DCtx.bwd_fused (sm_90, at most DMLP_SMALL_ROWS rows) it is one row-chain launch (dz of every
+ * layer and the input gradient, cluster engine) and one weight-gradient launch (every layer's dW
+ * and db, each element summed over the rows in row order by one thread: no atomics, no column-sum
+ * pass).
  * Caches hold every layer's input x[l] and pre-activation z[l] as in MlpCache; the layered path
- * always fills them, the fused path only when `save` is set (it always writes the output z[n-1]).
+ * always fills them, the fused paths only when `save` is set (they always write the output z[n-1]).
  * TF32: DCtx.tf32 switches cuBLAS to TF32 tensor-op math; the fused kernels compute in fp32.
  *
- * defines: DSeg DIn DCtx DMlpCache din_empty din_add dmlp_init dmlp_cache_alloc dmlp_cache_free
- *          dmlp_assemble dmlp_forward dmlp_forward2 dmlp_jvp dmlp_backward dmlp_fused_ok
- *          dcopy_cols dfill
+ * defines: DMLP_SMALL_ROWS DSeg DIn DCtx DMlpCache DBwdNet din_empty din_add din_get dmlp_init
+ *          dmlp_cache_alloc dmlp_cache_bytes dmlp_cache_free dmlp_assemble dmlp_forward
+ *          dmlp_forward2 dmlp_jvp dmlp_backward dmlp_bwd_fused_ok dmlp_chain dmlp_wgrad
+ *          dmlp_fused_ok dcopy_cols dfill
  */
 #ifndef FLAME_KERNELS_DMLP_CUH
 #define FLAME_KERNELS_DMLP_CUH
@@ -31,6 +39,7 @@
 #include "common.cuh"
 
 #define DIN_MAX_SEGS 4
+#define DMLP_SMALL_ROWS 4096 /* passes of at most this many rows may take the cluster engine */
 
 typedef struct {
     const float *p; /* NULL: zeros */
@@ -50,6 +59,10 @@ typedef struct {
     int fused;      /* use the fused kernels where the shapes allow */
     int tf32;       /* cuBLAS in TF32 tensor-op mode (set on the handle by the owner) */
     int smem_optin; /* largest dynamic shared memory per block */
+    int cluster;    /* small passes on the cluster engine (needs compute capability 9.0) */
+    int has_clusters; /* the device has thread-block clusters (set by dmlp_init) */
+    int bwd_fused;  /* fused backward (needs compute capability 9.0) */
+    int merge;      /* time features of a flow pass in one kernel (dflow.cu) */
 } DCtx;
 
 enum { DMLP_CACHE_JVP = 1, DMLP_CACHE_BWD = 2 };
@@ -61,8 +74,23 @@ typedef struct {
     float *t0, *t1;           /* tangent ping-pong (JVP), rows x max_dim */
     float *tout;              /* output tangent (JVP), rows x dims[n] */
     float *d0, *d1;           /* backward ping-pong (BWD), rows x max_dim */
+    float *dz[MLP_MAX_LAYERS]; /* fused backward (BWD): dz of layer l < n-1, dzcap x dims[l+1] */
+    int dzcap;
     float *mem;
 } DMlpCache;
+
+/* One network of a fused backward: cache c holds its last saved forward (x, z); dout (row stride
+   dout_ld) is dL/doutput; G (NULL: none) receives the parameter gradients, din (NULL: none) the
+   input gradient (rows x dims[0]). */
+typedef struct {
+    const Mlp *m;
+    const float *P;
+    float *G;
+    DMlpCache *c;
+    const float *dout;
+    int dout_ld;
+    float *din;
+} DBwdNet;
 
 static inline DIn din_empty(void) {
     DIn d;
@@ -80,6 +108,25 @@ static inline void din_add(DIn *in, const float *p, int width, int ld, int div) 
     in->n++;
 }
 
+/* Element (i, c) of the input described by `in`. */
+__device__ __forceinline__ float din_get(const DIn &in, int i, int c) {
+#pragma unroll
+    for (int s = 0; s < DIN_MAX_SEGS; s++) {
+        if (s < in.n) {
+            const DSeg &g = in.s[s];
+            if (c < g.width) {
+                if (!g.p) {
+                    return 0.0f;
+                }
+                long long row = g.div > 0 ? (long long)(i / g.div) : 0;
+                return g.p[row * g.ld + c];
+            }
+            c -= g.width;
+        }
+    }
+    return 0.0f;
+}
+
 static inline int din_width(const DIn *in) {
     int w = 0;
     for (int i = 0; i < in->n; i++) {
@@ -93,6 +140,8 @@ void dmlp_init(DCtx *ctx);
 
 void dmlp_cache_alloc(DMlpCache *c, const Mlp *m, int rows, int flags);
 void dmlp_cache_free(DMlpCache *c);
+/* Device bytes dmlp_cache_alloc takes for these arguments. */
+size_t dmlp_cache_bytes(const Mlp *m, int rows, int flags);
 
 /* Writes the rows x width(in) matrix described by `in` to out (row stride ld). */
 void dmlp_assemble(const DCtx *ctx, const DIn *in, int rows, float *out, int ld);
@@ -113,6 +162,15 @@ const float *dmlp_jvp(const DCtx *ctx, const Mlp *m, const float *P, const DIn *
    din = dL/dinput (rows x dims[0], may be NULL). */
 void dmlp_backward(const DCtx *ctx, const Mlp *m, const float *P, float *G, DMlpCache *c,
                    const float *dout, int rows, float *din);
+
+/* Whether the fused backward handles n networks (of at most 2 per chain launch) at `rows`. */
+bool dmlp_bwd_fused_ok(const DCtx *ctx, const DBwdNet *nets, int n, int rows);
+/* Fused backward, row chain (one launch, at most 2 networks): dz of every layer below the last
+   into c->dz, and din. */
+void dmlp_chain(const DCtx *ctx, const DBwdNet *nets, int n, int rows);
+/* Fused backward, parameter gradients of every layer of n networks (one launch) from their dout
+   and c->dz: G += (accumulate) or G = the gradient. */
+void dmlp_wgrad(const DCtx *ctx, const DBwdNet *nets, int n, int rows, bool accumulate);
 
 /* Whether the fused kernel handles this network (and its rows-per-block), for tests and benches. */
 bool dmlp_fused_ok(const DCtx *ctx, const Mlp *m, bool jvp, int *tile_rows);

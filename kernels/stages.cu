@@ -51,10 +51,35 @@ static int grid1(long long n, int threads) {
     for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < (n);              \
          idx += (long long)gridDim.x * blockDim.x)
 
+/* blocks of a reduction kernel over n elements: 1 (backend.reductions=block) or a grid */
+static int red_grid(const Backend *b, long long n) {
+    return grid_red_blocks(n, b->grid_red);
+}
+
 /* ------------------------------------------------------------------ Adam, Polyak */
-__global__ void adam_kernel(float *p, const float *g, float *m, float *v, long long n, double lr,
-                            const double *lr_dev, double b1, double b2, double eps,
-                            const int64_t *t_base, int t_off) {
+/* One array of an Adam or Polyak launch (blockIdx.y selects it). */
+typedef struct {
+    float *p;
+    const float *g; /* Polyak: the source */
+    float *m, *v;
+    long long n;
+} ParamSet;
+
+typedef struct {
+    ParamSet s[3];
+} ParamSets;
+
+/* the set of this block row (constant indices: no local copy of the parameter struct) */
+__device__ __forceinline__ ParamSet param_set(const ParamSets &sets) {
+    return blockIdx.y == 0 ? sets.s[0] : (blockIdx.y == 1 ? sets.s[1] : sets.s[2]);
+}
+
+__global__ void adam_kernel(ParamSets sets, double lr, const double *lr_dev, double b1, double b2,
+                            double eps, const int64_t *t_base, int t_off) {
+    const ParamSet ps = param_set(sets);
+    float *p = ps.p, *m = ps.m, *v = ps.v;
+    const float *g = ps.g;
+    const long long n = ps.n;
     int64_t t = *t_base + t_off + 1;
     float fb1 = (float)b1, fb2 = (float)b2, flr = (float)(lr_dev ? *lr_dev : lr),
           feps = (float)eps;
@@ -74,17 +99,34 @@ __global__ void adam_kernel(float *p, const float *g, float *m, float *v, long l
     }
 }
 
-void cuda_adam(Backend *b, float *p, const float *g, float *m, float *v, size_t n, double lr,
-               const double *lr_dev, const int64_t *t_base, int t_offset) {
+/* Adam on the arrays of `sets` (count of them) in one launch */
+static void adam_sets(Backend *b, const ParamSets *sets, int count, double lr,
+                      const double *lr_dev, const int64_t *t_base, int t_offset) {
     const FlameConfig *cfg = CFG(b);
-    adam_kernel<<<grid1((long long)n, 256), 256, 0, b->ctx.stream>>>(
-        p, g, m, v, (long long)n, lr, lr_dev, cfg->optim.beta1, cfg->optim.beta2, cfg->optim.eps,
-        t_base, t_offset);
+    long long n = 0;
+    for (int k = 0; k < count; k++) {
+        n = sets->s[k].n > n ? sets->s[k].n : n;
+    }
+    dim3 grid(grid1(n, 256), count);
+    adam_kernel<<<grid, 256, 0, b->ctx.stream>>>(*sets, lr, lr_dev, cfg->optim.beta1,
+                                                 cfg->optim.beta2, cfg->optim.eps, t_base,
+                                                 t_offset);
     CUDA_CHECK_LAUNCH();
 }
 
-__global__ void polyak_kernel(float *target, const float *src, long long n, float a, float bb) {
-    GRID_LOOP(i, n) {
+void cuda_adam(Backend *b, float *p, const float *g, float *m, float *v, size_t n, double lr,
+               const double *lr_dev, const int64_t *t_base, int t_offset) {
+    ParamSets sets;
+    memset(&sets, 0, sizeof sets);
+    sets.s[0] = ParamSet{p, g, m, v, (long long)n};
+    adam_sets(b, &sets, 1, lr, lr_dev, t_base, t_offset);
+}
+
+__global__ void polyak_kernel(ParamSets sets, float a, float bb) {
+    const ParamSet ps = param_set(sets);
+    float *target = ps.p;
+    const float *src = ps.g;
+    GRID_LOOP(i, ps.n) {
         target[i] = __fadd_rn(__fmul_rn(a, src[i]), __fmul_rn(bb, target[i]));
     }
 }
@@ -92,14 +134,22 @@ __global__ void polyak_kernel(float *target, const float *src, long long n, floa
 void cuda_stage_polyak(Backend *b) {
     double tau = CFG(b)->update.tau;
     float a = (float)tau, bb = (float)(1.0 - tau);
-    struct {
-        float *t;
-        const float *s;
-        size_t n;
-    } j[3] = {{b->q1_targ, b->q1, b->nq}, {b->q2_targ, b->q2, b->nq}, {b->pol_ema, b->pol, b->np}};
+    ParamSets all;
+    memset(&all, 0, sizeof all);
+    all.s[0] = ParamSet{b->q1_targ, b->q1, NULL, NULL, (long long)b->nq};
+    all.s[1] = ParamSet{b->q2_targ, b->q2, NULL, NULL, (long long)b->nq};
+    all.s[2] = ParamSet{b->pol_ema, b->pol, NULL, NULL, (long long)b->np};
+    long long n = (long long)(b->np > b->nq ? b->np : b->nq);
+    if (b->merge) { /* the three arrays in one launch */
+        polyak_kernel<<<dim3(grid1(n, 256), 3), 256, 0, b->ctx.stream>>>(all, a, bb);
+        CUDA_CHECK_LAUNCH();
+        return;
+    }
     for (int k = 0; k < 3; k++) {
-        polyak_kernel<<<grid1((long long)j[k].n, 256), 256, 0, b->ctx.stream>>>(
-            j[k].t, j[k].s, (long long)j[k].n, a, bb);
+        ParamSets one;
+        memset(&one, 0, sizeof one);
+        one.s[0] = all.s[k];
+        polyak_kernel<<<grid1(all.s[k].n, 256), 256, 0, b->ctx.stream>>>(one, a, bb);
         CUDA_CHECK_LAUNCH();
     }
 }
@@ -205,8 +255,7 @@ static void best_of_n(Backend *b, const float *P, const float *s, int n, uint32_
         CUDA_CHECK_LAUNCH();
         DSeg ss = dseg(s + (size_t)s0 * S, S, S, Np);
         policy_sample(b, P, ss, b->z_rep, rows, b->a_rep);
-        dcritic_forward2(&b->ctx, &b->L, P1, P2, ss, dseg(b->a_rep, D, D, 1), rows, &b->q1w,
-                         &b->q2w, false);
+        cuda_score_twin(b, P1, P2, ss, b->a_rep, rows);
         argmax_kernel<<<cdiv(ns, 128), 128, 0, b->ctx.stream>>>(
             dq_out(&b->L, &b->q1w), dq_out(&b->L, &b->q2w), b->a_rep, ns, Np, D,
             out + (size_t)s0 * D, score ? score + (size_t)s0 * Np : NULL,
@@ -305,25 +354,24 @@ __global__ void sac_next_kernel(const float *o, int B, int D, uint64_t seed, con
     ent[i] = (float)-lp;
 }
 
-/* y = s r + gamma (1 - d)(min Q'(s', a') + c alpha H); metrics (one block) */
+/* y = s r + gamma (1 - d)(min Q'(s', a') + c alpha H); metrics (grid reduction) */
 __global__ void td_target_kernel(const float *q1, const float *q2, const float *rew,
                                  const float *done, const float *ent, const float *alpha3, int B,
-                                 float c, float rs, float g, float *y, UpdateMetrics *met) {
-    __shared__ double sh[32];
+                                 float c, float rs, float g, float *y, UpdateMetrics *met,
+                                 GridRed red) {
     float alpha = expf(alpha3[0]);
-    double ysum = 0, esum = 0;
-    for (int i = threadIdx.x; i < B; i += blockDim.x) {
+    double v[2] = {0, 0}, r[2];
+    GRID_LOOP(i, B) {
         float q = q1[i] < q2[i] ? q1[i] : q2[i];
         float yi = rs * rew[i] + g * (1.0f - done[i]) * (q + c * alpha * ent[i]);
         y[i] = yi;
-        ysum += yi;
-        esum += ent[i];
+        v[0] += yi;
+        v[1] += ent[i];
     }
-    ysum = block_sum_d(ysum, sh);
-    esum = block_sum_d(esum, sh);
-    if (threadIdx.x == 0) {
-        met->target_mean = ysum / B;
-        met->entropy = esum / B;
+    const int kinds[2] = {RED_SUM, RED_SUM};
+    if (grid_reduce(v, kinds, red, r) && threadIdx.x == 0) {
+        met->target_mean = r[0] / B;
+        met->entropy = r[1] / B;
         met->alpha = alpha;
     }
 }
@@ -356,37 +404,57 @@ void cuda_stage_critic_target(Backend *b) {
     }
     dcritic_forward2(&b->ctx, &b->L, b->q1_targ, b->q2_targ, dseg(b->next_obs, S, S, 1),
                      dseg(b->next_a, D, D, 1), B, &b->q1w, &b->q2w, false);
-    td_target_kernel<<<1, 256, 0, b->ctx.stream>>>(
+    td_target_kernel<<<red_grid(b, B), 256, 0, b->ctx.stream>>>(
         dq_out(&b->L, &b->q1w), dq_out(&b->L, &b->q2w), b->rew, b->done, b->ent, b->alpha3, B, c,
-        (float)cfg->update.reward_scale, (float)cfg->update.gamma, b->y, b->met);
+        (float)cfg->update.reward_scale, (float)cfg->update.gamma, b->y, b->met, b->red);
     CUDA_CHECK_LAUNCH();
 }
 
 /* ------------------------------------------------------------------ critic step */
-__global__ void critic_loss_kernel(const float *qv, const float *y, int B, float *dq,
-                                   UpdateMetrics *met, int k) {
-    __shared__ double sh[32];
-    double loss = 0, qs = 0, qmin = INFINITY, qmax = -INFINITY;
-    for (int i = threadIdx.x; i < B; i += blockDim.x) {
+/* loss of critic k0 + blockIdx.y (values qv[y], gradient dq[y]); metrics (grid reduction) */
+__global__ void critic_loss_kernel(const float *qv0, const float *qv1, const float *y, int B,
+                                   float *dq0, float *dq1, UpdateMetrics *met, int k0,
+                                   GridRed red) {
+    const int k = k0 + (int)blockIdx.y;
+    const float *qv = blockIdx.y ? qv1 : qv0;
+    float *dq = blockIdx.y ? dq1 : dq0;
+    double v[4] = {0, 0, INFINITY, -INFINITY}, r[4];
+    GRID_LOOP(i, B) {
         float e = qv[i] - y[i];
-        loss += (double)e * e;
+        v[0] += (double)e * e;
         dq[i] = 2.0f * e / (float)B;
-        qs += qv[i];
-        qmin = fmin(qmin, (double)qv[i]);
-        qmax = fmax(qmax, (double)qv[i]);
+        v[1] += qv[i];
+        v[2] = fmin(v[2], (double)qv[i]);
+        v[3] = fmax(v[3], (double)qv[i]);
     }
-    loss = block_sum_d(loss, sh);
-    qs = block_sum_d(qs, sh);
-    qmin = block_min_d(qmin, sh);
-    qmax = block_max_d(qmax, sh);
-    if (threadIdx.x == 0) {
-        met->critic_loss[k] = loss / B;
+    const int kinds[4] = {RED_SUM, RED_SUM, RED_MIN, RED_MAX};
+    if (grid_reduce(v, kinds, red, r) && threadIdx.x == 0) {
+        met->critic_loss[k] = r[0] / B;
         if (k == 0) {
-            met->q_mean = qs / B;
-            met->q_min = qmin;
-            met->q_max = qmax;
+            met->q_mean = r[1] / B;
+            met->q_min = r[2];
+            met->q_max = r[3];
         }
     }
+}
+
+/* both critics' loss and gradient with one launch per kind of work (backend.merge_launches):
+   the twin forward (caches saved), the two losses, the twin backward */
+static void critic_grads_merged(Backend *b) {
+    int B = b->B, S = b->S, D = b->D;
+    const float *P1 = blob_params(b->q1, b->nq), *P2 = blob_params(b->q2, b->nq);
+    float *G1 = blob_grads(b->q1, b->nq), *G2 = blob_grads(b->q2, b->nq);
+    cudaStream_t st = b->ctx.stream;
+    dcritic_forward2(&b->ctx, &b->L, P1, P2, dseg(b->obs, S, S, 1), dseg(b->act, D, D, 1), B,
+                     &b->q1w, &b->q2w, true);
+    critic_loss_kernel<<<dim3(red_grid(b, B), 2), 256, 0, st>>>(
+        dq_out(&b->L, &b->q1w), dq_out(&b->L, &b->q2w), b->y, B, b->dq1, b->dq2, b->met, 0,
+        b->red);
+    CUDA_CHECK_LAUNCH();
+    CUDA_CHECK(cudaMemsetAsync(G1, 0, b->nq * sizeof(float), st));
+    CUDA_CHECK(cudaMemsetAsync(G2, 0, b->nq * sizeof(float), st));
+    dcritic_backward2(&b->ctx, &b->L, P1, P2, G1, G2, &b->q1w, &b->q2w, b->dq1, b->dq2, B, NULL,
+                      NULL);
 }
 
 void cuda_stage_critic_step(Backend *b, CriticPhase phase, int t_offset) {
@@ -394,17 +462,30 @@ void cuda_stage_critic_step(Backend *b, CriticPhase phase, int t_offset) {
     int B = b->B, S = b->S, D = b->D;
     float *blob[2] = {b->q1, b->q2};
     DQWork *work[2] = {&b->q1w, &b->q2w};
-    if (phase == CRITIC_GRAD_AND_STEP) {
+    if (phase == CRITIC_GRAD_AND_STEP && b->merge) {
+        critic_grads_merged(b);
+    } else if (phase == CRITIC_GRAD_AND_STEP) {
         for (int k = 0; k < 2; k++) {
             const float *P = blob_params(blob[k], b->nq);
             const float *qv = dcritic_forward(&b->ctx, &b->L, P, dseg(b->obs, S, S, 1),
                                               dseg(b->act, D, D, 1), B, work[k], true);
-            critic_loss_kernel<<<1, 256, 0, b->ctx.stream>>>(qv, b->y, B, b->dq1, b->met, k);
+            critic_loss_kernel<<<red_grid(b, B), 256, 0, b->ctx.stream>>>(
+                qv, NULL, b->y, B, b->dq1, NULL, b->met, k, b->red);
             CUDA_CHECK_LAUNCH();
             float *G = blob_grads(blob[k], b->nq);
             CUDA_CHECK(cudaMemsetAsync(G, 0, b->nq * sizeof(float), b->ctx.stream));
             dcritic_backward(&b->ctx, &b->L, P, G, work[k], b->dq1, B, NULL);
         }
+    }
+    if (b->merge) { /* both critics' Adam steps in one launch */
+        ParamSets sets;
+        memset(&sets, 0, sizeof sets);
+        for (int k = 0; k < 2; k++) {
+            sets.s[k] = ParamSet{blob_params(blob[k], b->nq), blob_grads(blob[k], b->nq),
+                                 blob_m(blob[k], b->nq), blob_v(blob[k], b->nq), (long long)b->nq};
+        }
+        adam_sets(b, &sets, 2, cfg->optim.critic_lr, NULL, &b->sc->critic_steps0, t_offset);
+        return;
     }
     for (int k = 0; k < 2; k++) {
         cuda_adam(b, blob_params(blob[k], b->nq), blob_grads(blob[k], b->nq), blob_m(blob[k], b->nq),
@@ -536,18 +617,16 @@ __global__ void softmax_vbar_kernel(const float *qc, const float *x, const float
     }
 }
 
-__global__ void ess_metrics_kernel(const float *ess, int B, UpdateMetrics *met) {
-    __shared__ double sh[32];
-    double s = 0, mn = INFINITY;
-    for (int i = threadIdx.x; i < B; i += blockDim.x) {
-        s += ess[i];
-        mn = fmin(mn, (double)ess[i]);
+__global__ void ess_metrics_kernel(const float *ess, int B, UpdateMetrics *met, GridRed red) {
+    double v[2] = {0, INFINITY}, r[2];
+    GRID_LOOP(i, B) {
+        v[0] += ess[i];
+        v[1] = fmin(v[1], (double)ess[i]);
     }
-    s = block_sum_d(s, sh);
-    mn = block_min_d(mn, sh);
-    if (threadIdx.x == 0) {
-        met->ess_mean = s / B;
-        met->ess_min = mn;
+    const int kinds[2] = {RED_SUM, RED_MIN};
+    if (grid_reduce(v, kinds, red, r) && threadIdx.x == 0) {
+        met->ess_mean = r[0] / B;
+        met->ess_min = r[1];
     }
 }
 
@@ -568,14 +647,17 @@ void cuda_stage_qweight(Backend *b) {
                                                 clip_x, sd0, tmin, tspan,
                                                 (float)cfg->flow.r_eq_t_frac, b->x, b->r, b->t);
     CUDA_CHECK_LAUNCH();
-    cand_eps_kernel<<<grid1((long long)B * K * D, 256), 256, 0, st>>>(
-        b->x, b->t, B, K, D, b->seed, b->sc, consistent, sd0, b->eps_post);
-    CUDA_CHECK_LAUNCH();
-
-    /* twin-critic scores of the B*K candidates, in chunks of whole states */
+    /* draws and twin-critic scores of the B*K candidates: one tensor-core kernel, or staged in
+       chunks of whole states */
     const float *P1 = blob_params(b->q1, b->nq), *P2 = blob_params(b->q2, b->nq);
+    bool scored = cuda_qweight_score(b, consistent, sd0);
+    if (!scored) {
+        cand_eps_kernel<<<grid1((long long)B * K * D, 256), 256, 0, st>>>(
+            b->x, b->t, B, K, D, b->seed, b->sc, consistent, sd0, b->eps_post);
+        CUDA_CHECK_LAUNCH();
+    }
     int per = b->qcap / K;
-    for (int s0 = 0; s0 < B; s0 += per) {
+    for (int s0 = 0; s0 < B && !scored; s0 += per) {
         int ns = B - s0 < per ? B - s0 : per, rows = ns * K;
         cand_a_kernel<<<grid1((long long)rows * D, 256), 256, 0, st>>>(
             b->x, b->t, b->eps_post, s0, ns, K, D, consistent, sd0, b->a_rep);
@@ -592,7 +674,7 @@ void cuda_stage_qweight(Backend *b) {
                                           temp_exp, flame_r ? 1e-3f : 1e-5f, consistent, sd0,
                                           b->w, b->ess, b->vbar);
     CUDA_CHECK_LAUNCH();
-    ess_metrics_kernel<<<1, 256, 0, st>>>(b->ess, B, b->met);
+    ess_metrics_kernel<<<red_grid(b, B), 256, 0, st>>>(b->ess, B, b->met, b->red);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -600,24 +682,22 @@ void cuda_stage_qweight(Backend *b) {
 /* collapsed MeanFlow loss: y-bar = v-bar - (t - r) du; g = 2 scale (u - y-bar); acc += loss, max */
 __global__ void fm_collapsed_kernel(const float *u, const float *du, const float *vbar,
                                     const float *r, const float *t, int B, int D, double gscale,
-                                    float *g, double *acc) {
-    __shared__ double sh[32];
-    double loss = 0, jmax = 0;
+                                    float *g, double *acc, GridRed red) {
+    double v[2] = {0, 0}, res[2];
     long long n = (long long)B * D;
-    for (long long j = threadIdx.x; j < n; j += blockDim.x) {
+    GRID_LOOP(j, n) {
         int i = (int)(j / D);
         float h = t[i] - r[i];
         float ybar = vbar[j] - h * du[j];
         float e = u[j] - ybar;
-        loss += (double)e * e;
+        v[0] += (double)e * e;
         g[j] = (float)gscale * e;
-        jmax = fmax(jmax, (double)fabsf(du[j]));
+        v[1] = fmax(v[1], (double)fabsf(du[j]));
     }
-    loss = block_sum_d(loss, sh);
-    jmax = block_max_d(jmax, sh);
-    if (threadIdx.x == 0) {
-        acc[0] += loss;
-        acc[1] = fmax(acc[1], jmax);
+    const int kinds[2] = {RED_SUM, RED_MAX};
+    if (grid_reduce(v, kinds, red, res) && threadIdx.x == 0) {
+        acc[0] += res[0];
+        acc[1] = fmax(acc[1], res[1]);
     }
 }
 
@@ -649,26 +729,24 @@ __global__ void fm_expand_kernel(const float *x, const float *r, const float *t,
 
 __global__ void fm_bk_kernel(const float *u, const float *du, const float *tan, const float *w,
                              const float *r, const float *t, int s0, int ns, int K, int D,
-                             double gscale, float *g, double *acc) {
-    __shared__ double sh[32];
-    double loss = 0, jmax = 0;
+                             double gscale, float *g, double *acc, GridRed red) {
+    double v[2] = {0, 0}, res[2];
     long long n = (long long)ns * K * D;
-    for (long long j = threadIdx.x; j < n; j += blockDim.x) {
+    GRID_LOOP(j, n) {
         long long row = j / D;
         int k = (int)(row % K), bi = s0 + (int)(row / K);
         float h = t[bi] - r[bi];
         float wk = w[(size_t)bi * K + k];
         float yk = tan[j] - h * du[j];
         float e = u[j] - yk;
-        loss += (double)wk * e * e;
+        v[0] += (double)wk * e * e;
         g[j] = (float)gscale * wk * e;
-        jmax = fmax(jmax, (double)fabsf(du[j]));
+        v[1] = fmax(v[1], (double)fabsf(du[j]));
     }
-    loss = block_sum_d(loss, sh);
-    jmax = block_max_d(jmax, sh);
-    if (threadIdx.x == 0) {
-        acc[0] += loss;
-        acc[1] = fmax(acc[1], jmax);
+    const int kinds[2] = {RED_SUM, RED_MAX};
+    if (grid_reduce(v, kinds, red, res) && threadIdx.x == 0) {
+        acc[0] += res[0];
+        acc[1] = fmax(acc[1], res[1]);
     }
 }
 
@@ -695,8 +773,8 @@ static void fm_loss_meanflow(Backend *b, float *G, bool consistent, float weight
         const float *uu = dflow_jvp(&b->ctx, &b->L, P, dseg(b->obs, S, S, 1), dseg(b->x, D, D, 1),
                                     dtime_rows(b->r), dtime_rows(b->t), dseg(b->vbar, D, D, 1),
                                     &one, B, &b->fw, true, &du);
-        fm_collapsed_kernel<<<1, 256, 0, st>>>(uu, du, b->vbar, b->r, b->t, B, D, gscale,
-                                               b->g_rep, b->acc);
+        fm_collapsed_kernel<<<red_grid(b, (long long)B * D), 256, 0, st>>>(
+            uu, du, b->vbar, b->r, b->t, B, D, gscale, b->g_rep, b->acc, b->red);
         CUDA_CHECK_LAUNCH();
         dflow_backward(&b->ctx, &b->L, P, G, &b->fw, b->g_rep, B, NULL);
     } else {
@@ -712,8 +790,9 @@ static void fm_loss_meanflow(Backend *b, float *G, bool consistent, float weight
                 dflow_jvp(&b->ctx, &b->L, P, dseg(b->obs + (size_t)s0 * S, S, S, K),
                           dseg(b->xr, D, D, 1), dtime_rows(b->rr), dtime_rows(b->tr),
                           dseg(b->tan_rep, D, D, 1), &one, rows, &b->fw, true, &du);
-            fm_bk_kernel<<<1, 256, 0, st>>>(uu, du, b->tan_rep, b->w, b->r, b->t, s0, ns, K, D,
-                                            gscale, b->g_rep, b->acc);
+            fm_bk_kernel<<<red_grid(b, (long long)rows * D), 256, 0, st>>>(
+                uu, du, b->tan_rep, b->w, b->r, b->t, s0, ns, K, D, gscale, b->g_rep, b->acc,
+                b->red);
             CUDA_CHECK_LAUNCH();
             dflow_backward(&b->ctx, &b->L, P, G, &b->fw, b->g_rep, rows, NULL);
         }
@@ -725,11 +804,10 @@ static void fm_loss_meanflow(Backend *b, float *G, bool consistent, float weight
 /* FLAME-R: weighted regression of v on u_k = a-hat_k - eps_k (mean over B*K*D) */
 __global__ void rect_kernel(const float *v, const float *vbar, const float *w, const float *x,
                             const float *t, const float *eps_post, int B, int K, int D,
-                            int collapse, double scale, float *g, double *acc) {
-    __shared__ double sh[32];
+                            int collapse, double scale, float *g, double *acc, GridRed red) {
     double loss = 0;
     long long n = (long long)B * D;
-    for (long long j = threadIdx.x; j < n; j += blockDim.x) {
+    GRID_LOOP(j, n) {
         int i = (int)(j / D), d = (int)(j % D);
         double gg = 0;
         if (collapse) {
@@ -749,9 +827,10 @@ __global__ void rect_kernel(const float *v, const float *vbar, const float *w, c
         }
         g[j] = (float)(gg * scale);
     }
-    loss = block_sum_d(loss, sh);
-    if (threadIdx.x == 0) {
-        acc[0] = loss;
+    double part[1] = {loss}, res[1];
+    const int kinds[1] = {RED_SUM};
+    if (grid_reduce(part, kinds, red, res) && threadIdx.x == 0) {
+        acc[0] = res[0];
     }
 }
 
@@ -762,9 +841,9 @@ static void fm_loss_rectified(Backend *b, float *G) {
     double scale = 1.0 / ((double)B * K * D);
     const float *v = dflow_forward(&b->ctx, &b->L, P, dseg(b->obs, S, S, 1), dseg(b->x, D, D, 1),
                                    dtime_const(0.0f), dtime_rows(b->t), B, &b->fw, true);
-    rect_kernel<<<1, 256, 0, b->ctx.stream>>>(v, b->vbar, b->w, b->x, b->t, b->eps_post, B, K, D,
-                                              cfg->flow.collapse_k ? 1 : 0, scale, b->g_rep,
-                                              b->acc);
+    rect_kernel<<<red_grid(b, (long long)B * D), 256, 0, b->ctx.stream>>>(
+        v, b->vbar, b->w, b->x, b->t, b->eps_post, B, K, D, cfg->flow.collapse_k ? 1 : 0, scale,
+        b->g_rep, b->acc, b->red);
     CUDA_CHECK_LAUNCH();
     dflow_backward(&b->ctx, &b->L, P, G, &b->fw, b->g_rep, B, NULL);
     fm_finish_kernel<<<1, 1, 0, b->ctx.stream>>>(b->acc, 1.0f, scale, 0, b->met);
@@ -793,18 +872,17 @@ __global__ void qterm_clip_kernel(const float *z, const float *u, long long n, f
 
 /* min over the twin (first when q1 <= q2): dL/dq = -weight / B on the chosen one */
 __global__ void qterm_choose_kernel(const float *q1, const float *q2, int B, float weight,
-                                    float *dq1, float *dq2, UpdateMetrics *met) {
-    __shared__ double sh[32];
-    double loss = 0;
-    for (int i = threadIdx.x; i < B; i += blockDim.x) {
+                                    float *dq1, float *dq2, UpdateMetrics *met, GridRed red) {
+    double v[1] = {0}, r[1];
+    GRID_LOOP(i, B) {
         bool first = q1[i] <= q2[i];
-        loss += first ? q1[i] : q2[i];
+        v[0] += first ? q1[i] : q2[i];
         dq1[i] = first ? -weight / (float)B : 0.0f;
         dq2[i] = first ? 0.0f : -weight / (float)B;
     }
-    loss = block_sum_d(loss, sh);
-    if (threadIdx.x == 0) {
-        met->qterm_loss = -weight * loss / B;
+    const int kinds[1] = {RED_SUM};
+    if (grid_reduce(v, kinds, red, r) && threadIdx.x == 0) {
+        met->qterm_loss = -weight * r[0] / B;
     }
 }
 
@@ -831,11 +909,12 @@ static void q_term(Backend *b, float *G, float weight) {
     CUDA_CHECK_LAUNCH();
     dcritic_forward2(&b->ctx, &b->L, b->q1_targ, b->q2_targ, dseg(b->obs, S, S, 1),
                      dseg(b->a_rep, D, D, 1), B, &b->q1w, &b->q2w, true);
-    qterm_choose_kernel<<<1, 256, 0, st>>>(dq_out(&b->L, &b->q1w), dq_out(&b->L, &b->q2w), B,
-                                           weight, b->dq1, b->dq2, b->met);
+    qterm_choose_kernel<<<red_grid(b, B), 256, 0, st>>>(dq_out(&b->L, &b->q1w),
+                                                        dq_out(&b->L, &b->q2w), B, weight, b->dq1,
+                                                        b->dq2, b->met, b->red);
     CUDA_CHECK_LAUNCH();
-    dcritic_backward(&b->ctx, &b->L, b->q1_targ, NULL, &b->q1w, b->dq1, B, b->da);
-    dcritic_backward(&b->ctx, &b->L, b->q2_targ, NULL, &b->q2w, b->dq2, B, b->da2);
+    dcritic_backward2(&b->ctx, &b->L, b->q1_targ, b->q2_targ, NULL, NULL, &b->q1w, &b->q2w,
+                      b->dq1, b->dq2, B, b->da, b->da2);
     qterm_grad_kernel<<<grid1(n, 256), 256, 0, st>>>(b->da, b->da2, b->mask, n, b->g_rep);
     CUDA_CHECK_LAUNCH();
     dflow_backward(&b->ctx, &b->L, P, G, &b->fw, b->g_rep, B, NULL);
@@ -844,11 +923,10 @@ static void q_term(Backend *b, float *G, float weight) {
 /* SAC actor */
 __global__ void sac_actor_prep_kernel(const float *o, int B, int D, uint64_t seed,
                                       const DevScalars *sc, float ls_max, int logdet, float *a,
-                                      float *sig_e, float *logpi, double *acc) {
-    __shared__ double sh[32];
+                                      float *sig_e, float *logpi, double *acc, GridRed red) {
     uint32_t step = (uint32_t)sc->n;
     double lp_sum = 0;
-    for (int i = threadIdx.x; i < B; i += blockDim.x) {
+    GRID_LOOP(i, B) {
         double lp = 0;
         for (int d = 0; d < D; d++) {
             size_t j = (size_t)i * D + d;
@@ -863,25 +941,25 @@ __global__ void sac_actor_prep_kernel(const float *o, int B, int D, uint64_t see
         logpi[i] = (float)lp;
         lp_sum += lp;
     }
-    lp_sum = block_sum_d(lp_sum, sh);
-    if (threadIdx.x == 0) {
-        acc[2] = lp_sum;
+    double v[1] = {lp_sum}, r[1];
+    const int kinds[1] = {RED_SUM};
+    if (grid_reduce(v, kinds, red, r) && threadIdx.x == 0) {
+        acc[2] = r[0];
     }
 }
 
 __global__ void sac_choose_kernel(const float *q1, const float *q2, int B, float *dq1, float *dq2,
-                                  double *acc) {
-    __shared__ double sh[32];
-    double qsum = 0;
-    for (int i = threadIdx.x; i < B; i += blockDim.x) {
+                                  double *acc, GridRed red) {
+    double v[1] = {0}, r[1];
+    GRID_LOOP(i, B) {
         bool first = q1[i] <= q2[i];
-        qsum += first ? q1[i] : q2[i];
+        v[0] += first ? q1[i] : q2[i];
         dq1[i] = first ? 1.0f : 0.0f;
         dq2[i] = first ? 0.0f : 1.0f;
     }
-    qsum = block_sum_d(qsum, sh);
-    if (threadIdx.x == 0) {
-        acc[3] = qsum;
+    const int kinds[1] = {RED_SUM};
+    if (grid_reduce(v, kinds, red, r) && threadIdx.x == 0) {
+        acc[3] = r[0];
     }
 }
 
@@ -917,16 +995,18 @@ static void sac_actor(Backend *b, float *G) {
     float ls_max = (float)cfg->quirks.sac_log_std_max;
     int logdet = cfg->quirks.sac_log_det == TRI_YES;
     const float *o = dgauss_forward(&b->ctx, &b->L, P, dseg(b->obs, S, S, 1), B, &b->fw, true);
-    sac_actor_prep_kernel<<<1, 256, 0, st>>>(o, B, D, b->seed, b->sc, ls_max, logdet, b->a_rep,
-                                             b->tan_rep, b->logpi, b->acc);
+    sac_actor_prep_kernel<<<red_grid(b, B), 256, 0, st>>>(o, B, D, b->seed, b->sc, ls_max, logdet,
+                                                          b->a_rep, b->tan_rep, b->logpi, b->acc,
+                                                          b->red);
     CUDA_CHECK_LAUNCH();
     dcritic_forward2(&b->ctx, &b->L, blob_params(b->q1, b->nq), blob_params(b->q2, b->nq),
                      dseg(b->obs, S, S, 1), dseg(b->a_rep, D, D, 1), B, &b->q1w, &b->q2w, true);
-    sac_choose_kernel<<<1, 256, 0, st>>>(dq_out(&b->L, &b->q1w), dq_out(&b->L, &b->q2w), B, b->dq1,
-                                         b->dq2, b->acc);
+    sac_choose_kernel<<<red_grid(b, B), 256, 0, st>>>(dq_out(&b->L, &b->q1w),
+                                                      dq_out(&b->L, &b->q2w), B, b->dq1, b->dq2,
+                                                      b->acc, b->red);
     CUDA_CHECK_LAUNCH();
-    dcritic_backward(&b->ctx, &b->L, blob_params(b->q1, b->nq), NULL, &b->q1w, b->dq1, B, b->da);
-    dcritic_backward(&b->ctx, &b->L, blob_params(b->q2, b->nq), NULL, &b->q2w, b->dq2, B, b->da2);
+    dcritic_backward2(&b->ctx, &b->L, blob_params(b->q1, b->nq), blob_params(b->q2, b->nq), NULL,
+                      NULL, &b->q1w, &b->q2w, b->dq1, b->dq2, B, b->da, b->da2);
     sac_dout_kernel<<<grid1((long long)B * D, 256), 256, 0, st>>>(
         o, b->a_rep, b->tan_rep, b->da, b->da2, B, D, b->alpha3, ls_max, logdet ? 2.0f : 0.0f,
         b->dout2);
@@ -976,21 +1056,18 @@ void cuda_stage_policy_step(Backend *b, int t_offset) {
 /* ------------------------------------------------------------------ alpha */
 __global__ void alpha_kernel(float *alpha3, const float *ent, const float *logpi, int B, int sac,
                              double target, double lr, double b1, double b2, double eps,
-                             const int64_t *t_base, int t_off) {
-    double g;
-    if (sac) {
-        double lp = 0;
-        for (int i = 0; i < B; i++) {
-            lp += logpi[i];
-        }
-        g = -(lp / B + target);
-    } else {
-        double h = 0;
-        for (int i = 0; i < B; i++) {
-            h += ent[i];
-        }
-        g = h / B - target;
+                             const int64_t *t_base, int t_off, GridRed red) {
+    /* mean of log pi (SAC) or of H over the batch, then one Adam step by one thread */
+    const float *src = sac ? logpi : ent;
+    double v[1] = {0}, r[1];
+    GRID_LOOP(i, B) {
+        v[0] += src[i];
     }
+    const int kinds[1] = {RED_SUM};
+    if (!grid_reduce(v, kinds, red, r) || threadIdx.x != 0) {
+        return;
+    }
+    double g = sac ? -(r[0] / B + target) : r[0] / B - target;
     float gf = (float)g;
     int64_t t = *t_base + t_off + 1;
     float fb1 = (float)b1, fb2 = (float)b2, flr = (float)lr, feps = (float)eps;
@@ -1009,9 +1086,9 @@ __global__ void alpha_kernel(float *alpha3, const float *ent, const float *logpi
 void cuda_stage_alpha_step(Backend *b, int t_offset) {
     const FlameConfig *cfg = CFG(b);
     double target = -cfg->alpha.target_entropy_scale * b->D;
-    alpha_kernel<<<1, 1, 0, b->ctx.stream>>>(b->alpha3, b->ent, b->logpi, b->B,
-                                             cfg->algo == ALGO_SAC, target, cfg->alpha.lr,
-                                             cfg->optim.beta1, cfg->optim.beta2, cfg->optim.eps,
-                                             &b->sc->alpha_steps0, t_offset);
+    alpha_kernel<<<red_grid(b, b->B), 256, 0, b->ctx.stream>>>(
+        b->alpha3, b->ent, b->logpi, b->B, cfg->algo == ALGO_SAC, target, cfg->alpha.lr,
+        cfg->optim.beta1, cfg->optim.beta2, cfg->optim.eps, &b->sc->alpha_steps0, t_offset,
+        b->red);
     CUDA_CHECK_LAUNCH();
 }

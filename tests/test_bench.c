@@ -496,6 +496,12 @@ static int test_usage(void) {
         "env --env Nope-v0 --quick",
         "e2e --seconds 1",
         "e2e extra-argument",
+#ifdef FLAME_HAVE_CUDA
+        /* the lab names are checked before the device */
+        "kernels --lab nosuch",
+        "kernels --lab mlp_fwd,nosuch",
+        "kernels --lab mlp_fwd,",
+#endif
     };
     int failures = 0;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

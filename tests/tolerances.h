@@ -46,6 +46,9 @@ static const FlameTol TOL_DRAWS = {1e-6, 1e-6};
 static const FlameTol TOL_TRUNC = {2e-6, 1e-5};
 /* particle and candidate scores min(Q1, Q2): a critic forward, (a) + (b) */
 static const FlameTol TOL_SCORE = {5e-5, 2e-4};
+/* candidate scores on tensor cores in TF32 (backend.scoring=fused, precision tf32): (e) in every
+   layer of the critic, as for a TF32 forward */
+static const FlameTol TOL_SCORE_TF32 = {5e-3, 1e-2};
 /* best-of-N actions (and a' = a* + noise): the policy after N sampling steps; FLAME-R's 20 Euler
    steps accumulate (a) twenty times */
 static const FlameTol TOL_ACTION = {1e-4, 1e-4};

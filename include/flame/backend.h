@@ -98,6 +98,11 @@ typedef struct BackendOps {
     void (*end_update)(Backend *b, const UpdateCtx *u);
     /* wait until all queued work is done (timing; NULL for synchronous backends) */
     void (*sync)(Backend *b);
+    /* (may be NULL) from the next act on, act with the state that the work queued so far
+       reaches, without waiting for it now: act then runs beside the updates queued later, whose
+       effect it sees only after the next publish. Without a publish act uses the current state
+       (the strictly sequential order). */
+    void (*publish)(Backend *b);
 } BackendOps;
 
 /* CPU backend only: record every following update's random draws (and minibatch when with_batch)

@@ -9,7 +9,8 @@
  * (which synchronises the device).
  *
  * defines: CudaDebugView CudaDebugField backend_cuda_debug backend_cuda_debug_set
- *          backend_cuda_graph_count
+ *          backend_cuda_graph_count backend_cuda_graph_nodes backend_cuda_device_bytes
+ *          backend_cuda_plan_bytes
  */
 #ifndef FLAME_BACKEND_CUDA_H
 #define FLAME_BACKEND_CUDA_H
@@ -55,5 +56,17 @@ void backend_cuda_debug_set(Backend *b, CudaDebugField f, const float *host);
 
 /* Number of update graphs captured so far (0 when backend.graphs is off). */
 int backend_cuda_graph_count(Backend *b);
+
+/* Nodes of a captured update graph with (actor) or without an actor step; -1 when none yet. */
+int backend_cuda_graph_nodes(Backend *b, bool actor);
+
+/* Device bytes this backend has allocated (its own buffers; the CUDA context and cuBLAS's
+   internal memory are not counted). */
+size_t backend_cuda_device_bytes(Backend *b);
+
+/* Device bytes the CUDA backend would allocate for this resolved configuration at creation,
+   computed without a device (acting buffers grow with the first act call; a publish adds the
+   acting work set). */
+size_t backend_cuda_plan_bytes(const FlameConfig *cfg, int obs_dim, int act_dim);
 
 #endif

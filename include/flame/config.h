@@ -51,6 +51,9 @@ typedef enum { TEMP_AUTO, TEMP_EXP_ALPHA, TEMP_ALPHA } FlameSoftmaxTemp;
 typedef enum { TDENT_AUTO, TDENT_MINUS, TDENT_PLUS, TDENT_OMIT } FlameTdEntropy;
 typedef enum { TRI_AUTO, TRI_YES, TRI_NO } FlameTri;
 typedef enum { NEXTPOL_AUTO, NEXTPOL_ONLINE, NEXTPOL_EMA } FlameNextPolicy;
+typedef enum { PATH_STAGED, PATH_FUSED } FlameStagePath;
+typedef enum { SMALL_TILE, SMALL_CLUSTER } FlameSmallRows;
+typedef enum { REDUCE_BLOCK, REDUCE_GRID } FlameReduce;
 
 /* ------------------------------------------------------------------ the key tables */
 /* X(section, name, KIND, default, lo, hi, enum, help) */
@@ -157,6 +160,12 @@ typedef enum { NEXTPOL_AUTO, NEXTPOL_ONLINE, NEXTPOL_EMA } FlameNextPolicy;
     X(backend, kernels, ENUM, "fused", 0, 0, kernels, "CUDA stage implementation: fused or cublas") \
     X(backend, precision, ENUM, "fp32", 0, 0, precision, "CUDA GEMM precision: fp32 or tf32")    \
     X(backend, graphs, BOOL, "true", 0, 0, none, "capture the CUDA update as a graph")          \
+    X(backend, small_rows, ENUM, "tile", 0, 0, small_rows, "CUDA passes of at most 4096 rows: tile (one block per row tile) or cluster (sm_90: 8 blocks share a row tile, one eighth of every layer each)") \
+    X(backend, scoring, ENUM, "staged", 0, 0, stage_path, "CUDA twin-critic scoring of candidates and particles: staged (fp32 kernels in turn) or fused (tensor cores; draws and twin minimum in the kernel; 3xTF32 at fp32)") \
+    X(backend, backward, ENUM, "staged", 0, 0, stage_path, "CUDA backward passes of at most 4096 rows: staged (cuBLAS per layer) or fused (sm_90: a row-chain and a weight-gradient kernel)") \
+    X(backend, entropy, ENUM, "staged", 0, 0, stage_path, "CUDA reference3/decoupled entropy estimator: staged (kernels per step) or fused (sm_90: one kernel for every step)") \
+    X(backend, reductions, ENUM, "block", 0, 0, reductions, "CUDA reductions over the batch: block (one block) or grid (every block, deterministic)") \
+    X(backend, merge_launches, BOOL, "false", 0, 0, none, "CUDA: time features in one kernel per pass, both critics' loss, backward and Adam in one launch each") \
     X(backend, noise_file, STR, "", 0, 0, none, "HDF5 noise bundle: take the update's random draws from it (CPU)")
 
 #define FLAME_CONFIG_SECTIONS(S)                                                                   \

@@ -16,6 +16,8 @@
  *      variant with backend.graphs=false, since a captured graph has no stage boundaries).
  * The GEMM floor of an update is its analytic FLOPs (update_flops, update.h) at the sgemm speed of the
  * update's GEMM shape (B*K x hidden x hidden); floor ratio = floor time / measured time.
+ * CUDA variants also report the nodes of the captured graph of an actor update and the device
+ * memory the backend allocated; the header states the planned device memory of the config.
  */
 #include <math.h>
 #include <stdio.h>
@@ -31,6 +33,7 @@
 #include "flame/mlp.h"
 #include "flame/update.h"
 #ifdef FLAME_HAVE_CUDA
+#include "flame/backend_cuda.h"
 #include "flame/cuda_api.h"
 #endif
 
@@ -202,6 +205,8 @@ typedef struct {
     bool parity_checked;
     double parity_err; /* worst relative difference of the first update's metrics vs the CPU */
     UpdateMetrics metrics;
+    int graph_nodes;   /* CUDA: nodes of the actor update's graph (-1: none captured) */
+    double dev_mib;    /* CUDA: device memory the backend allocated */
 } UpdateResult;
 
 static void sync_if(const BackendOps *ops, Backend *b) {
@@ -378,6 +383,13 @@ static int run_variant(const BenchVariant *v, const FlameConfig *base, const Ben
     flame_free(ms);
     r->repeats = repeats;
     r->per_repeat = per;
+    r->graph_nodes = -1;
+#ifdef FLAME_HAVE_CUDA
+    if (v->cuda) {
+        r->graph_nodes = backend_cuda_graph_nodes(b, true);
+        r->dev_mib = backend_cuda_device_bytes(b) / 1048576.0;
+    }
+#endif
 
     /* 4. validate after timing, 5. the stage breakdown */
     r->ok = validate_step(ops, b, &cfg, S, D, r, "after");
@@ -478,6 +490,10 @@ static int write_variant_json(const BenchVariant *v, const UpdateResult *r, cons
     }
     if (r->parity_checked) {
         bench_json_num(&j, "parity_rel_err", r->parity_err);
+    }
+    if (v->cuda) {
+        bench_json_int(&j, "graph_nodes_actor_update", r->graph_nodes);
+        bench_json_num(&j, "device_mib", r->dev_mib);
     }
     if (r->stage_updates > 0) {
         double sum = 0;
@@ -609,6 +625,10 @@ static void print_variant(const BenchVariant *v, const UpdateResult *r, const Up
         printf("  %-22s first update vs CPU reference: worst relative difference %.3g\n", "",
                r->parity_err);
     }
+    if (v->cuda) {
+        printf("  %-22s graph nodes per actor update: %d; device memory: %.1f MiB\n", "",
+               r->graph_nodes, r->dev_mib);
+    }
 }
 
 int bench_update(const BenchOptions *o) {
@@ -630,6 +650,11 @@ int bench_update(const BenchOptions *o) {
            "%.3f; qweight %.3f and policy_step %.3f every %d)\n",
            fl.per_update * 1e-9, fl.critic_target * 1e-9, fl.critic_step * 1e-9, fl.qweight * 1e-9,
            fl.policy_step * 1e-9, cfg.update.policy_delay);
+#ifdef FLAME_HAVE_CUDA
+    printf("memory: CUDA backend buffers %.1f MiB at creation (planned; replay %.1f MiB)\n",
+           backend_cuda_plan_bytes(&cfg, S, D) / 1048576.0,
+           (double)cfg.update.replay_size * (4.0 * (2 * S + D + 1) + 1) / 1048576.0);
+#endif
     if (skip) {
         printf("cuda:   skipped (%s); the CUDA variants need a GPU\n", skip);
         if ((rc = bench_json_skipped(o, "update", "update/cuda", &cfg, S, D, skip)) != FLAME_OK) {

@@ -40,6 +40,9 @@ static const char *const flame_enum_softmax_temp[] = {"auto", "exp_alpha", "alph
 static const char *const flame_enum_td_entropy[] = {"auto", "minus", "plus", "omit", NULL};
 static const char *const flame_enum_tri[] = {"auto", "yes", "no", NULL};
 static const char *const flame_enum_next_policy[] = {"auto", "online", "ema", NULL};
+static const char *const flame_enum_stage_path[] = {"staged", "fused", NULL};
+static const char *const flame_enum_small_rows[] = {"tile", "cluster", NULL};
+static const char *const flame_enum_reductions[] = {"block", "grid", NULL};
 #define flame_enum_none NULL
 
 /* ------------------------------------------------------------------ the field table */

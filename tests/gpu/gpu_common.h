@@ -40,6 +40,29 @@
         }                                                                                          \
     } while (0)
 
+/* Returns 77 from main() below compute capability 9.0 (thread-block clusters). */
+#define FLAME_REQUIRE_CLUSTERS()                                                                   \
+    do {                                                                                           \
+        FlameCudaDevice dev_;                                                                      \
+        memset(&dev_, 0, sizeof dev_);                                                             \
+        if (flame_cuda_device_info(0, &dev_) != 0 || dev_.major < 9) {                             \
+            printf("SKIPPED: the cluster kernels need compute capability 9.0 (device %s is "     \
+                   "%d.%d)\n",                                                                     \
+                   dev_.name, dev_.major, dev_.minor);                                             \
+            return 77;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+/* Every new CUDA kernel choice on (the tests labelled gpu_new); a GpuTweak. */
+static inline void gpu_new_choices(FlameConfig *c) {
+    c->backend.small_rows = SMALL_CLUSTER;
+    c->backend.scoring = PATH_FUSED;
+    c->backend.backward = PATH_FUSED;
+    c->backend.entropy = PATH_FUSED;
+    c->backend.reductions = REDUCE_GRID;
+    c->backend.merge_launches = true;
+}
+
 typedef enum { SIZE_HALFCHEETAH, SIZE_HUMANOID, SIZE_ODD, SIZE_WIDE } GpuSize;
 
 typedef struct {

@@ -3,8 +3,9 @@
 # the GPU machine, in the ignored folder .deps/gpu (the one path to carry):
 #   build.tar.xz  from a build for sm_90 (H100/H200): flame (its `bench kernels` runs the kernel
 #                 labs), gpu_probe and every CTest test labelled gpu, stripped, plus
-#                 gpu_manifest.tsv (which test binaries the check runs, read from the CTest
-#                 registration, so a new GPU test needs no edit of the check) and a copy of
+#                 gpu_manifest.tsv (which test binaries the check runs and in which call: kind
+#                 gpu_new for the tests also labelled gpu_new, read from the CTest registration,
+#                 so a new GPU test needs no edit of the check) and a copy of
 #                 ../shared/reference when it exists (FLAME_REFERENCE_DIR of the tests)
 #   libs.tar.xz   the runtime libraries the GPU machine lacks (tools/fetch_runtime_libs.sh)
 # and checks that the carry plus the working tree stay under the 64 MiB a device call takes.
@@ -20,7 +21,8 @@ cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFLAME_CUDA=ON -DFLAME_
       -DFLAME_CUDA_ARCHITECTURES="$ARCHS" -DFLAME_BUILD_TESTS=ON -DFLAME_BUILD_BENCH=ON >/dev/null
 
 # everything (CTest names a test's binary only once it exists), then the tests the check runs,
-# from the CTest registration: kind (gpu), name, path under the build, arguments
+# from the CTest registration: kind (gpu, or gpu_new: the --new call's), name, path under the
+# build, arguments
 cmake --build "$BUILD" -j"$(nproc)"
 MANIFEST="$BUILD/gpu_manifest.tsv"
 ctest --test-dir "$BUILD" --show-only=json-v1 | python3 -c '
@@ -38,7 +40,8 @@ for t in json.load(sys.stdin)["tests"]:
     path = os.path.relpath(os.path.realpath(cmd[0]), build)
     if path.startswith(".."):
         sys.exit("pack_gpu_carry: %s runs %s, outside the build folder" % (t["name"], cmd[0]))
-    rows.append("\t".join(["gpu", t["name"], path, " ".join(cmd[1:])]))
+    kind = "gpu_new" if "gpu_new" in labels else "gpu"
+    rows.append("\t".join([kind, t["name"], path, " ".join(cmd[1:])]))
 if not rows:
     sys.exit("pack_gpu_carry: no CTest test labelled gpu (is CUDA enabled in the build?)")
 print("\n".join(rows))
@@ -81,6 +84,8 @@ if [ "$total_mib" -ge "$LIMIT_MIB" ]; then
     echo "pack_gpu_carry: the carry and the working tree exceed $LIMIT_MIB MiB" >&2
     exit 1
 fi
-echo "device commands (first call <= 300 s by its caps; second call optional):"
-echo '  run(command="bash tests/gpu/run_gpu_checks.sh", carry=[".deps/gpu"], timeout_s=360)'
-echo '  run(command="bash tests/gpu/run_gpu_checks.sh --second", carry=[".deps/gpu"], timeout_s=360)'
+echo "device commands (each call <= 300 s by its caps; the first and --new calls decide, the"
+echo "others follow them, two calls to a 15-minute device budget):"
+for call in "" " --second" " --new" " --new-bench"; do
+    echo "  run(command=\"bash tests/gpu/run_gpu_checks.sh$call\", carry=[\".deps/gpu\"], timeout_s=360)"
+done

@@ -4,16 +4,28 @@
 # machine with `bash tests/gpu/pack_gpu_carry.sh` (fills .deps/gpu), then, from the repository root
 # of the GPU machine:
 #
-#   bash tests/gpu/run_gpu_checks.sh            first call: parity tests and memcheck, <= 300 s
-#   bash tests/gpu/run_gpu_checks.sh --second   second call: the other sanitizers, benchmarks,
-#                                               env scaling, a training run; <= 300 s
+#   bash tests/gpu/run_gpu_checks.sh              first call: parity tests and memcheck, <= 300 s
+#   bash tests/gpu/run_gpu_checks.sh --second     second call: the other sanitizers, benchmarks,
+#                                                 env scaling, a training run; <= 300 s
+#   bash tests/gpu/run_gpu_checks.sh --new        the new kernel choices (backend.small_rows,
+#                                                 scoring, backward, entropy, reductions,
+#                                                 merge_launches): parity tests, memcheck and
+#                                                 racecheck of the cluster engine; <= 300 s
+#   bash tests/gpu/run_gpu_checks.sh --new-bench  their other sanitizer runs, kernel labs and
+#                                                 update benchmarks; <= 300 s
+# The first and --new calls are the decisive ones; --second follows the first and --new-bench
+# follows --new (two calls fit one 15-minute device budget with the machine's start).
 #
 # Every step runs under its own time cap and the caps of a call (with the kill grace of each)
-# sum to at most 300 s: steps that do not fit move to the second call (first call) or are
-# reported as not run (second call); a deadline shortens the last caps if the set-up ran long.
+# sum to at most 300 s: steps of the first (--new) call that do not fit move to the second
+# (--new-bench) call, which runs them first; steps of a second call that do not fit are reported
+# as not run; a deadline shortens the last caps if the set-up ran long.
 # The GPU tests are the CTest tests labelled gpu, read from the manifest that the pack script
-# wrote (a new test runs without an edit here): each runs as two steps, FLAME_GPU_TEST_SIZES=small
-# then real, or as one step at all sizes when this script has no caps for it. The binaries run
+# wrote (a new test runs without an edit here): those also labelled gpu_new (the new kernel
+# choices) in the --new call, the others in the first call. Each runs as two steps,
+# FLAME_GPU_TEST_SIZES=small then real, or as one step at all sizes when this script gives it one
+# cap or none. A test that exits 77 on a device because it needs a newer one (it prints
+# "SKIPPED: ... compute capability ...") is SKIPPED with that reason. The binaries run
 # directly (no ctest), through a wrapper that puts the carried libraries on LD_LIBRARY_PATH for
 # them alone: nvidia-smi and compute-sanitizer run with the machine's own environment.
 # compute-sanitizer is trusted only after a probe: a trivial kernel must run clean under memcheck
@@ -24,12 +36,15 @@
 #   env.log        machine, driver, devices, libraries resolved, flame info, tool versions
 #   tests.log      the GPU tests' output
 #   sanitizer.log  the sanitizer probe and runs
-#   bench.log, bench.jsonl, train.log    (second call) benchmarks, their JSON lines, training run
+#   bench.log, bench.jsonl    (--second, --new-bench) benchmarks and their JSON lines
+#   train.log      (--second) the training run
 # Step status: PASS, FAIL, TIMEOUT (killed at its cap), SKIPPED (with the reason), LATER (over
-# the first call's budget), NOT-RUN (the deadline came first), INTERRUPTED. The overall
-# line is printed whatever happens (also when the script is interrupted): PASS (no step failed,
-# at least one passed), SKIPPED (nothing could run: no device), FAIL, or INCOMPLETE (timed out or
-# interrupted, nothing failed). Exit code 0 for PASS and SKIPPED, 1 otherwise, 2 for bad usage.
+# the call's budget: runs in the call that follows it), NOT-RUN (the deadline came first),
+# INTERRUPTED. The overall line is printed whatever happens (also when the script is
+# interrupted): PASS (no step failed, at least one test, sanitizer or benchmark step passed),
+# SKIPPED (nothing could run: no device, or a device the call's tests do not support), FAIL, or
+# INCOMPLETE (timed out or interrupted, nothing failed). Exit code 0 for PASS and SKIPPED, 1
+# otherwise, 2 for bad usage.
 #
 # Environment: OUT; FLAME_GPU_BUILD (use this unpacked build folder instead of the carry);
 # FLAME_GPU_WORK (scratch folder, default /tmp/flame-gpu-check); FLAME_GPU_CHECK_TIME_SCALE (a
@@ -37,7 +52,7 @@
 set -u
 SELF="run_gpu_checks.sh"
 usage() {
-    echo "usage: bash tests/gpu/run_gpu_checks.sh [--second]"
+    echo "usage: bash tests/gpu/run_gpu_checks.sh [--second | --new | --new-bench]"
 }
 CALL=first
 if [ $# -gt 1 ]; then
@@ -47,8 +62,17 @@ fi
 case "${1:-}" in
     "") ;;
     --second) CALL=second ;;
+    --new) CALL=new ;;
+    --new-bench) CALL=new-bench ;;
     -h | --help) usage; exit 0 ;;
     *) echo "$SELF: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+esac
+# the call a second call follows (its leftovers run first), and the one that follows a first call
+case "$CALL" in
+    second) PRIMARY=first NEXT="" ;;
+    new-bench) PRIMARY=new NEXT="" ;;
+    first) PRIMARY="" NEXT=second ;;
+    new) PRIMARY="" NEXT=new-bench ;;
 esac
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -68,6 +92,7 @@ SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
 T_START=$(date +%s%N)
 N_PASS=0 N_FAIL=0 N_SKIP=0 N_TIMEOUT=0 N_LATER=0
+N_CHECKED=0 # passed steps other than the probes
 CUR_PID="" CUR_STEP="" FINISHED=0
 
 # ------------------------------------------------------------------ time
@@ -102,14 +127,14 @@ finish() { # prints the overall line once; exit code
         overall=FAIL
     elif [ "$N_TIMEOUT" -gt 0 ] || [ "${INTERRUPTED:-0}" = 1 ]; then
         overall=INCOMPLETE
-    elif [ "$N_PASS" -gt 0 ]; then
+    elif [ "$N_CHECKED" -gt 0 ]; then
         overall=PASS
     else
         overall=SKIPPED
     fi
     limit_out_files
     say "overall: $overall ($CALL call: $N_PASS passed, $N_FAIL failed, $N_TIMEOUT timed out," \
-        "$N_SKIP skipped, $N_LATER for the second call; $(elapsed) s of $(secs $BUDGET))"
+        "$N_SKIP skipped, $N_LATER for the ${NEXT:-next} call; $(elapsed) s of $(secs $BUDGET))"
     case "$overall" in
         PASS | SKIPPED) EXIT_CODE=0 ;;
         *) EXIT_CODE=1 ;;
@@ -221,12 +246,14 @@ exec "\$@"
 EOF
 chmod +x "$WRAP"
 
-# the steps' binaries: the GPU tests of the manifest, flame, the probe
-GPU_NAMES=() GPU_BINS=()
+# the steps' binaries: the GPU tests of the manifest (kind gpu: the first call's, gpu_new: the
+# --new call's), flame, the probe
+GPU_NAMES=() GPU_BINS=() GPU_KINDS=()
 while IFS=$'\t' read -r kind name path _; do
-    if [ "$kind" = gpu ]; then
+    if [ "$kind" = gpu ] || [ "$kind" = gpu_new ]; then
         GPU_NAMES+=("$name")
         GPU_BINS+=("$BUILD/$path")
+        GPU_KINDS+=("$kind")
     fi
 done <"$MANIFEST"
 FLAME="$BUILD/flame"
@@ -255,8 +282,11 @@ for b in "$FLAME" "$PROBE" "${GPU_BINS[@]}"; do
 done
 
 # ------------------------------------------------------------------ the plan
-# caps (seconds) of the known GPU tests: "small real"; others run once at all sizes
-declare -A CAPS=([test_mlp_cuda]="10 10" [test_stages_cuda]="25 45" [test_update_cuda]="25 55")
+# caps (seconds) of the known GPU tests: "small real" (two steps) or one cap (one step at all
+# sizes); a test without an entry runs once at all sizes under CAP_OTHER
+declare -A CAPS=([test_mlp_cuda]="10 10" [test_stages_cuda]="25 45" [test_update_cuda]="25 55"
+                 [test_stages_fast_cuda]="25 45" [test_update_fast_cuda]="20 45"
+                 [test_cmlp_cuda]="20" [test_overlap_cuda]="15")
 CAP_OTHER=20
 PREP_CAP=15 # unpacking, env.log: counted before the first step
 
@@ -271,22 +301,29 @@ if [ -z "$SAN" ] && [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
     SAN=/usr/local/cuda/bin/compute-sanitizer
 fi
 
+add_tests() { # add_tests CALL KIND: the manifest's tests of KIND, small sizes (and the tests of
+    #           one step) first, then the real sizes
+    local i n b c
+    for i in "${!GPU_NAMES[@]}"; do
+        [ "${GPU_KINDS[$i]}" = "$2" ] || continue
+        n="${GPU_NAMES[$i]}" b="${GPU_BINS[$i]}" c="${CAPS[${GPU_NAMES[$i]}]:-$CAP_OTHER}"
+        if [ "$c" != "${c#* }" ]; then
+            add "$1" test "$n small sizes" "${c% *}" tests.log env FLAME_GPU_TEST_SIZES=small "$WRAP" "$b"
+        else
+            add "$1" test "$n all sizes" "$c" tests.log env FLAME_GPU_TEST_SIZES=all "$WRAP" "$b"
+        fi
+    done
+    for i in "${!GPU_NAMES[@]}"; do
+        [ "${GPU_KINDS[$i]}" = "$2" ] || continue
+        n="${GPU_NAMES[$i]}" b="${GPU_BINS[$i]}" c="${CAPS[${GPU_NAMES[$i]}]:-$CAP_OTHER}"
+        if [ "$c" != "${c#* }" ]; then
+            add "$1" test "$n real sizes" "${c#* }" tests.log env FLAME_GPU_TEST_SIZES=real "$WRAP" "$b"
+        fi
+    done
+}
 add first probe "device probe" 5 tests.log "$WRAP" "$PROBE"
 add first sanprobe "sanitizer probe" 12 sanitizer.log -
-for i in "${!GPU_NAMES[@]}"; do
-    n="${GPU_NAMES[$i]}" b="${GPU_BINS[$i]}"
-    if [ -n "${CAPS[$n]:-}" ]; then
-        add first test "$n small sizes" "${CAPS[$n]% *}" tests.log env FLAME_GPU_TEST_SIZES=small "$WRAP" "$b"
-    else
-        add first test "$n all sizes" "$CAP_OTHER" tests.log env FLAME_GPU_TEST_SIZES=all "$WRAP" "$b"
-    fi
-done
-for i in "${!GPU_NAMES[@]}"; do
-    n="${GPU_NAMES[$i]}" b="${GPU_BINS[$i]}"
-    if [ -n "${CAPS[$n]:-}" ]; then
-        add first test "$n real sizes" "${CAPS[$n]#* }" tests.log env FLAME_GPU_TEST_SIZES=real "$WRAP" "$b"
-    fi
-done
+add_tests first gpu
 add_san() { # add_san CALL TOOL TEST CAP: TOOL on the test's sanitizer subset, if the test exists
     local i
     for i in "${!GPU_NAMES[@]}"; do
@@ -301,8 +338,8 @@ add second sanprobe "sanitizer probe" 20 sanitizer.log -
 add_san second racecheck test_stages_cuda 40
 add_san second initcheck test_update_cuda 30
 add_san second synccheck test_mlp_cuda 15
-add second device "flame bench kernels --quick" 30 bench.log \
-    "$WRAP" "$FLAME" bench kernels --quick --json "$OUT/bench.jsonl"
+add second device "flame bench kernels --quick (staged labs)" 30 bench.log \
+    "$WRAP" "$FLAME" bench kernels --quick --lab mlp_fwd,mlp_jvp --json "$OUT/bench.jsonl"
 add second device "flame bench update --backend cuda" 40 bench.log \
     "$WRAP" "$FLAME" bench update --backend cuda --repeats 3 --json "$OUT/bench.jsonl"
 add second train "flame train --backend cuda (4000 steps)" 35 train.log \
@@ -311,10 +348,33 @@ add second train "flame train --backend cuda (4000 steps)" 35 train.log \
     --out "$WORK/runs" --name cuda_smoke --force
 add second device "flame bench env --threads 1,2,4,8,16" 45 bench.log \
     "$WRAP" "$FLAME" bench env --threads 1,2,4,8,16 --seconds 0.5 --json "$OUT/bench.jsonl"
+# the new kernel choices: their tests (label gpu_new), memcheck of whole updates with them
+# (graphs, the grid reductions' counters, cluster launches) and racecheck of the cluster engine
+# (shared and distributed shared memory)
+NEW_SET=(--set backend.small_rows=cluster --set backend.scoring=fused --set backend.backward=fused
+         --set backend.entropy=fused --set backend.reductions=grid --set backend.merge_launches=true)
+add new probe "device probe" 5 tests.log "$WRAP" "$PROBE"
+add new sanprobe "sanitizer probe" 12 sanitizer.log -
+add_tests new gpu_new
+add_san new memcheck test_update_fast_cuda 30
+add_san new racecheck test_cmlp_cuda 25
+add new-bench probe "device probe" 5 tests.log "$WRAP" "$PROBE"
+add new-bench sanprobe "sanitizer probe" 20 sanitizer.log -
+add_san new-bench memcheck test_stages_fast_cuda 40
+add_san new-bench racecheck test_stages_fast_cuda 40
+add new-bench device "flame bench kernels --quick (new labs)" 60 bench.log \
+    "$WRAP" "$FLAME" bench kernels --quick --lab small_rows,backward,qscore,entropy \
+    --json "$OUT/bench.jsonl"
+add new-bench device "flame bench update --backend cuda (new choices)" 45 bench.log \
+    "$WRAP" "$FLAME" bench update --backend cuda --repeats 3 "${NEW_SET[@]}" \
+    --json "$OUT/bench.jsonl"
+add new-bench device "flame bench update B=4096 (new choices)" 40 bench.log \
+    "$WRAP" "$FLAME" bench update --backend cuda --config "$ROOT/configs/halfcheetah_b4096.yaml" \
+    --repeats 3 --no-stages "${NEW_SET[@]}" --json "$OUT/bench.jsonl"
 
-# admission in order while the caps (each with its grace) and the set-up fit the budget. The
-# second call plans the first call's admission again to find its leftovers: it runs its probes,
-# then those, then its own steps.
+# admission in order while the caps (each with its grace) and the set-up fit the budget. A
+# second call (--second, --new-bench) plans its first call's admission again to find its
+# leftovers: it runs its probes, then those, then its own steps.
 ORDER=() LATER=()
 used=$PREP_CAP
 admit() { # admit INDEX: into ORDER if it fits, else into LATER
@@ -328,8 +388,10 @@ admit() { # admit INDEX: into ORDER if it fits, else into LATER
 }
 FIRST=() SECOND=() PROBES=()
 for i in "${!P_NAME[@]}"; do
-    if [ "${P_CALL[$i]}" = first ]; then
+    if [ "${P_CALL[$i]}" = "${PRIMARY:-$CALL}" ]; then
         FIRST+=("$i")
+    elif [ "${P_CALL[$i]}" != "$CALL" ]; then
+        continue
     elif [ "${P_KIND[$i]}" = probe ] || [ "${P_KIND[$i]}" = sanprobe ]; then
         PROBES+=("$i")
     else
@@ -339,7 +401,7 @@ done
 for i in "${FIRST[@]}"; do
     admit "$i"
 done
-if [ "$CALL" = second ]; then
+if [ -n "$PRIMARY" ]; then
     LEFT=("${LATER[@]}")
     ORDER=() LATER=()
     used=$PREP_CAP
@@ -387,7 +449,7 @@ sanitizer_probe() { # CAP: sets SAN_OK / SAN_WHY / SAN_FILTER; returns 0 when us
         return 1
     fi
     SAN_OK=1
-    if [ "$CALL" = second ]; then
+    if [ -n "$PRIMARY" ]; then
         : >"$tmp"
         run_capped "$sub" "$tmp" "$SAN" --tool racecheck "${SAN_TP[@]}" --kernel-regex kns=probe_kernel \
             --error-exitcode 3 "$WRAP" "$PROBE"
@@ -399,9 +461,16 @@ sanitizer_probe() { # CAP: sets SAN_OK / SAN_WHY / SAN_FILTER; returns 0 when us
 }
 
 # the kernels racecheck watches when it can filter (shared memory: the block reductions, the
-# candidate softmax, the fused MLP kernel; the others are cuBLAS and element-wise kernels)
+# candidate softmax, the fused MLP kernel; the others are cuBLAS and element-wise kernels); in
+# --new-bench the new kernels: the cluster engine, the fused backward, the tensor-core scoring,
+# the fused entropy estimator, the time features and the grid reductions
 RACE_KERNELS='softmax_vbar|critic_loss|td_target|ess_metrics|fm_collapsed|fm_bk|rect_kernel'
 RACE_KERNELS+='|choose_kernel|sac_actor_prep|colsum|fmlp'
+if [ "$CALL" = new-bench ]; then
+    RACE_KERNELS='cm_pass|cm_chain|bw_wgrad|qscore|qs_proj|ent_fused|time_features|alpha_kernel'
+    RACE_KERNELS+='|critic_loss|td_target|ess_metrics|fm_collapsed|fm_bk|rect_kernel|choose_kernel'
+    RACE_KERNELS+='|sac_actor_prep'
+fi
 
 # ------------------------------------------------------------------ run
 NO_DEVICE=0 PROBE_FAILED=0
@@ -428,6 +497,7 @@ for i in "${ORDER[@]}"; do
         cap="$left" # the deadline: the set-up or earlier steps ran long
     fi
     echo "==== $name (cap ${cap} s) $(date -u +%H:%M:%S)" >>"$OUT/$log"
+    log_at=$(stat -c %s "$OUT/$log")
     CUR_STEP="$name"
     t0=$(elapsed)
     note=""
@@ -437,7 +507,7 @@ for i in "${ORDER[@]}"; do
                 rc=77 note="no CUDA device"
             elif sanitizer_probe "$cap"; then
                 rc=0
-                [ "$CALL" = second ] && note="kernel filter: $([ $SAN_FILTER = 1 ] && echo yes || echo no)"
+                [ -n "$PRIMARY" ] && note="kernel filter: $([ $SAN_FILTER = 1 ] && echo yes || echo no)"
             else
                 rc=77 note="$SAN_WHY"
             fi
@@ -464,8 +534,13 @@ for i in "${ORDER[@]}"; do
         st=TIMEOUT note="killed at its cap"
     elif [ $rc -eq 77 ]; then
         st=SKIPPED
+        # a test that needs a newer device says so: "SKIPPED: ... compute capability ..."
+        cc_skip="$(tail -c +$((log_at + 1)) "$OUT/$log" | grep -m1 -E "SKIPPED: .*compute capability" \
+            | sed 's/.*SKIPPED: //' | cut -c1-90)"
         if [ "$kind" = probe ]; then
             NO_DEVICE=1 note="no CUDA device"
+        elif [ "$NO_DEVICE" != 1 ] && [ -n "$cc_skip" ]; then
+            note="$cc_skip"
         elif [ "$kind" = test ] && [ "$NO_DEVICE" != 1 ]; then
             st=FAIL note="skipped (77) although the probe found a device"
         elif [ -z "$note" ]; then
@@ -485,15 +560,18 @@ for i in "${ORDER[@]}"; do
         note="$(grep -m1 "flame train: done" "$OUT/$log" | sed 's/; outputs in.*//')"
     fi
     CUR_STEP=""
+    if [ "$st" = PASS ] && [ "$kind" != probe ] && [ "$kind" != sanprobe ]; then
+        N_CHECKED=$((N_CHECKED + 1))
+    fi
     record "$st" "$name" "$dt" "$cap" "$log" "$note"
 done
 for i in "${LATER[@]}"; do
-    if [ "$CALL" = first ]; then
+    if [ -n "$NEXT" ]; then
         record LATER "${P_NAME[$i]}" 0 "$(secs "${P_CAP[$i]}")" "-" \
-            "over the first call's budget: runs in the second call"
+            "over the $CALL call's budget: runs in the $NEXT call"
     else
         record SKIPPED "${P_NAME[$i]}" 0 "$(secs "${P_CAP[$i]}")" "-" \
-            "over the second call's budget: not run"
+            "over the $CALL call's budget: not run"
     fi
 done
 exit 0 # the EXIT trap prints the overall line and sets the exit code

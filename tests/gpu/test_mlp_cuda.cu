@@ -238,6 +238,9 @@ static bool shape_is_small(const Shape *s) {
     return s->rows * (s->w[0] + s->w[1]) <= 4096;
 }
 
+/* the shapes and check_shape above serve other tests too (test_cmlp_cuda.cu) */
+#ifndef FLAME_MLP_CHECKS_ONLY
+
 FLAME_TEST(test_mlp_forward_jvp_backward) {
     int n = (int)(sizeof SHAPES / sizeof SHAPES[0]);
     for (int i = 0; i < n; i++) {
@@ -290,3 +293,4 @@ int main(void) {
     CUDA_CHECK(cudaStreamDestroy(g_ctx.stream));
     return flame_test_report();
 }
+#endif

@@ -5,7 +5,10 @@
 # a working sanitizer with a planted error it must see, failing, timed-out and misbehaving tests,
 # the first call's budget and the second call taking the leftovers, an interrupted run (the
 # overall line is still printed and the running test is stopped), the carried libraries on
-# LD_LIBRARY_PATH of our binaries only, and at most 8 files two folders deep under $OUT.
+# LD_LIBRARY_PATH of our binaries only, and at most 8 files two folders deep under $OUT; the
+# --new and --new-bench calls of the new kernel choices (the tests of kind gpu_new, their
+# sanitizer runs, labs and benchmarks, the leftovers of --new), and a test that skips on a device
+# older than it needs (SKIPPED with its reason, not FAIL).
 set -u
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CHECK="$HERE/run_gpu_checks.sh"
@@ -24,8 +27,8 @@ ok() {
 FB="$T/build"
 mkdir -p "$FB/tests" "$FB/libs" "$T/bin"
 touch "$FB/libs/libcarried.so"
-# a fake test: behaviour from FAKE_<NAME> (pass | fail | skip | sleep); checks that it sees the
-# carried libraries and the test environment
+# a fake test: behaviour from FAKE_<NAME> (pass | fail | skip | oldcc | sleep); checks that it
+# sees the carried libraries and the test environment
 fake_test() {
     cat >"$FB/tests/$1" <<EOF
 #!/bin/bash
@@ -37,12 +40,14 @@ case "\${FAKE_$1:-pass}" in
     pass) exit 0 ;;
     fail) echo "  FAIL something"; exit 1 ;;
     skip) exit 77 ;;
+    oldcc) echo "SKIPPED: the cluster kernels need compute capability 9.0 (device fake is 8.0)"; exit 77 ;;
     sleep) echo \$\$ >"$T/sleeper.pid"; exec sleep 600 ;;
 esac
 EOF
     chmod +x "$FB/tests/$1"
 }
-for n in test_mlp_cuda test_stages_cuda test_update_cuda test_extra_cuda; do
+for n in test_mlp_cuda test_stages_cuda test_update_cuda test_extra_cuda test_cmlp_cuda \
+         test_stages_fast_cuda test_update_fast_cuda test_overlap_cuda; do
     fake_test "$n"
 done
 cat >"$FB/tests/gpu_probe" <<EOF
@@ -61,12 +66,17 @@ case "$1" in
 esac
 EOF
 chmod +x "$FB/tests/gpu_probe" "$FB/flame"
-write_manifest() { # the test names, in order
+write_manifest() { # the test names, in order; NAME:gpu_new for a test of the --new call
     : >"$FB/gpu_manifest.tsv"
+    local n kind
     for n in "$@"; do
-        printf 'gpu\t%s\ttests/%s\t\n' "$n" "$n" >>"$FB/gpu_manifest.tsv"
+        kind=gpu
+        case "$n" in *:gpu_new) kind=gpu_new n="${n%:gpu_new}" ;; esac
+        printf '%s\t%s\ttests/%s\t\n' "$kind" "$n" "$n" >>"$FB/gpu_manifest.tsv"
     done
 }
+NEW_TESTS=(test_cmlp_cuda:gpu_new test_stages_fast_cuda:gpu_new test_update_fast_cuda:gpu_new
+           test_overlap_cuda:gpu_new)
 # fake tools: record a call that sees the carried libraries
 cat >"$T/bin/nvidia-smi" <<EOF
 #!/bin/bash
@@ -110,13 +120,22 @@ run_check() {
 summary_has() { # summary_has NAME REGEX: a line of the run's summary.txt matches
     grep -qE "$2" "$T/out_$1/summary.txt"
 }
+missing_leftovers() { # missing_leftovers FIRST SECOND: LATER steps of run FIRST that run SECOND
+    #                   did not pass (their count)
+    local step missing=0
+    while read -r step; do
+        grep -qE "^PASS +$(printf '%s' "$step" | sed 's/[()]/\\&/g') " "$T/out_$2/summary.txt" \
+            || missing=$((missing + 1))
+    done < <(grep '^LATER' "$T/out_$1/summary.txt" | cut -c13-56 | sed 's/ *$//')
+    echo "$missing"
+}
 expect() { # expect WHAT CONDITION...
     local what="$1"
     shift
     if "$@"; then ok "$what"; else fail "$what"; sed 's/^/    | /' "$T/${LAST}.out"; fi
 }
 
-write_manifest test_mlp_cuda test_stages_cuda test_update_cuda
+write_manifest test_mlp_cuda test_stages_cuda test_update_cuda "${NEW_TESTS[@]}"
 
 # 1. no device: every step SKIPPED, overall SKIPPED, exit 0; the tests still ran (exit 77)
 LAST=nodev
@@ -127,6 +146,8 @@ expect "no device: no step other than SKIPPED" \
     bash -c "! grep -vE '^(SKIPPED|overall|==)' '$T/out_nodev/summary.txt'"
 expect "no device: 9 steps reported" [ "$(grep -c '^SKIPPED' "$T/out_nodev/summary.txt")" = 9 ]
 expect "no device: the tests ran and skipped" grep -q "test_update_cuda sizes=real" "$T/out_nodev/tests.log"
+expect "no device: the tests of the --new call wait for it" \
+    bash -c "! grep -qE 'fast|cmlp|overlap' '$T/out_nodev/summary.txt' '$T/out_nodev/tests.log'"
 expect "no device: caps within 300 s" \
     bash -c "grep -oE '= [0-9]+ s of 300 s' '$T/out_nodev/summary.txt' | awk '{exit !(\$2 <= 300)}'"
 expect "nvidia-smi and compute-sanitizer never see the carried libraries" [ ! -e "$T/leaks" ]
@@ -225,16 +246,12 @@ expect "budget: planned caps within 300 s" \
 expect "budget: LATER is not a failure" summary_has budget '^overall: PASS'
 LAST=leftovers
 FAKE_DEVICE=1 run_check leftovers --second
-missing=0
-while read -r step; do
-    grep -qE "^PASS +$(printf '%s' "$step" | sed 's/[()]/\\&/g') " "$T/out_leftovers/summary.txt" \
-        || missing=$((missing + 1))
-done < <(grep '^LATER' "$T/out_budget/summary.txt" | cut -c13-56 | sed 's/ *$//')
-expect "second call: every leftover of the first call passes" [ "$missing" = 0 ]
+expect "second call: every leftover of the first call passes" \
+    [ "$(missing_leftovers budget leftovers)" = 0 ]
 expect "second call: planned caps within 300 s" \
     bash -c "grep -oE '= [0-9]+ s of 300 s' '$T/out_leftovers/summary.txt' | awk '{exit !(\$2 <= 300)}'"
 
-write_manifest test_mlp_cuda test_stages_cuda test_update_cuda
+write_manifest test_mlp_cuda test_stages_cuda test_update_cuda "${NEW_TESTS[@]}"
 LAST=second
 FAKE_DEVICE=1 run_check second --second
 expect "second call: sanitizers, benchmarks, env scaling run" \
@@ -244,11 +261,95 @@ expect "second call: racecheck filtered to the shared-memory kernels" grep -q "k
 expect "second call: at most 8 files, at most two folders deep" \
     bash -c "[ \$(find '$T/out_second' -type f | wc -l) -le 8 ] && [ -z \"\$(find '$T/out_second' -mindepth 3)\" ]"
 expect "second call: nothing but our binaries sees the carried libraries" [ ! -e "$T/leaks" ]
+expect "second call: the staged kernel labs only" \
+    grep -q "bench kernels --quick --lab mlp_fwd,mlp_jvp" "$T/out_second/bench.log"
 
-# 9. bad usage
+# 9. the --new call: the gpu_new tests at small then real sizes (or one step), memcheck of whole
+#    updates and racecheck of the cluster engine; nothing of the first call
+LAST=newnodev
+run_check newnodev --new
+expect "--new, no device: exit 0, overall SKIPPED" \
+    bash -c "[ $RC = 0 ] && grep -q '^overall: SKIPPED' '$T/out_newnodev/summary.txt'"
+expect "--new, no device: no step other than SKIPPED" \
+    bash -c "! grep -vE '^(SKIPPED|overall|==)' '$T/out_newnodev/summary.txt'"
+expect "--new, no device: caps within 300 s" \
+    bash -c "grep -oE '= [0-9]+ s of 300 s' '$T/out_newnodev/summary.txt' | awk '{exit !(\$2 <= 300)}'"
+LAST=new
+FAKE_DEVICE=1 run_check new --new
+expect "--new: exit 0, overall PASS" bash -c "[ $RC = 0 ] && grep -q '^overall: PASS' '$T/out_new/summary.txt'"
+expect "--new: the fast stage test at small, then real sizes" \
+    bash -c "grep -E '^PASS +test_stages_fast_cuda (small|real) sizes' '$T/out_new/summary.txt' \
+             | cut -c13-56 | tr -s ' ' | paste -sd'|' \
+             | grep -qx 'test_stages_fast_cuda small sizes |test_stages_fast_cuda real sizes '"
+expect "--new: the cluster engine test in one step" summary_has new '^PASS +test_cmlp_cuda all sizes'
+expect "--new: memcheck of whole updates with the new choices" \
+    summary_has new '^PASS +memcheck test_update_fast_cuda \(min\)'
+expect "--new: racecheck of the cluster engine" summary_has new '^PASS +racecheck test_cmlp_cuda \(min\)'
+expect "--new: none of the first call's tests" \
+    bash -c "! grep -qE 'test_(mlp|stages|update)_cuda' '$T/out_new/summary.txt'"
+expect "--new: nothing left for --new-bench" bash -c "! grep -q '^LATER' '$T/out_new/summary.txt'"
+expect "--new: nothing but our binaries sees the carried libraries" [ ! -e "$T/leaks" ]
+
+# 10. a device older than the new tests need: SKIPPED with the reason, not FAIL; nothing passed
+LAST=oldcc
+FAKE_DEVICE=1 FAKE_test_cmlp_cuda=oldcc FAKE_test_stages_fast_cuda=oldcc \
+    FAKE_test_update_fast_cuda=oldcc FAKE_test_overlap_cuda=oldcc run_check oldcc --new
+expect "older device: exit 0, overall SKIPPED" \
+    bash -c "[ $RC = 0 ] && grep -q '^overall: SKIPPED' '$T/out_oldcc/summary.txt'"
+expect "older device: the steps name the capability" \
+    summary_has oldcc '^SKIPPED +test_cmlp_cuda all sizes .*compute capability 9.0'
+expect "older device: the sanitizer runs of those tests are SKIPPED too" \
+    summary_has oldcc '^SKIPPED +memcheck test_update_fast_cuda \(min\) .*compute capability'
+LAST=oldcc1
+FAKE_DEVICE=1 FAKE_test_overlap_cuda=oldcc run_check oldcc1 --new
+expect "older device, one test: that step SKIPPED, the call passes" \
+    bash -c "grep -qE '^SKIPPED +test_overlap_cuda' '$T/out_oldcc1/summary.txt' && grep -q '^overall: PASS' '$T/out_oldcc1/summary.txt'"
+
+# 11. --new-bench: its sanitizer runs (racecheck filtered to the new kernels), the new labs, the
+#     update benchmarks with every new choice (also at B = 4096)
+LAST=newbench
+rm -f "$T/sanitizer_args"
+FAKE_DEVICE=1 run_check newbench --new-bench
+expect "--new-bench: exit 0, overall PASS" \
+    bash -c "[ $RC = 0 ] && grep -q '^overall: PASS' '$T/out_newbench/summary.txt'"
+expect "--new-bench: memcheck and racecheck of the fast stages" \
+    bash -c "[ \$(grep -cE '^PASS +(memcheck|racecheck) test_stages_fast_cuda' '$T/out_newbench/summary.txt') = 2 ]"
+expect "--new-bench: racecheck filtered to the new kernels" grep -q "kns=cm_pass|" "$T/sanitizer_args"
+expect "--new-bench: the new labs" \
+    grep -q "bench kernels --quick --lab small_rows,backward,qscore,entropy" "$T/out_newbench/bench.log"
+expect "--new-bench: update benchmarks with every new choice" \
+    bash -c "[ \$(grep -c 'bench update .*backend.small_rows=cluster .*backend.merge_launches=true' '$T/out_newbench/bench.log') = 2 ]"
+expect "--new-bench: the large-batch config" grep -q "configs/halfcheetah_b4096.yaml" "$T/out_newbench/bench.log"
+expect "--new-bench: caps within 300 s" \
+    bash -c "grep -oE '= [0-9]+ s of 300 s' '$T/out_newbench/summary.txt' | awk '{exit !(\$2 <= 300)}'"
+expect "--new-bench: at most 8 files, at most two folders deep" \
+    bash -c "[ \$(find '$T/out_newbench' -type f | wc -l) -le 8 ] && [ -z \"\$(find '$T/out_newbench' -mindepth 3)\" ]"
+
+# 12. many new tests: --new keeps to 300 s and --new-bench runs the rest first
+for k in 1 2 3 4; do
+    fake_test "test_newer${k}_cuda"
+done
+write_manifest test_mlp_cuda "${NEW_TESTS[@]}" test_newer1_cuda:gpu_new test_newer2_cuda:gpu_new \
+    test_newer3_cuda:gpu_new test_newer4_cuda:gpu_new
+LAST=newbudget
+FAKE_DEVICE=1 run_check newbudget --new
+expect "--new budget: steps for --new-bench" summary_has newbudget '^LATER .*runs in the new-bench call'
+expect "--new budget: planned caps within 300 s" \
+    bash -c "grep -oE '= [0-9]+ s of 300 s' '$T/out_newbudget/summary.txt' | awk '{exit !(\$2 <= 300)}'"
+LAST=newleft
+FAKE_DEVICE=1 run_check newleft --new-bench
+expect "--new-bench: every leftover of --new passes" [ "$(missing_leftovers newbudget newleft)" = 0 ]
+expect "--new-bench: the leftovers right after its probes" \
+    bash -c "grep -vE '^(==|overall)' '$T/out_newleft/summary.txt' | sed -n 3p \
+             | grep -qE '^PASS +($(grep '^LATER' "$T/out_newbudget/summary.txt" | head -1 | cut -c13-56 | sed 's/ *$//; s/[()]/\\\\&/g'))'"
+
+# 13. bad usage
 LAST=usage
 run_check usage --bogus
 expect "bad argument: exit 2" [ "$RC" = 2 ]
+LAST=usage2
+run_check usage2 --new --second
+expect "two calls at once: exit 2" [ "$RC" = 2 ]
 
 echo "$FAILS failure(s)"
 [ "$FAILS" = 0 ]

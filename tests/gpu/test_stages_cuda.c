@@ -182,7 +182,8 @@ static void check_act(Pair *p, ActMode mode, int n) {
         CudaDebugView v;
         backend_cuda_debug(p->gpu, &v);
         EXPECT(v.act_n == n);
-        float *z = (float *)malloc(sizeof(float) * (size_t)n * Np * D);
+        /* calloc: GCC cannot see that the loop below fills it (-Wmaybe-uninitialized) */
+        float *z = (float *)calloc((size_t)n * Np * D, sizeof(float));
         float *a = (float *)malloc(sizeof(float) * (size_t)n * Np * D);
         float *sc = (float *)malloc(sizeof(float) * (size_t)n * Np);
         uint32_t stream = mode == ACT_EXPLORE ? RNG_STREAM_ACT_Z : RNG_STREAM_EVAL_Z;
@@ -264,6 +265,19 @@ static void check_critic_step(Pair *p, const UpdateCtx *u, CriticPhase phase) {
     pair_sync(p);
 }
 
+/* the candidate weights (B x K) are a distribution over k */
+static void expect_weights_sum_to_one(const Pair *p, const float *w, size_t B, size_t K) {
+    double worst = 0;
+    for (size_t i = 0; i < B; i++) {
+        double s = 0;
+        for (size_t k = 0; k < K; k++) {
+            s += w[i * K + k];
+        }
+        worst = fmax(worst, fabs(s - 1.0));
+    }
+    EXPECT_MSG(worst < 1e-5, "%s: weights sum to 1 within %.3g", p->tag, worst);
+}
+
 static void check_qweight(Pair *p, const UpdateCtx *u) {
     const FlameConfig *cfg = &p->cc;
     CPU->qweight(p->cpu, u);
@@ -286,16 +300,7 @@ static void check_qweight(Pair *p, const UpdateCtx *u) {
         name_of(nm, sizeof nm, p, "weighted tangent v-bar");
         EXPECT_GRAD_CLOSE(nm, g.vbar, c.vbar, B * D, gt(p, TOL_VBAR));
     }
-    /* the weights are a distribution over k */
-    double worst = 0;
-    for (size_t i = 0; i < B; i++) {
-        double s = 0;
-        for (size_t k = 0; k < K; k++) {
-            s += g.w[i * K + k];
-        }
-        worst = fmax(worst, fabs(s - 1.0));
-    }
-    EXPECT_MSG(worst < 1e-5, "%s: weights sum to 1 within %.3g", p->tag, worst);
+    expect_weights_sum_to_one(p, g.w, B, K);
     UpdateMetrics mc, mg;
     CPU->get_metrics(p->cpu, &mc);
     GPU->get_metrics(p->gpu, &mg);
@@ -520,10 +525,13 @@ static void run_case(int algo, int compat, GpuSize size, int kernels, GpuTweak t
 /* Acting on more states than one work chunk holds (best-of-N chunks of whole states, SAC chunks
    of rows, both at most 32,768 rows): 7 states, then n_big (the act buffers grow), then 3 (the
    grown buffers, a partial first chunk). */
-static void run_act_chunks(int algo, GpuSize size, int kernels) {
+static void run_act_chunks(int algo, GpuSize size, int kernels, GpuTweak tweak,
+                           const char *extra) {
     const GpuShape *shape = &GPU_SHAPES[size];
+    char ex[96];
+    snprintf(ex, sizeof ex, "%s act chunks", extra ? extra : "");
     Pair p;
-    pair_open(&p, algo, COMPAT_REFERENCE, shape, kernels, NULL, " act chunks");
+    pair_open(&p, algo, COMPAT_REFERENCE, shape, kernels, tweak, ex);
     int per_state = algo == ALGO_SAC ? 1 : p.cc.flow.num_particles;
     int n_big = 32768 / per_state + 38; /* rows beyond any one chunk, a partial last chunk */
     check_act(&p, ACT_EXPLORE, 7);
@@ -533,43 +541,6 @@ static void run_act_chunks(int algo, GpuSize size, int kernels) {
     pair_close(&p);
 }
 
-static void tw_decoupled(FlameConfig *c) {
-    c->entropy.estimator = ENT_DECOUPLED;
-    c->entropy.probe = PROBE_RADEMACHER;
-    c->entropy.probes = 2;
-}
-static void tw_gauss_probes(FlameConfig *c) {
-    c->entropy.probe = PROBE_GAUSSIAN;
-    c->entropy.probes = 3;
-}
-static void tw_decoupled_gauss(FlameConfig *c) {
-    c->entropy.estimator = ENT_DECOUPLED;
-    tw_gauss_probes(c);
-}
-static void tw_biased1(FlameConfig *c) {
-    c->entropy.estimator = ENT_BIASED1;
-}
-static void tw_exact(FlameConfig *c) {
-    c->entropy.estimator = ENT_EXACT;
-}
-static void tw_no_collapse(FlameConfig *c) {
-    c->flow.collapse_k = false;
-}
-static void tw_fm_weight(FlameConfig *c) {
-    c->flow.fm_weight = 0.5;
-    c->flow.actor_q_weight = 2.0;
-}
-static void tw_q_only(FlameConfig *c) {
-    c->flow.fm_weight = 0.0;
-}
-static void tw_ema_next(FlameConfig *c) {
-    c->quirks.next_action_policy = NEXTPOL_EMA;
-    c->flow.sample_steps = 2;
-    c->flow.r_eq_t_frac = 0.3;
-}
-static void tw_tf32(FlameConfig *c) {
-    c->backend.precision = PRECISION_TF32;
-}
 /* More rows than one work chunk (32,768) in every chunked stage of an update: B*Np = 35,200
    best-of-N particles of the critic target, B*K = 34,100 candidates to score; small widths keep
    the CPU reference cheap. */
@@ -585,6 +556,45 @@ static void tw_chunked_bk(FlameConfig *c) {
     c->flow.collapse_k = false;
 }
 
+static void tw_decoupled(FlameConfig *c) {
+    c->entropy.estimator = ENT_DECOUPLED;
+    c->entropy.probe = PROBE_RADEMACHER;
+    c->entropy.probes = 2;
+}
+static void tw_no_collapse(FlameConfig *c) {
+    c->flow.collapse_k = false;
+}
+static void tw_ema_next(FlameConfig *c) {
+    c->quirks.next_action_policy = NEXTPOL_EMA;
+    c->flow.sample_steps = 2;
+    c->flow.r_eq_t_frac = 0.3;
+}
+/* the checks and tweaks above serve other tests too (test_stages_fast_cuda.c) */
+#ifndef FLAME_STAGE_CHECKS_ONLY
+static void tw_gauss_probes(FlameConfig *c) {
+    c->entropy.probe = PROBE_GAUSSIAN;
+    c->entropy.probes = 3;
+}
+static void tw_decoupled_gauss(FlameConfig *c) {
+    c->entropy.estimator = ENT_DECOUPLED;
+    tw_gauss_probes(c);
+}
+static void tw_biased1(FlameConfig *c) {
+    c->entropy.estimator = ENT_BIASED1;
+}
+static void tw_exact(FlameConfig *c) {
+    c->entropy.estimator = ENT_EXACT;
+}
+static void tw_fm_weight(FlameConfig *c) {
+    c->flow.fm_weight = 0.5;
+    c->flow.actor_q_weight = 2.0;
+}
+static void tw_q_only(FlameConfig *c) {
+    c->flow.fm_weight = 0.0;
+}
+static void tw_tf32(FlameConfig *c) {
+    c->backend.precision = PRECISION_TF32;
+}
 FLAME_TEST(test_stages_small) {
     int algos[3] = {ALGO_FLAME_M, ALGO_FLAME_R, ALGO_SAC};
     if (gpu_runs_min_only()) {
@@ -636,7 +646,7 @@ FLAME_TEST(test_stages_small) {
              " chunked, B*K rows");
     run_case(ALGO_FLAME_R, COMPAT_REFERENCE, SIZE_ODD, KERNELS_FUSED, tw_chunked, " chunked");
     for (int a = 0; a < 3; a++) {
-        run_act_chunks(algos[a], SIZE_ODD, KERNELS_FUSED);
+        run_act_chunks(algos[a], SIZE_ODD, KERNELS_FUSED, NULL, NULL);
     }
 }
 
@@ -658,7 +668,7 @@ FLAME_TEST(test_stages_real_sizes) {
     run_case(ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_HALFCHEETAH, KERNELS_CUBLAS, tw_tf32, NULL);
     run_case(ALGO_FLAME_R, COMPAT_REFERENCE, SIZE_HALFCHEETAH, KERNELS_CUBLAS, tw_tf32, NULL);
     /* best-of-32 over more states than one chunk */
-    run_act_chunks(ALGO_FLAME_M, SIZE_HALFCHEETAH, KERNELS_FUSED);
+    run_act_chunks(ALGO_FLAME_M, SIZE_HALFCHEETAH, KERNELS_FUSED, NULL, NULL);
 }
 
 int main(void) {
@@ -667,3 +677,4 @@ int main(void) {
     RUN_TEST(test_stages_real_sizes);
     return flame_test_report();
 }
+#endif

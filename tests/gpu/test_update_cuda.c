@@ -328,6 +328,29 @@ static void gpu_against(const FlameConfig *cg, int S, int D, const Trajectory *t
     GPU->destroy(b);
 }
 
+/* Short delays: alpha steps inside the compared updates (FLAME's default delay of 100 puts none
+   there), every 3rd update (graph keys with and without the alpha step, captured and replayed) or
+   every update; the actor learning rate decays over the compared actor steps, so a rate frozen
+   into a graph differs; Adam betas (0.5, 0.99999) make the bias correction ~ sqrt(t), so a step
+   count off by one moves every step by 1/(2t) (2-25 % here; the default betas' corrections
+   cancel to ~0.1 % near t = 11) and shows in the trajectories too, not only in the audit. */
+static void tw_short_delays(FlameConfig *c, int alpha_delay) {
+    tw_eps(c);
+    c->alpha.delay = alpha_delay;
+    c->optim.beta1 = 0.5;
+    c->optim.beta2 = 0.99999;
+    c->optim.actor_lr_decay_begin = 0;
+    c->optim.actor_lr_decay_end = 8;
+}
+static void tw_alpha_every_3(FlameConfig *c) {
+    tw_short_delays(c, 3);
+}
+static void tw_alpha_every_update(FlameConfig *c) {
+    tw_short_delays(c, 1);
+}
+
+/* the checks above serve other tests too (test_update_fast_cuda.c) */
+#ifndef FLAME_UPDATE_CHECKS_ONLY
 /* the GPU variants compared with one CPU trajectory */
 enum {
     V_FUSED_GRAPHS = 1,
@@ -374,27 +397,6 @@ static void run_algo_with(int algo, int compat, GpuSize size, GpuTweak tweak, in
 
 static void run_algo(int algo, int compat, GpuSize size, int variants) {
     run_algo_with(algo, compat, size, tw_eps, variants, NULL);
-}
-
-/* Short delays: alpha steps inside the compared updates (FLAME's default delay of 100 puts none
-   there), every 3rd update (graph keys with and without the alpha step, captured and replayed) or
-   every update; the actor learning rate decays over the compared actor steps, so a rate frozen
-   into a graph differs; Adam betas (0.5, 0.99999) make the bias correction ~ sqrt(t), so a step
-   count off by one moves every step by 1/(2t) (2-25 % here; the default betas' corrections
-   cancel to ~0.1 % near t = 11) and shows in the trajectories too, not only in the audit. */
-static void tw_short_delays(FlameConfig *c, int alpha_delay) {
-    tw_eps(c);
-    c->alpha.delay = alpha_delay;
-    c->optim.beta1 = 0.5;
-    c->optim.beta2 = 0.99999;
-    c->optim.actor_lr_decay_begin = 0;
-    c->optim.actor_lr_decay_end = 8;
-}
-static void tw_alpha_every_3(FlameConfig *c) {
-    tw_short_delays(c, 3);
-}
-static void tw_alpha_every_update(FlameConfig *c) {
-    tw_short_delays(c, 1);
 }
 
 FLAME_TEST(test_update_small) {
@@ -665,3 +667,4 @@ int main(void) {
     RUN_TEST(test_update_real_sizes);
     return flame_test_report();
 }
+#endif
