@@ -9,7 +9,9 @@
  * best actions, entropies, noisy actions, times, weights, v-bar, losses, gradients, parameters,
  * Adam moments, EMA / target copies, log alpha, step counts), plus the best-of-N particle scores and
  * choices and the candidate scores against the reference's, with the fused kernels and update
- * graphs (the defaults) and with the cuBLAS kernels run eagerly.
+ * graphs (the defaults), with the cuBLAS kernels run eagerly, and (compute capability 9.0 and up)
+ * with every opt-in kernel choice on (gpu_new_choices: cluster engine, fused scoring, backward and
+ * entropy, grid reductions, merged launches).
  */
 #include "gpu_common.h"
 #include "golden_common.h"
@@ -18,11 +20,12 @@ static const GoldenTols CUDA_TOLS = {TOL_GOLDEN_CUDA_VALUE, TOL_GOLDEN_CUDA_GRAD
                                      TOL_GOLDEN_CUDA_MOMENT, TOL_GOLDEN_CUDA_STEP,
                                      TOL_GOLDEN_CUDA_SCALAR};
 
-static void check_case(const char *name, int kernels, bool graphs) {
+static void check_case(const char *name, int kernels, bool graphs, bool new_choices) {
     char path[4096], tag[160];
     golden_path(name, path, sizeof path);
-    snprintf(tag, sizeof tag, "%s cuda %s%s", name, kernels == KERNELS_FUSED ? "fused" : "cublas",
-             graphs ? " graphs" : "");
+    snprintf(tag, sizeof tag, "%s cuda %s%s%s", name,
+             kernels == KERNELS_FUSED ? "fused" : "cublas", graphs ? " graphs" : "",
+             new_choices ? " new" : "");
     printf("  -- %s (%s)\n", tag, path);
     Checkpoint ck;
     if (ckpt_read(path, &ck, true) != FLAME_OK) {
@@ -34,6 +37,9 @@ static void check_case(const char *name, int kernels, bool graphs) {
     cfg.backend.kernels = kernels;
     cfg.backend.graphs = graphs;
     cfg.backend.noise_file[0] = '\0';
+    if (new_choices) {
+        gpu_new_choices(&cfg);
+    }
     Backend *b = gpu_create(&backend_cuda_ops, &cfg, ck.obs_dim, ck.act_dim);
     backend_cuda_ops.set_state(b, &ck.st);
     EXPECT(ck.has_replay);
@@ -91,9 +97,17 @@ static void check_case(const char *name, int kernels, bool graphs) {
 }
 
 FLAME_TEST(test_golden_cuda) {
+    FlameCudaDevice dev;
+    bool cluster = flame_cuda_device_info(0, &dev) == 0 && dev.major >= 9;
+    if (!cluster) {
+        printf("  (the opt-in kernel choices need compute capability 9.0: not run here)\n");
+    }
     for (int c = 0; c < GOLDEN_NCASES; c++) {
-        check_case(GOLDEN_CASES[c], KERNELS_FUSED, true);
-        check_case(GOLDEN_CASES[c], KERNELS_CUBLAS, false);
+        check_case(GOLDEN_CASES[c], KERNELS_FUSED, true, false);
+        check_case(GOLDEN_CASES[c], KERNELS_CUBLAS, false, false);
+        if (cluster) {
+            check_case(GOLDEN_CASES[c], KERNELS_FUSED, true, true);
+        }
     }
 }
 
