@@ -23,6 +23,10 @@
  */
 #include "backend_impl.cuh"
 
+extern "C" {
+#include "flame/train_stats.h"
+}
+
 static int g_sync_check = -1;
 static int g_capturing = 0;
 
@@ -395,7 +399,7 @@ static void cuda_destroy(Backend *b) {
                     b->z_rep,  b->a_rep,  b->tan_rep, b->g_rep,  b->mask,    b->da,      b->da2,
                     b->dq1,    b->dq2,    b->dout2,  b->xr,      b->rr,      b->tr,      b->ez,
                     b->etan,   b->etr,    b->ejac,   b->elu,     b->d_aobs,  b->d_aout,  b->d_ascore,
-                    b->d_abest, b->blas_ws, b->red.part, b->red.count, b->qproj};
+                    b->d_abest, b->blas_ws, b->red.part, b->red.count, b->qproj, b->stats};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) {
         dfree(ptrs[i]);
     }
@@ -756,8 +760,46 @@ static void cuda_polyak(Backend *b, const UpdateCtx *u) {
     cuda_stage_polyak(b);
 }
 
+/* ------------------------------------------------------------------ interval statistics */
+/* one update's diagnostics into every tracked interval, in update order (train_stats_add, the
+   host's code); alpha as cuda_get_metrics forms it */
+__global__ void stats_add_kernel(TrainStats *s, int n, const UpdateMetrics *met,
+                                 const float *alpha3, int actor) {
+    UpdateMetrics m = *met;
+    m.alpha = (double)expf(alpha3[0]);
+    for (int k = 0; k < n; k++) {
+        train_stats_add(&s[k], &m, actor != 0);
+    }
+}
+
+static void cuda_stats_track(Backend *b, int n) {
+    FLAME_CHECK(n >= 0 && n <= BACKEND_STATS_SLOTS, "stats_track of %d intervals", n);
+    FLAME_CHECK(!b->capturing && !b->replaying, "stats_track called inside an update");
+    if (n > 0 && !b->stats) {
+        b->stats = (TrainStats *)dalloc(b, BACKEND_STATS_SLOTS * sizeof(TrainStats));
+    }
+    if (b->stats) {
+        TrainStats empty[BACKEND_STATS_SLOTS];
+        for (int k = 0; k < BACKEND_STATS_SLOTS; k++) {
+            train_stats_reset(&empty[k]);
+        }
+        h2d(b, b->stats, empty, sizeof empty);
+    }
+    b->stats_n = n;
+}
+
+static void cuda_stats_take(Backend *b, int k, TrainStats *out) {
+    FLAME_CHECK(k >= 0 && k < b->stats_n, "stats_take of interval %d, %d tracked", k, b->stats_n);
+    FLAME_CHECK(!b->capturing && !b->replaying, "stats_take called inside an update");
+    d2h(b, out, b->stats + k, sizeof *out); /* after the queued updates (stream order) */
+    TrainStats empty;
+    train_stats_reset(&empty);
+    h2d(b, b->stats + k, &empty, sizeof empty);
+}
+
+/* the update's graph (captured now or replayed) or its eager kernels are queued; then its
+   diagnostics go to the tracked intervals, outside the graph */
 static void cuda_end_update(Backend *b, const UpdateCtx *u) {
-    (void)u;
     if (b->capturing) {
         cudaGraph_t g = NULL;
         CUDA_CHECK(cudaStreamEndCapture(b->ctx.stream, &g));
@@ -773,6 +815,11 @@ static void cuda_end_update(Backend *b, const UpdateCtx *u) {
     } else if (b->replaying) {
         CUDA_CHECK(cudaGraphLaunch(b->exec[b->key], b->ctx.stream));
         b->replaying = false;
+    }
+    if (b->stats_n > 0) {
+        stats_add_kernel<<<1, 1, 0, b->ctx.stream>>>(b->stats, b->stats_n, b->met, b->alpha3,
+                                                     u && u->do_actor);
+        CUDA_CHECK_LAUNCH();
     }
 }
 
@@ -955,4 +1002,6 @@ extern "C" const BackendOps backend_cuda_ops = {
     cuda_end_update,
     cuda_sync,
     cuda_publish,
+    cuda_stats_track,
+    cuda_stats_take,
 };

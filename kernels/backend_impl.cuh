@@ -65,6 +65,8 @@ struct Backend {
     DevScalars *sc;
     UpdateMetrics *met;
     double *acc; /* scratch accumulators (loss sums across chunks) */
+    struct TrainStats *stats; /* BACKEND_STATS_SLOTS intervals (stats_track), allocated then */
+    int stats_n;              /* intervals every update adds to */
 
     /* kernel choices beyond DCtx (backend.scoring, entropy, reductions, merge_launches) */
     bool scoring_fused, entropy_fused, grid_red, merge;

@@ -217,21 +217,20 @@ static void expect_same_run(const char *d1, const char *d2, const char **cols, i
    at `from`, with checkpoints every `ckpt_every` steps in both (an earlier `from` goes back the way
    the README says: the newer checkpoints removed); everything deterministic must be equal: every
    parameter, Adam moment, counter, the replay and every metrics column that holds no time. */
-static void check_resume(int algo, int policy_delay, int alpha_delay, int64_t ckpt_every,
-                         int64_t from) {
+static void check_resume_in(const char *tag, int algo, int policy_delay, int alpha_delay,
+                            int64_t ckpt_every, int64_t from, bool overlap) {
     FlameConfig full, half;
     tiny_config(&full, algo);
     full.update.policy_delay = policy_delay;
     full.alpha.delay = alpha_delay;
     full.run.ckpt_every = ckpt_every;
+    full.backend.overlap = overlap;
     config_resolve(&full);
     half = full;
     half.run.total_steps = 120; /* stop at 60 + 120 = 180 (an evaluation step), checkpoint there */
     char d1[512], d2[512];
-    snprintf(d1, sizeof d1, "%s/resume_a%d_%d_%d_%lld", g_tmp, algo, policy_delay, alpha_delay,
-             (long long)ckpt_every);
-    snprintf(d2, sizeof d2, "%s/resume_b%d_%d_%d_%lld", g_tmp, algo, policy_delay, alpha_delay,
-             (long long)ckpt_every);
+    snprintf(d1, sizeof d1, "%s/%s_a", g_tmp, tag);
+    snprintf(d2, sizeof d2, "%s/%s_b", g_tmp, tag);
     EXPECT(run(&full, d1, NULL) == FLAME_OK);
     EXPECT(run(&half, d2, NULL) == FLAME_OK);
     char ck_half[1200];
@@ -257,6 +256,14 @@ static void check_resume(int algo, int policy_delay, int alpha_delay, int64_t ck
     expect_same_run(d1, d2, cols, (int)(sizeof cols / sizeof cols[0]));
 }
 
+static void check_resume(int algo, int policy_delay, int alpha_delay, int64_t ckpt_every,
+                         int64_t from) {
+    char tag[64];
+    snprintf(tag, sizeof tag, "resume%d_%d_%d_%lld", algo, policy_delay, alpha_delay,
+             (long long)ckpt_every);
+    check_resume_in(tag, algo, policy_delay, alpha_delay, ckpt_every, from, false);
+}
+
 FLAME_TEST(test_resume_exact_flame_m) {
     check_resume(ALGO_FLAME_M, 2, 2, 120, 180);
 }
@@ -278,6 +285,28 @@ FLAME_TEST(test_resume_exact_sac_delayed_actor) {
    uninterrupted run */
 FLAME_TEST(test_resume_exact_between_rows) {
     check_resume(ALGO_FLAME_M, 2, 2, 50, 162);
+}
+
+/* backend.overlap on the CPU backend (acting one iteration late, as on CUDA): resume is exact
+   (a checkpoint publishes the state it saves, which a resumed run acts with), between rows too,
+   and the late acting shows: the run ends elsewhere than the sequential one */
+FLAME_TEST(test_resume_exact_overlap) {
+    check_resume_in("overlap_120", ALGO_FLAME_M, 2, 2, 120, 180, true);
+    check_resume_in("overlap_50", ALGO_FLAME_M, 2, 2, 50, 162, true);
+    check_resume_in("sequential_120", ALGO_FLAME_M, 2, 2, 120, 180, false);
+    Checkpoint a, b;
+    char d1[512], d2[512], what[64] = "";
+    snprintf(d1, sizeof d1, "%s/overlap_120_a", g_tmp);
+    snprintf(d2, sizeof d2, "%s/sequential_120_a", g_tmp);
+    load_final(d1, &a);
+    load_final(d2, &b);
+    EXPECT_MSG(!agent_state_equal(&a.st, &b.st, what, sizeof what),
+               "backend.overlap changed nothing on the CPU backend");
+    size_t n = (size_t)a.replay.size;
+    EXPECT(n == (size_t)b.replay.size &&
+           memcmp(a.replay.act, b.replay.act, n * 3 * sizeof(float)) != 0);
+    ckpt_free(&a);
+    ckpt_free(&b);
 }
 
 /* /train rows against a run with a row after every update (3 envs, one update per 3 steps): each
@@ -645,6 +674,7 @@ int main(void) {
     RUN_TEST(test_resume_exact_sac);
     RUN_TEST(test_resume_exact_sac_delayed_actor);
     RUN_TEST(test_resume_exact_between_rows);
+    RUN_TEST(test_resume_exact_overlap);
     RUN_TEST(test_train_rows_are_interval_means);
     RUN_TEST(test_sigkill_leaves_readable_metrics);
     RUN_TEST(test_signal_in_updates_resumes_exactly);

@@ -1,7 +1,8 @@
 /*
  * test_update.c: the CPU update as a whole: it runs for every variant and compat mode with finite
  * results; determinism; noise injection equals Philox; the K-collapse gradient equals the B*K-row
- * gradient; each quirk switch changes exactly the quantity it names.
+ * gradient; each quirk switch changes exactly the quantity it names; after a publish, act uses the
+ * published state until the next publish (backend.overlap's policy lag).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -60,6 +61,54 @@ static void state_after(int algo, int64_t seed, int n, AgentState *out) {
     agent_state_init(out, &cfg, 4, 2);
     backend_cpu_ops.get_state(b, out);
     backend_cpu_ops.destroy(b);
+}
+
+/* publish: act after it and three more updates equals act of a backend holding the state of the
+   publish (exploring and deterministic, every algorithm), and differs from act with the newer
+   state, which the next publish brings */
+FLAME_TEST(test_publish_acts_with_the_published_state) {
+    int algos[3] = {ALGO_FLAME_M, ALGO_FLAME_R, ALGO_SAC};
+    enum { S = 4, D = 2, N = 7 };
+    float obs[N * S];
+    for (int i = 0; i < N * S; i++) {
+        obs[i] = 0.3f * sinf(1.7f * (float)i);
+    }
+    for (int a = 0; a < 3; a++) {
+        for (int mode = 0; mode < 2; mode++) {
+            ActMode m = mode ? ACT_DETERMINISTIC : ACT_EXPLORE;
+            FlameConfig cfg;
+            small_config(&cfg, algos[a], COMPAT_REFERENCE);
+            Backend *b = make_backend(&cfg, S, D, 100);
+            Backend *ref = make_backend(&cfg, S, D, 100);
+            AgentState st;
+            agent_state_init(&st, &cfg, S, D);
+            run_updates(b, 2);
+            backend_cpu_ops.get_state(b, &st);
+            backend_cpu_ops.publish(b);
+            run_updates(b, 3);
+            float got[N * D], want[N * D], newer[N * D];
+            backend_cpu_ops.act(b, obs, N, m, 11, got);
+            backend_cpu_ops.set_state(ref, &st); /* the published state */
+            backend_cpu_ops.act(ref, obs, N, m, 11, want);
+            EXPECT_MSG(memcmp(got, want, sizeof got) == 0,
+                       "algo %d mode %d: act after a publish is not the published state's", a,
+                       mode);
+            backend_cpu_ops.get_state(b, &st);
+            backend_cpu_ops.set_state(ref, &st); /* the current state */
+            backend_cpu_ops.act(ref, obs, N, m, 11, want);
+            EXPECT_MSG(memcmp(got, want, sizeof got) != 0,
+                       "algo %d mode %d: the updates after the publish changed no action", a,
+                       mode);
+            backend_cpu_ops.publish(b);
+            backend_cpu_ops.act(b, obs, N, m, 11, newer);
+            EXPECT_MSG(memcmp(newer, want, sizeof newer) == 0,
+                       "algo %d mode %d: the next publish does not bring the current state", a,
+                       mode);
+            agent_state_free(&st);
+            backend_cpu_ops.destroy(b);
+            backend_cpu_ops.destroy(ref);
+        }
+    }
 }
 
 FLAME_TEST(test_determinism) {
@@ -215,6 +264,7 @@ FLAME_TEST(test_k_collapse_gradient) {
 int main(void) {
     RUN_TEST(test_variants_run);
     RUN_TEST(test_determinism);
+    RUN_TEST(test_publish_acts_with_the_published_state);
     RUN_TEST(test_noise_injection_equals_philox);
     RUN_TEST(test_noise_injection_is_used);
     RUN_TEST(test_k_collapse_gradient);

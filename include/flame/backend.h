@@ -18,6 +18,7 @@
  * convert to and from AgentState (host) losslessly: checkpoints are interchangeable.
  *
  * defines: Backend BackendBase BackendOps UpdateCtx UpdateMetrics CriticPhase ActMode
+ *          BACKEND_STATS_SLOTS
  *          backend_cpu_ops backend_cuda_ops backend_select backend_base_init
  *          backend_counters_to_state backend_counters_from_state
  */
@@ -66,6 +67,8 @@ typedef struct {
     UpdateMetrics metrics;
 } BackendBase;
 
+struct TrainStats; /* train_stats.h */
+
 typedef enum { CRITIC_GRAD_AND_STEP, CRITIC_REAPPLY } CriticPhase;
 typedef enum { ACT_EXPLORE, ACT_DETERMINISTIC } ActMode;
 
@@ -103,7 +106,16 @@ typedef struct BackendOps {
        effect it sees only after the next publish. Without a publish act uses the current state
        (the strictly sequential order). */
     void (*publish)(Backend *b);
+    /* (may be NULL: the caller adds get_metrics after every update to its own TrainStats) the
+       interval statistics of train_stats.h kept by the backend, for a backend whose metrics cost
+       a wait for the device: from stats_track(b, n) on (n <= BACKEND_STATS_SLOTS, 0 stops),
+       every update adds its diagnostics to each of n intervals without a host round trip;
+       stats_take copies interval k out (waiting for the queued work) and starts it again. */
+    void (*stats_track)(Backend *b, int n);
+    void (*stats_take)(Backend *b, int k, struct TrainStats *out);
 } BackendOps;
+
+#define BACKEND_STATS_SLOTS 2
 
 /* CPU backend only: record every following update's random draws (and minibatch when with_batch)
    into an HDF5 noise bundle; the file is complete when the backend is destroyed. */

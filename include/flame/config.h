@@ -166,6 +166,7 @@ typedef enum { REDUCE_BLOCK, REDUCE_GRID } FlameReduce;
     X(backend, entropy, ENUM, "staged", 0, 0, stage_path, "CUDA reference3/decoupled entropy estimator: staged (kernels per step) or fused (sm_90: one kernel for every step)") \
     X(backend, reductions, ENUM, "block", 0, 0, reductions, "CUDA reductions over the batch: block (one block) or grid (every block, deterministic)") \
     X(backend, merge_launches, BOOL, "false", 0, 0, none, "CUDA: time features in one kernel per pass, both critics' loss, backward and Adam in one launch each") \
+    X(backend, overlap, BOOL, "false", 0, 0, none, "act and step the envs while the device runs the previous iteration's updates (the policy acts one iteration late; false: strictly sequential)") \
     X(backend, noise_file, STR, "", 0, 0, none, "HDF5 noise bundle: take the update's random draws from it (CPU)")
 
 #define FLAME_CONFIG_SECTIONS(S)                                                                   \

@@ -17,18 +17,20 @@
  *
  * The recent training returns are the last TRAIN_RECENT_EPISODES finished episodes' returns.
  *
- * defines: TrainStats train_stats_reset train_stats_add train_stats_fill RecentReturns
+ * defines: TrainStats train_stats_reset train_stats_add train_stats_lowest train_stats_highest
+ *          train_stats_merge train_stats_fill RecentReturns
  *          TRAIN_RECENT_EPISODES recent_returns_add recent_returns_mean
  */
 #ifndef FLAME_TRAIN_STATS_H
 #define FLAME_TRAIN_STATS_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "flame/backend.h"
 
-typedef struct {
+typedef struct TrainStats {
     int64_t updates, actor_updates;
     double critic_loss, q_mean, target_mean, alpha, entropy; /* sums over the updates */
     double q_min, q_max;                                     /* extremes */
@@ -39,8 +41,47 @@ typedef struct {
 /* An empty interval. */
 void train_stats_reset(TrainStats *s);
 
-/* Adds one update's diagnostics; actor_step: the update stepped the policy. */
-void train_stats_add(TrainStats *s, const UpdateMetrics *m, bool actor_step);
+#ifdef __CUDACC__
+#define TRAIN_STATS_HD __host__ __device__
+#else
+#define TRAIN_STATS_HD
+#endif
+
+/* extremes propagate NaN (fmin/fmax would drop it, hiding a diverged update) */
+static inline TRAIN_STATS_HD double train_stats_lowest(double a, double b) {
+    return isnan(a) || isnan(b) ? NAN : (b < a ? b : a);
+}
+
+static inline TRAIN_STATS_HD double train_stats_highest(double a, double b) {
+    return isnan(a) || isnan(b) ? NAN : (b > a ? b : a);
+}
+
+/* Adds one update's diagnostics; actor_step: the update stepped the policy. The same code runs
+   on the host (train.c) and in a backend that keeps the statistics on its device
+   (BackendOps.stats_track), so both sum in the same order. */
+static inline TRAIN_STATS_HD void train_stats_add(TrainStats *s, const UpdateMetrics *m,
+                                                  bool actor_step) {
+    s->updates++;
+    s->critic_loss += 0.5 * (m->critic_loss[0] + m->critic_loss[1]);
+    s->q_mean += m->q_mean;
+    s->target_mean += m->target_mean;
+    s->alpha += m->alpha;
+    s->entropy += m->entropy;
+    s->q_min = train_stats_lowest(s->q_min, m->q_min);
+    s->q_max = train_stats_highest(s->q_max, m->q_max);
+    if (actor_step) {
+        s->actor_updates++;
+        s->actor_loss += m->actor_loss;
+        s->fm_loss += m->fm_loss;
+        s->qterm_loss += m->qterm_loss;
+        s->ess_mean += m->ess_mean;
+        s->ess_min = train_stats_lowest(s->ess_min, m->ess_min);
+        s->jvp_max = train_stats_highest(s->jvp_max, m->jvp_max);
+    }
+}
+
+/* Adds the interval t to s (into an empty s: t exactly). */
+void train_stats_merge(TrainStats *s, const TrainStats *t);
 
 /* Replaces the fields of `m` (the last update's values) by the interval's statistics where the
    interval has updates (actor steps for the actor fields); critic_loss[0] and [1] both get the

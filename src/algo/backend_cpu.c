@@ -42,6 +42,8 @@ struct Backend {
     float *dout2; /* cap x 2D */
     float *act_z; /* acting particles, grown on demand */
     size_t act_z_cap;
+    AgentState pub; /* the state act uses after a publish (the device's lag, made visible) */
+    bool published;
     AnalyticQ analytic_q; /* verification mode: replaces both critics */
     void *analytic_ctx;
     float *mem;
@@ -143,6 +145,9 @@ static void cpu_destroy(Backend *b) {
     qwork_free(&b->q2w);
     replay_free(&b->replay);
     agent_state_free(&b->st);
+    if (b->published) {
+        agent_state_free(&b->pub);
+    }
     flame_free(b->act_z);
     flame_free(b->mem);
     flame_free(b);
@@ -269,8 +274,34 @@ static double sac_log_prob(const Backend *b, float e, float ls, float pre) {
 }
 
 /* ------------------------------------------------------------------ act */
+static void act_with(Backend *b, const float *obs, int n, ActMode mode, uint32_t call,
+                     float *actions);
+
+/* publish: a copy of the state as it is now, which act uses until the next publish. The CPU
+   runs no update beside act, but with it a run with backend.overlap acts as the CUDA backend's
+   does: one iteration late. */
+static void cpu_publish(Backend *b) {
+    if (!b->published) {
+        agent_state_init(&b->pub, b->base.cfg, b->S, b->D);
+        b->published = true;
+    }
+    agent_state_copy(&b->pub, &b->st);
+}
+
 static void cpu_act(Backend *b, const float *obs, int n, ActMode mode, uint32_t call,
                     float *actions) {
+    if (!b->published) {
+        act_with(b, obs, n, mode, call, actions);
+        return;
+    }
+    AgentState live = b->st; /* act reads the state through b->st only */
+    b->st = b->pub;
+    act_with(b, obs, n, mode, call, actions);
+    b->st = live;
+}
+
+static void act_with(Backend *b, const float *obs, int n, ActMode mode, uint32_t call,
+                     float *actions) {
     const FlameConfig *cfg = b->base.cfg;
     uint64_t seed = (uint64_t)cfg->run.seed;
     int D = b->D, Np = b->Np;
@@ -935,4 +966,5 @@ const BackendOps backend_cpu_ops = {
     .set_replay = cpu_set_replay,
     .get_metrics = cpu_get_metrics,
     .end_update = cpu_end_update,
+    .publish = cpu_publish,
 };

@@ -67,6 +67,8 @@ typedef struct {
     Progress progress;
     TrainStats row_stats;  /* updates since the previous /train row */
     TrainStats line_stats; /* updates since the previous progress line */
+    bool dev_stats;        /* the backend keeps both intervals (stats_track: slots 0 and 1) */
+    bool overlap;          /* backend.overlap with a backend that publishes */
     RecentReturns recent;  /* returns of the last training episodes (progress line) */
     bool signals_on;
     struct sigaction old_int, old_term;
@@ -95,6 +97,15 @@ static double elapsed(const Loop *L) {
     return L->tc.wall_seconds + (host_now() - L->t0);
 }
 
+/* the interval statistics slot k (0: row, 1: line) a backend keeps, added to *s */
+static void take_stats(Loop *L, int k, TrainStats *s) {
+    if (L->dev_stats) {
+        TrainStats t;
+        L->ops->stats_take(L->b, k, &t);
+        train_stats_merge(s, &t);
+    }
+}
+
 /* the progress line's values; the update diagnostics of the interval since the previous line */
 static ProgressSample progress_sample(Loop *L) {
     UpdateMetrics m;
@@ -102,6 +113,7 @@ static ProgressSample progress_sample(Loop *L) {
     m.critic_loss[0] = m.alpha = m.entropy = NAN;
     if (L->b && updates_done(L) > 0) {
         L->ops->get_metrics(L->b, &m);
+        take_stats(L, 1, &L->line_stats);
         train_stats_fill(&L->line_stats, &m);
     }
     ProgressSample s = {.now = host_now(),
@@ -199,9 +211,13 @@ static void update(Loop *L) {
     }
     const int64_t per = L->cfg->update.updates_per_iter;
     double t = host_now();
+    if (L->overlap && L->updates_owed == per) {
+        /* acting goes on with the state before this iteration's updates while they run */
+        L->ops->publish(L->b);
+    }
     /* the diagnostics of every update feed the rows and the progress line (not needed without
-       either: benchmarks) */
-    bool track = L->metrics || !L->opt->quiet;
+       either: benchmarks), here or kept by the backend */
+    bool track = (L->metrics || !L->opt->quiet) && !L->dev_stats;
     const AgentCounters *c = &backend_base(L->b)->counters;
     for (; L->updates_owed > 0 && (L->updates_owed == per || !g_signal); L->updates_owed--) {
         int64_t actor_steps = c->actor_steps;
@@ -213,8 +229,8 @@ static void update(Loop *L) {
             train_stats_add(&L->line_stats, &m, c->actor_steps > actor_steps);
         }
     }
-    if (L->ops->sync) {
-        L->ops->sync(L->b);
+    if (L->ops->sync && !L->overlap) {
+        L->ops->sync(L->b); /* with overlap, the updates' time shows in the next act's wait */
     }
     L->sum->update_s += host_now() - t;
 }
@@ -223,6 +239,7 @@ static void update(Loop *L) {
 static void metrics_rows(Loop *L) {
     UpdateMetrics m;
     L->ops->get_metrics(L->b, &m);
+    take_stats(L, 0, &L->row_stats);
     train_stats_fill(&L->row_stats, &m);
     train_stats_reset(&L->row_stats);
     double dt = host_now() - L->last_row_t;
@@ -308,6 +325,9 @@ static int evaluate(Loop *L) {
                      .num_threads = host_resolve_threads(cfg->env.threads, envs),
                      .seed = (uint64_t)cfg->run.seed + 0x9e3779b97f4a7c15ull * (round / 256u + 1),
                      .env_offset = EVAL_ENV_BASE + (round % 256u) * EVAL_ENV_BLOCK};
+    if (L->overlap) {
+        L->ops->publish(L->b); /* the evaluation sees every update done so far */
+    }
     RolloutPolicy pol = rollout_policy_agent(L->ops, L->b, ACT_DETERMINISTIC);
     RolloutRun run = {.episodes = episodes, .call_base = round * 1000003u, .stop = &g_signal};
     RolloutResult er;
@@ -366,6 +386,10 @@ static int save_checkpoint(Loop *L) {
     L->ckpt_saved = rc == FLAME_OK;
     L->saved_tc = L->tc;
     L->saved_updates = updates_done(L);
+    if (L->overlap) {
+        /* a run resumed from here acts with this state (nothing published yet): so does this one */
+        L->ops->publish(L->b);
+    }
     return rc;
 }
 
@@ -595,6 +619,11 @@ static void start_clocks(Loop *L, double model_sps) {
     L->next_flush = next_multiple(L->tc.env_steps, 0, cfg->run.flush_every);
     train_stats_reset(&L->row_stats);
     train_stats_reset(&L->line_stats);
+    L->overlap = cfg->backend.overlap && L->ops->publish;
+    L->dev_stats = (L->metrics || !L->opt->quiet) && L->ops->stats_take && L->ops->stats_track;
+    if (L->dev_stats) {
+        L->ops->stats_track(L->b, 2);
+    }
     ProgressSample s = progress_sample(L);
     progress_init(&L->progress, stdout, host_stdout_is_tty(), cfg->env.id, cfg->run.log_every,
                   model_sps, &s);

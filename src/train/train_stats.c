@@ -10,33 +10,22 @@ void train_stats_reset(TrainStats *s) {
     s->q_max = s->jvp_max = -INFINITY;
 }
 
-/* extremes propagate NaN (fmin/fmax would drop it, hiding a diverged update) */
-static double lowest(double a, double b) {
-    return isnan(a) || isnan(b) ? NAN : (b < a ? b : a);
-}
-
-static double highest(double a, double b) {
-    return isnan(a) || isnan(b) ? NAN : (b > a ? b : a);
-}
-
-void train_stats_add(TrainStats *s, const UpdateMetrics *m, bool actor_step) {
-    s->updates++;
-    s->critic_loss += 0.5 * (m->critic_loss[0] + m->critic_loss[1]);
-    s->q_mean += m->q_mean;
-    s->target_mean += m->target_mean;
-    s->alpha += m->alpha;
-    s->entropy += m->entropy;
-    s->q_min = lowest(s->q_min, m->q_min);
-    s->q_max = highest(s->q_max, m->q_max);
-    if (actor_step) {
-        s->actor_updates++;
-        s->actor_loss += m->actor_loss;
-        s->fm_loss += m->fm_loss;
-        s->qterm_loss += m->qterm_loss;
-        s->ess_mean += m->ess_mean;
-        s->ess_min = lowest(s->ess_min, m->ess_min);
-        s->jvp_max = highest(s->jvp_max, m->jvp_max);
-    }
+void train_stats_merge(TrainStats *s, const TrainStats *t) {
+    s->updates += t->updates;
+    s->actor_updates += t->actor_updates;
+    s->critic_loss += t->critic_loss;
+    s->q_mean += t->q_mean;
+    s->target_mean += t->target_mean;
+    s->alpha += t->alpha;
+    s->entropy += t->entropy;
+    s->q_min = train_stats_lowest(s->q_min, t->q_min);
+    s->q_max = train_stats_highest(s->q_max, t->q_max);
+    s->actor_loss += t->actor_loss;
+    s->fm_loss += t->fm_loss;
+    s->qterm_loss += t->qterm_loss;
+    s->ess_mean += t->ess_mean;
+    s->ess_min = train_stats_lowest(s->ess_min, t->ess_min);
+    s->jvp_max = train_stats_highest(s->jvp_max, t->jvp_max);
 }
 
 int64_t train_stats_fill(const TrainStats *s, UpdateMetrics *m) {

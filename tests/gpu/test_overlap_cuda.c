@@ -8,11 +8,18 @@
  *   - the next publish moves act to the state after those updates;
  *   - without any publish act uses the current state (the sequential order);
  *   - pushes through the two staging slots, interleaved with updates, leave the device ring
- *     equal to the CPU ring after the same pushes.
+ *     equal to the CPU ring after the same pushes;
+ *   - the interval statistics the backend keeps on the device (stats_track / stats_take) equal
+ *     the host's train_stats_add over get_metrics after every update (alpha: the device's expf),
+ *     with graphs, and a take starts its interval again.
  * Whether act waited for the GPU is a timing property (flame bench), not asserted here.
  * FLAME_GPU_TEST_SIZES picks the cases (gpu_sizes.h).
  */
+#include <float.h>
+#include <stddef.h>
+
 #include "gpu_common.h"
+#include "flame/train_stats.h"
 
 static const BackendOps *CPU = &backend_cpu_ops;
 static const BackendOps *GPU = &backend_cuda_ops;
@@ -174,11 +181,67 @@ FLAME_TEST(test_pushes_between_updates) {
     GPU->destroy(g);
 }
 
+static void expect_stats(const char *what, const TrainStats *dev, const TrainStats *host) {
+    EXPECT_MSG(dev->updates == host->updates && dev->actor_updates == host->actor_updates,
+               "%s: %lld/%lld updates (actor) on the device, %lld/%lld on the host", what,
+               (long long)dev->updates, (long long)dev->actor_updates, (long long)host->updates,
+               (long long)host->actor_updates);
+    const double *d = &dev->critic_loss, *h = &host->critic_loss;
+    int nf = (int)((sizeof(TrainStats) - offsetof(TrainStats, critic_loss)) / sizeof(double));
+    for (int i = 0; i < nf; i++) {
+        bool is_alpha = &d[i] == &dev->alpha;
+        /* the same doubles added in the same order; alpha is expf of log alpha, on the device
+           there and on the host here (CUDA's expf: at most 2 ulp) */
+        double tol = is_alpha ? 4 * FLT_EPSILON * fabs(h[i]) : 0.0;
+        EXPECT_MSG(fabs(d[i] - h[i]) <= tol || (isnan(d[i]) && isnan(h[i])),
+                   "%s: field %d: %.17g on the device, %.17g on the host", what, i, d[i], h[i]);
+    }
+}
+
+FLAME_TEST(test_stats_on_device) {
+    if (!gpu_runs_small()) {
+        return;
+    }
+    const GpuShape *sh = &GPU_SHAPES[SIZE_ODD];
+    FlameConfig cfg;
+    gpu_config(&cfg, ALGO_FLAME_M, COMPAT_REFERENCE, SIZE_ODD, BACKEND_CUDA, KERNELS_FUSED, NULL);
+    cfg.backend.graphs = true; /* the statistics kernel runs after captured and replayed graphs */
+    Backend *b = gpu_create(GPU, &cfg, sh->S, sh->D);
+    gpu_push_random(GPU, b, sh->S, sh->D, 200);
+    GPU->stats_track(b, 2);
+    TrainStats host_all, host_part, dev;
+    train_stats_reset(&host_all);
+    train_stats_reset(&host_part);
+    const AgentCounters *c = &backend_base(b)->counters;
+    for (int i = 0; i < 7; i++) {
+        int64_t actor = c->actor_steps;
+        update_step(GPU, b);
+        UpdateMetrics m;
+        GPU->get_metrics(b, &m);
+        train_stats_add(&host_all, &m, c->actor_steps > actor);
+        train_stats_add(&host_part, &m, c->actor_steps > actor);
+        if (i == 3) {
+            GPU->stats_take(b, 0, &dev);
+            expect_stats("slot 0, updates 1-4", &dev, &host_part);
+            train_stats_reset(&host_part);
+        }
+    }
+    EXPECT(host_all.actor_updates > 0 && host_all.actor_updates < host_all.updates);
+    GPU->stats_take(b, 0, &dev);
+    expect_stats("slot 0, updates 5-7", &dev, &host_part);
+    GPU->stats_take(b, 1, &dev);
+    expect_stats("slot 1, updates 1-7", &dev, &host_all);
+    GPU->stats_take(b, 1, &dev);
+    EXPECT(dev.updates == 0); /* a take starts the interval again */
+    GPU->destroy(b);
+}
+
 int main(void) {
     FLAME_REQUIRE_GPU();
     EXPECT(backend_cpu_ops.publish == NULL); /* the CPU backend acts sequentially */
     RUN_TEST(test_publish);
     RUN_TEST(test_sequential_without_publish);
     RUN_TEST(test_pushes_between_updates);
+    RUN_TEST(test_stats_on_device);
     return flame_test_report();
 }
