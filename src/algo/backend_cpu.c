@@ -274,32 +274,7 @@ static double sac_log_prob(const Backend *b, float e, float ls, float pre) {
 }
 
 /* ------------------------------------------------------------------ act */
-static void act_with(Backend *b, const float *obs, int n, ActMode mode, uint32_t call,
-                     float *actions);
-
-/* publish: a copy of the state as it is now, which act uses until the next publish. The CPU
-   runs no update beside act, but with it a run with backend.overlap acts as the CUDA backend's
-   does: one iteration late. */
-static void cpu_publish(Backend *b) {
-    if (!b->published) {
-        agent_state_init(&b->pub, b->base.cfg, b->S, b->D);
-        b->published = true;
-    }
-    agent_state_copy(&b->pub, &b->st);
-}
-
-static void cpu_act(Backend *b, const float *obs, int n, ActMode mode, uint32_t call,
-                    float *actions) {
-    if (!b->published) {
-        act_with(b, obs, n, mode, call, actions);
-        return;
-    }
-    AgentState live = b->st; /* act reads the state through b->st only */
-    b->st = b->pub;
-    act_with(b, obs, n, mode, call, actions);
-    b->st = live;
-}
-
+/* actions with the state b->st holds (cpu_act: the live or the published one) */
 static void act_with(Backend *b, const float *obs, int n, ActMode mode, uint32_t call,
                      float *actions) {
     const FlameConfig *cfg = b->base.cfg;
@@ -348,6 +323,29 @@ static void act_with(Backend *b, const float *obs, int n, ActMode mode, uint32_t
             }
         }
     }
+}
+
+/* publish: a copy of the state as it is now, which act uses until the next publish. The CPU
+   runs no update beside act, but with it a run with backend.overlap acts as the CUDA backend's
+   does: one iteration late. */
+static void cpu_publish(Backend *b) {
+    if (!b->published) {
+        agent_state_init(&b->pub, b->base.cfg, b->S, b->D);
+        b->published = true;
+    }
+    agent_state_copy(&b->pub, &b->st);
+}
+
+static void cpu_act(Backend *b, const float *obs, int n, ActMode mode, uint32_t call,
+                    float *actions) {
+    if (!b->published) {
+        act_with(b, obs, n, mode, call, actions);
+        return;
+    }
+    AgentState live = b->st; /* act reads the state through b->st only */
+    b->st = b->pub;
+    act_with(b, obs, n, mode, call, actions);
+    b->st = live;
 }
 
 /* ------------------------------------------------------------------ replay */

@@ -97,6 +97,12 @@ static double elapsed(const Loop *L) {
     return L->tc.wall_seconds + (host_now() - L->t0);
 }
 
+/* whether anything reads the update diagnostics' interval statistics: the /train rows or the
+   progress line (not benchmarks) */
+static bool wants_stats(const Loop *L) {
+    return L->metrics || !L->opt->quiet;
+}
+
 /* the interval statistics slot k (0: row, 1: line) a backend keeps, added to *s */
 static void take_stats(Loop *L, int k, TrainStats *s) {
     if (L->dev_stats) {
@@ -217,7 +223,7 @@ static void update(Loop *L) {
     }
     /* the diagnostics of every update feed the rows and the progress line (not needed without
        either: benchmarks), here or kept by the backend */
-    bool track = (L->metrics || !L->opt->quiet) && !L->dev_stats;
+    bool track = wants_stats(L) && !L->dev_stats;
     const AgentCounters *c = &backend_base(L->b)->counters;
     for (; L->updates_owed > 0 && (L->updates_owed == per || !g_signal); L->updates_owed--) {
         int64_t actor_steps = c->actor_steps;
@@ -620,7 +626,7 @@ static void start_clocks(Loop *L, double model_sps) {
     train_stats_reset(&L->row_stats);
     train_stats_reset(&L->line_stats);
     L->overlap = cfg->backend.overlap && L->ops->publish;
-    L->dev_stats = (L->metrics || !L->opt->quiet) && L->ops->stats_take && L->ops->stats_track;
+    L->dev_stats = wants_stats(L) && L->ops->stats_take && L->ops->stats_track;
     if (L->dev_stats) {
         L->ops->stats_track(L->b, 2);
     }
